@@ -1,0 +1,18 @@
+# Every dependency comes from Debian's packages (scripts/install-deps.sh installs them).
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+find_package(spdlog CONFIG REQUIRED)
+pkg_check_modules(LIBGIT2 REQUIRED IMPORTED_TARGET libgit2)
+
+# libasio-dev ships headers only, without a CMake config: an INTERFACE target of our
+# own. Asio is compiled once, in src/common/asio.cpp (ASIO_SEPARATE_COMPILATION).
+find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)
+add_library(ci_asio INTERFACE)
+target_include_directories(ci_asio SYSTEM INTERFACE ${ASIO_INCLUDE_DIR})
+target_compile_definitions(ci_asio INTERFACE ASIO_STANDALONE ASIO_SEPARATE_COMPILATION ASIO_NO_DEPRECATED)
+target_link_libraries(ci_asio INTERFACE Threads::Threads)
+
+if(CI_BUILD_TESTS)
+  find_package(GTest CONFIG REQUIRED)
+endif()

@@ -1,0 +1,18 @@
+// Small file helpers. Writes are atomic: a reader sees the old file or the new one,
+// never half of one.
+#pragma once
+
+#include <string>
+
+#include "ci/result.h"
+
+namespace ci {
+
+// Writes to a temporary name in the same folder, flushes it to disk, renames it over
+// `path` and flushes the folder.
+Result<void> write_file_atomic(const std::string& path, const std::string& data);
+Result<std::string> read_file(const std::string& path);
+// Creates the folder and its parents if missing.
+Result<void> make_dirs(const std::string& path);
+
+}  // namespace ci

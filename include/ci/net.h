@@ -1,0 +1,83 @@
+// TCP server and client for the line protocol, over standalone Asio (kept out of
+// this header). Every read and write is bounded in size and time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "ci/framing.h"
+#include "ci/protocol.h"
+#include "ci/result.h"
+
+namespace ci {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;  // 0: an ephemeral port
+  FrameLimits limits;
+  // A connection that has not completed a message within this long is closed.
+  std::chrono::milliseconds idle_timeout{10000};
+  size_t max_connections = 256;
+  size_t threads = 1;
+};
+
+struct Response {
+  Frame frame;
+  bool close = false;  // close the connection once the frame is written
+};
+
+// Called on a server thread for each complete message; `peer` is "ip:port".
+using FrameHandler = std::function<Response(const Frame& request, const std::string& peer)>;
+
+// A server answering one message at a time per connection, many connections at
+// once. Malformed framing is answered "ERR <reason>" and the connection closed.
+class LineServer {
+ public:
+  LineServer(ServerOptions options, BodyRule body_rule, FrameHandler handler);
+  ~LineServer();
+  LineServer(const LineServer&) = delete;
+  LineServer& operator=(const LineServer&) = delete;
+
+  // Binds (with address reuse, so a restart binds at once), listens and starts the
+  // server threads.
+  Result<void> start();
+  uint16_t port() const;
+  // Closes the listener and every connection and joins the threads. Idempotent.
+  void stop();
+
+  struct Impl;  // public only so that the connections it owns can name it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+struct ClientOptions {
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds io_timeout{10000};  // for a whole request and its reply
+  FrameLimits limits;
+};
+
+// A blocking client: one request, one reply; the connection is kept for the next
+// call and reopened after any error. Not thread-safe: one per thread.
+class LineClient {
+ public:
+  LineClient(std::string host, uint16_t port, ClientOptions options = {});
+  ~LineClient();
+  LineClient(const LineClient&) = delete;
+  LineClient& operator=(const LineClient&) = delete;
+
+  Result<Reply> call(const Request& request);
+  // Sends a raw frame; the reply is framed by reply_has_body for its verb.
+  Result<Frame> call_frame(const Frame& request);
+  void close();
+  std::string address() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ci

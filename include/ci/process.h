@@ -1,0 +1,85 @@
+// Running processes: a test command in its own process group with a time limit and a
+// capped capture of its combined output, and long-lived child processes (daemons in
+// tests and scripts).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ci/result.h"
+
+namespace ci {
+
+// Lets another thread stop a running command (graceful shutdown). Thread-safe.
+class CancelToken {
+ public:
+  CancelToken();
+  ~CancelToken();
+  CancelToken(const CancelToken&) = delete;
+  CancelToken& operator=(const CancelToken&) = delete;
+  void cancel();
+  bool cancelled() const { return cancelled_.load(); }
+  int fd() const { return fd_; }  // readable once cancelled
+
+ private:
+  int fd_;
+  std::atomic<bool> cancelled_{false};
+};
+
+struct CommandSpec {
+  std::vector<std::string> argv;               // argv[0] is looked up in PATH
+  std::string cwd;                             // "" for the current folder
+  std::vector<std::string> env;                // "NAME=value"; the whole environment
+  std::chrono::milliseconds timeout{0};        // 0: none
+  size_t output_cap = 4u << 20;                // bytes kept: the first half and the last half
+  std::chrono::milliseconds kill_grace{2000};  // SIGTERM, then SIGKILL after this
+};
+
+struct CommandResult {
+  int exit_code = -1;   // when the process exited
+  int term_signal = 0;  // when a signal ended it
+  bool timed_out = false;
+  bool cancelled = false;
+  std::string output;         // stdout and stderr, interleaved, cut in the middle if over cap
+  uint64_t output_bytes = 0;  // bytes the command printed in all
+  std::chrono::milliseconds duration{0};
+};
+
+// Runs the command in a new process group with stdin from /dev/null. When the
+// command's main process ends, times out or is cancelled, the whole group is killed,
+// so nothing it started outlives it.
+Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* cancel = nullptr);
+
+// The current environment as "NAME=value" strings.
+std::vector<std::string> current_environment();
+
+// A child process that runs until stopped: stdout and stderr go to a file.
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  ~ChildProcess();  // kills (SIGKILL) and reaps a child still running
+  ChildProcess(ChildProcess&& other) noexcept;
+  ChildProcess& operator=(ChildProcess&& other) noexcept;
+
+  static Result<ChildProcess> spawn(const std::vector<std::string>& argv,
+                                    const std::string& output_file,
+                                    const std::vector<std::string>& env = {});
+  pid_t pid() const { return pid_; }
+  bool running();
+  void signal(int sig);
+  // Waits for the child to end; returns its wait status, or -1 on timeout.
+  int wait(std::chrono::milliseconds timeout);
+  // SIGTERM, then SIGKILL if it has not ended within `grace`.
+  int stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+};
+
+}  // namespace ci

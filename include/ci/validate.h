@@ -1,0 +1,37 @@
+// Validation of identifiers taken from peers, before any use: commit ids, branch
+// names, job ids, host names and ports. Each returns an empty string when the value
+// is valid, otherwise the reason it is not (for an ERR reply).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ci {
+
+// 40 (SHA-1) or 64 (SHA-256) lowercase or uppercase hex digits.
+std::string check_commit_id(std::string_view id);
+// A branch name as git's check-ref-format allows for refs/heads/<name>.
+std::string check_branch_name(std::string_view name);
+// A host name or IPv4/IPv6 literal: 1-253 chars of [A-Za-z0-9.-:], no leading '-'.
+std::string check_host(std::string_view host);
+
+// Decimal numbers, strictly: digits only, no sign, no leading '+', within range.
+std::optional<uint64_t> parse_u64(std::string_view text, uint64_t max = UINT64_MAX);
+std::optional<int64_t> parse_count(std::string_view text);  // "-" means unknown: -1
+std::optional<uint16_t> parse_port(std::string_view text);  // 1..65535
+
+// "host:port" with the port in 1..65535; [v6]:port accepted.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  std::string str() const;
+};
+std::optional<HostPort> parse_host_port(std::string_view text, std::string* why = nullptr);
+
+// Escapes a peer-supplied string for a log line: printable ASCII kept, anything else
+// as \xNN, cut to max_len with "..." after it.
+std::string escape_for_log(std::string_view text, size_t max_len = 200);
+
+}  // namespace ci

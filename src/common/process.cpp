@@ -1,0 +1,328 @@
+#include "ci/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+extern char** environ;
+
+namespace ci {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+CancelToken::CancelToken() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+CancelToken::~CancelToken() {
+  if (fd_ >= 0) ::close(fd_);
+}
+void CancelToken::cancel() {
+  cancelled_ = true;
+  uint64_t one = 1;
+  if (fd_ >= 0) (void)!::write(fd_, &one, sizeof one);
+}
+
+std::vector<std::string> current_environment() {
+  std::vector<std::string> out;
+  for (char** e = environ; e && *e; ++e) out.emplace_back(*e);
+  return out;
+}
+
+namespace {
+
+struct CStrings {
+  std::vector<std::string> storage;
+  std::vector<char*> ptrs;
+  explicit CStrings(const std::vector<std::string>& v) : storage(v) {
+    for (auto& s : storage) ptrs.push_back(s.data());
+    ptrs.push_back(nullptr);
+  }
+};
+
+// Keeps the first and the last half of the output, counting what was cut.
+class CappedOutput {
+ public:
+  explicit CappedOutput(size_t cap) : head_cap_(cap / 2), tail_cap_(cap - cap / 2) {}
+  void append(const char* data, size_t n) {
+    total_ += n;
+    size_t to_head = std::min(n, head_cap_ - std::min(head_cap_, head_.size()));
+    head_.append(data, to_head);
+    data += to_head;
+    n -= to_head;
+    if (n == 0 || tail_cap_ == 0) return;
+    tail_.append(data, n);
+    if (tail_.size() > 2 * tail_cap_) tail_.erase(0, tail_.size() - tail_cap_);
+  }
+  std::string finish() {
+    if (tail_.size() > tail_cap_) tail_.erase(0, tail_.size() - tail_cap_);
+    uint64_t cut = total_ - head_.size() - tail_.size();
+    std::string out = std::move(head_);
+    if (cut > 0) {
+      out += "\n[... " + std::to_string(cut) + " bytes of output cut here ...]\n";
+    }
+    out += tail_;
+    return out;
+  }
+  uint64_t total() const { return total_; }
+
+ private:
+  size_t head_cap_, tail_cap_;
+  std::string head_, tail_;
+  uint64_t total_ = 0;
+};
+
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+}  // namespace
+
+Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* cancel) {
+  if (spec.argv.empty()) return make_error("empty command");
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return make_error(std::string("pipe: ") + strerror(errno));
+  CStrings argv(spec.argv);
+  CStrings envp(spec.env);
+  const char* cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
+  pid_t parent = ::getpid();
+  auto start = Clock::now();
+
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(pipefd[0]);
+    ::close(pipefd[1]);
+    return make_error(std::string("fork: ") + strerror(errno));
+  }
+  if (pid == 0) {
+    // Child: only async-signal-safe calls from here on.
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    ::dup2(pipefd[1], 1);
+    ::dup2(pipefd[1], 2);
+    if (cwd && ::chdir(cwd) != 0) {
+      const char msg[] = "cannot enter the working folder\n";
+      (void)!::write(2, msg, sizeof msg - 1);
+      ::_exit(127);
+    }
+    ::execvpe(argv.ptrs[0], argv.ptrs.data(), envp.ptrs.data());
+    const char msg[] = "cannot execute the test command: ";
+    (void)!::write(2, msg, sizeof msg - 1);
+    const char* err = strerror(errno);
+    (void)!::write(2, err, strlen(err));
+    (void)!::write(2, "\n", 1);
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);  // also in the parent, so the group exists before we signal it
+  ::close(pipefd[1]);
+  int out_fd = pipefd[0];
+  ::fcntl(out_fd, F_SETFL, O_NONBLOCK);
+  int pid_fd = pidfd_open(pid);
+
+  CommandResult result;
+  CappedOutput output(spec.output_cap);
+  bool exited = false;
+  int wstatus = 0;
+  bool pipe_open = true;
+  bool term_sent = false;
+  Clock::time_point kill_at{};
+  Clock::time_point deadline =
+      spec.timeout.count() > 0 ? start + spec.timeout : Clock::time_point::max();
+  // After the main process ends, what is left of its group is killed and the pipe
+  // drained for at most this long (a grandchild may hold it open).
+  Clock::time_point drain_deadline = Clock::time_point::max();
+  char buf[65536];
+
+  auto kill_group = [&](int sig) { ::kill(-pid, sig); };
+
+  while (!exited || pipe_open) {
+    auto now = Clock::now();
+    if (!exited && !term_sent && now >= deadline) {
+      result.timed_out = true;
+      kill_group(SIGTERM);
+      term_sent = true;
+      kill_at = now + spec.kill_grace;
+    }
+    if (!exited && !term_sent && cancel && cancel->cancelled()) {
+      result.cancelled = true;
+      kill_group(SIGTERM);
+      term_sent = true;
+      kill_at = now + spec.kill_grace;
+    }
+    if (term_sent && !exited && now >= kill_at) kill_group(SIGKILL);
+    if (exited && now >= drain_deadline) break;
+
+    Clock::time_point wake = Clock::time_point::max();
+    if (!term_sent) wake = deadline;
+    if (term_sent && !exited) wake = kill_at;
+    if (exited) wake = drain_deadline;
+    int timeout_ms = -1;
+    if (wake != Clock::time_point::max()) {
+      auto left = std::chrono::duration_cast<milliseconds>(wake - now).count();
+      timeout_ms = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(left + 1, 1 << 30)));
+    }
+    struct pollfd fds[3];
+    int nfds = 0;
+    int out_i = -1, pid_i = -1, cancel_i = -1;
+    if (pipe_open) {
+      fds[nfds] = {out_fd, POLLIN, 0};
+      out_i = nfds++;
+    }
+    if (!exited && pid_fd >= 0) {
+      fds[nfds] = {pid_fd, POLLIN, 0};
+      pid_i = nfds++;
+    }
+    if (!exited && !term_sent && cancel && cancel->fd() >= 0) {
+      fds[nfds] = {cancel->fd(), POLLIN, 0};
+      cancel_i = nfds++;
+    }
+    if (pid_fd < 0 && !exited && timeout_ms < 0) timeout_ms = 50;  // no pidfd: poll for exit
+    int n = ::poll(fds, nfds, timeout_ms);
+    if (n < 0 && errno != EINTR) break;
+    (void)cancel_i;
+    if (out_i >= 0 && (fds[out_i].revents & (POLLIN | POLLHUP | POLLERR))) {
+      while (true) {
+        ssize_t r = ::read(out_fd, buf, sizeof buf);
+        if (r > 0) {
+          output.append(buf, static_cast<size_t>(r));
+          continue;
+        }
+        if (r == 0) pipe_open = false;
+        break;  // EAGAIN or EOF
+      }
+    }
+    bool check_exit = pid_fd < 0 || (pid_i >= 0 && (fds[pid_i].revents & POLLIN));
+    if (!exited && check_exit) {
+      pid_t w = ::waitpid(pid, &wstatus, WNOHANG);
+      if (w == pid) {
+        exited = true;
+        kill_group(SIGKILL);
+        drain_deadline = Clock::now() + milliseconds(2000);
+      }
+    }
+  }
+  if (!exited) {
+    kill_group(SIGKILL);
+    ::waitpid(pid, &wstatus, 0);
+  }
+  if (pid_fd >= 0) ::close(pid_fd);
+  ::close(out_fd);
+  result.duration = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+  if (WIFEXITED(wstatus)) result.exit_code = WEXITSTATUS(wstatus);
+  if (WIFSIGNALED(wstatus)) result.term_signal = WTERMSIG(wstatus);
+  result.output_bytes = output.total();
+  result.output = output.finish();
+  return result;
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && status_ == -1) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status_, 0);
+  }
+}
+
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept
+    : pid_(other.pid_), status_(other.status_) {
+  other.pid_ = -1;
+}
+
+ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
+  if (this != &other) {
+    this->~ChildProcess();
+    pid_ = other.pid_;
+    status_ = other.status_;
+    other.pid_ = -1;
+  }
+  return *this;
+}
+
+Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv,
+                                         const std::string& output_file,
+                                         const std::vector<std::string>& env) {
+  if (argv.empty()) return make_error("empty command");
+  CStrings args(argv);
+  CStrings envp(env.empty() ? current_environment() : env);
+  int out = ::open(output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (out < 0) return make_error("cannot open " + output_file + ": " + strerror(errno));
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(out);
+    return make_error(std::string("fork: ") + strerror(errno));
+  }
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    ::execvpe(args.ptrs[0], args.ptrs.data(), envp.ptrs.data());
+    ::_exit(127);
+  }
+  ::close(out);
+  ChildProcess child;
+  child.pid_ = pid;
+  return child;
+}
+
+bool ChildProcess::running() {
+  if (pid_ <= 0 || status_ != -1) return false;
+  int st = 0;
+  if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+    status_ = st;
+    return false;
+  }
+  return true;
+}
+
+void ChildProcess::signal(int sig) {
+  if (pid_ > 0 && status_ == -1) ::kill(pid_, sig);
+}
+
+int ChildProcess::wait(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  if (status_ != -1) return status_;
+  int fd = pidfd_open(pid_);
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      status_ = st;
+      break;
+    }
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) break;
+    if (fd >= 0) {
+      struct pollfd p = {fd, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30)));
+    } else {
+      std::this_thread::sleep_for(milliseconds(std::min<int64_t>(left, 10)));
+    }
+  }
+  if (fd >= 0) ::close(fd);
+  return status_;
+}
+
+int ChildProcess::stop(std::chrono::milliseconds grace) {
+  signal(SIGTERM);
+  if (wait(grace) == -1) {
+    signal(SIGKILL);
+    wait(std::chrono::milliseconds(10000));
+  }
+  return status_;
+}
+
+}  // namespace ci

@@ -1,0 +1,128 @@
+#include "ci/validate.h"
+
+#include <charconv>
+
+namespace ci {
+
+std::string check_commit_id(std::string_view id) {
+  if (id.size() != 40 && id.size() != 64) return "commit id must be 40 or 64 hex digits";
+  for (char c : id) {
+    bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    if (!hex) return "commit id must be 40 or 64 hex digits";
+  }
+  return {};
+}
+
+std::string check_branch_name(std::string_view name) {
+  if (name.empty()) return "branch name is empty";
+  if (name.size() > 255) return "branch name longer than 255 bytes";
+  if (name.front() == '-') return "branch name starts with '-'";
+  if (name == "@") return "branch name is '@'";
+  if (name.front() == '/' || name.back() == '/' || name.back() == '.')
+    return "branch name starts or ends with '/' or ends with '.'";
+  if (name.find("..") != std::string_view::npos || name.find("//") != std::string_view::npos ||
+      name.find("@{") != std::string_view::npos)
+    return "branch name contains '..', '//' or '@{'";
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f || c == ' ' || c == '~' || c == '^' || c == ':' || c == '?' ||
+        c == '*' || c == '[' || c == '\\')
+      return "branch name contains a character git does not allow";
+  }
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('/', start);
+    if (end == std::string_view::npos) end = name.size();
+    std::string_view part = name.substr(start, end - start);
+    if (part.empty() || part.front() == '.') return "branch name has a component starting with '.'";
+    if (part.size() >= 5 && part.substr(part.size() - 5) == ".lock")
+      return "branch name has a component ending in '.lock'";
+    start = end + 1;
+  }
+  return {};
+}
+
+std::string check_host(std::string_view host) {
+  if (host.empty()) return "host is empty";
+  if (host.size() > 253) return "host longer than 253 characters";
+  if (host.front() == '-') return "host starts with '-'";
+  for (char c : host) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == ':' || c == '_';
+    if (!ok) return "host contains a character not allowed in a host name";
+  }
+  return {};
+}
+
+std::optional<uint64_t> parse_u64(std::string_view text, uint64_t max) {
+  if (text.empty() || text.size() > 20) return std::nullopt;
+  for (char c : text)
+    if (c < '0' || c > '9') return std::nullopt;
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || v > max) return std::nullopt;
+  return v;
+}
+
+std::optional<int64_t> parse_count(std::string_view text) {
+  if (text == "-") return -1;
+  auto v = parse_u64(text, INT64_MAX);
+  if (!v) return std::nullopt;
+  return static_cast<int64_t>(*v);
+}
+
+std::optional<uint16_t> parse_port(std::string_view text) {
+  auto v = parse_u64(text, 65535);
+  if (!v || *v == 0) return std::nullopt;
+  return static_cast<uint16_t>(*v);
+}
+
+std::string HostPort::str() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::optional<HostPort> parse_host_port(std::string_view text, std::string* why) {
+  auto fail = [&](std::string reason) -> std::optional<HostPort> {
+    if (why) *why = std::move(reason);
+    return std::nullopt;
+  };
+  std::string_view host, port;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return fail("address must be host:port");
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return fail("address must be host:port");
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (std::string bad = check_host(host); !bad.empty()) return fail(bad);
+  auto p = parse_port(port);
+  if (!p) return fail("port must be a number from 1 to 65535");
+  return HostPort{std::string(host), *p};
+}
+
+std::string escape_for_log(std::string_view text, size_t max_len) {
+  std::string out;
+  static const char* hex = "0123456789abcdef";
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (out.size() >= max_len) {
+      out += "...";
+      break;
+    }
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace ci

@@ -1,0 +1,162 @@
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "ci/validate.h"
+
+namespace ci::test {
+
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "ci-test-XXXXXX").string();
+  char* p = ::mkdtemp(tmpl.data());
+  if (!p) throw std::runtime_error("mkdtemp failed");
+  path_ = p;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = 1ms;
+  while (true) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return condition();
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::milliseconds>(pause * 2, 50ms);
+  }
+}
+
+std::string run(const std::vector<std::string>& argv, const std::string& cwd) {
+  CommandSpec spec;
+  spec.argv = argv;
+  spec.cwd = cwd;
+  spec.env = current_environment();
+  spec.env.push_back("GIT_AUTHOR_NAME=Test");
+  spec.env.push_back("GIT_AUTHOR_EMAIL=test@example.com");
+  spec.env.push_back("GIT_COMMITTER_NAME=Test");
+  spec.env.push_back("GIT_COMMITTER_EMAIL=test@example.com");
+  spec.timeout = 60s;
+  auto r = run_command(spec);
+  std::string cmd;
+  for (const auto& a : argv) cmd += a + " ";
+  if (!r) {
+    ADD_FAILURE() << "cannot run " << cmd << ": " << r.error();
+    return {};
+  }
+  if (r->exit_code != 0) ADD_FAILURE() << cmd << "exited " << r->exit_code << ":\n" << r->output;
+  return r->output;
+}
+
+std::string git(const std::string& repo, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"git", "-C", repo, "-c", "init.defaultBranch=master",
+                                "-c", "commit.gpgsign=false"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv);
+}
+
+std::string make_master_repo(const std::string& dir) {
+  fs::create_directories(dir);
+  git(dir, {"init", "-q", "-b", "master"});
+  fs::copy(std::string(CI_SOURCE_DIR) + "/example_tests", dir + "/tests",
+           fs::copy_options::recursive);
+  git(dir, {"add", "tests"});
+  git(dir, {"commit", "-q", "-m", "add tests"});
+  return head_commit(dir);
+}
+
+std::string clone_repo(const std::string& from, const std::string& to) {
+  run({"git", "clone", "-q", from, to});
+  return to;
+}
+
+std::string commit_file(const std::string& repo, const std::string& name,
+                        const std::string& content, const std::string& message) {
+  fs::path p = fs::path(repo) / name;
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << content;
+  git(repo, {"add", name});
+  git(repo, {"commit", "-q", "-m", message});
+  return head_commit(repo);
+}
+
+std::string head_commit(const std::string& repo) {
+  std::string out = git(repo, {"rev-parse", "HEAD"});
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool file_exists(const std::string& path) { return fs::exists(path); }
+
+std::vector<std::string> list_dir(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string bin(const std::string& name) { return std::string(CI_BIN_DIR) + "/" + name; }
+
+Daemon::Daemon(std::string name, std::vector<std::string> args, std::string log_file)
+    : name_(std::move(name)), log_file_(std::move(log_file)) {
+  std::vector<std::string> argv{bin(name_)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto child = ChildProcess::spawn(argv, log_file_);
+  if (!child) throw std::runtime_error("cannot start " + name_ + ": " + child.error());
+  child_ = std::move(child.value());
+}
+
+Daemon::~Daemon() {
+  if (child_.pid() > 0) child_.stop(3000ms);
+}
+
+uint16_t Daemon::wait_listening(std::chrono::milliseconds timeout) {
+  static const std::regex re("listening on \\S+:([0-9]+)");
+  uint16_t port = 0;
+  wait_until(
+      [&] {
+        std::smatch m;
+        std::string text = log();
+        if (std::regex_search(text, m, re)) {
+          port = parse_port(m[1].str()).value_or(0);
+          return true;
+        }
+        return !child_.running();
+      },
+      timeout);
+  if (port == 0) ADD_FAILURE() << name_ << " did not start listening; its log:\n" << log();
+  return port;
+}
+
+bool Daemon::log_contains(const std::string& text) const {
+  return log().find(text) != std::string::npos;
+}
+
+std::string Daemon::log() const { return read_text(log_file_); }
+
+void Daemon::kill(int sig) { child_.signal(sig); }
+
+int Daemon::stop() { return child_.stop(5000ms); }
+
+}  // namespace ci::test

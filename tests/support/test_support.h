@@ -1,0 +1,77 @@
+// Helpers for tests: temporary folders, real git repositories made with the git
+// command, waiting on a condition with a deadline, and the project's daemons started
+// as real processes.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ci/process.h"
+
+namespace ci::test {
+
+using namespace std::chrono_literals;
+
+// A fresh folder, removed with everything in it when the object goes.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Polls `condition` until it holds or `timeout` passes; true if it held.
+bool wait_until(const std::function<bool()>& condition,
+                std::chrono::milliseconds timeout = 30000ms);
+
+// Runs a command; fails the current test (and returns its output) if it exits non-zero.
+std::string run(const std::vector<std::string>& argv, const std::string& cwd = "");
+std::string git(const std::string& repo, const std::vector<std::string>& args);
+
+// A master repository with one commit holding example_tests/ as tests/.
+std::string make_master_repo(const std::string& dir);
+std::string clone_repo(const std::string& from, const std::string& to);
+// Writes a file, commits it and returns the commit id.
+std::string commit_file(const std::string& repo, const std::string& name,
+                        const std::string& content, const std::string& message = "change");
+std::string head_commit(const std::string& repo);
+
+std::string read_text(const std::string& path);  // "" when missing
+bool file_exists(const std::string& path);
+std::vector<std::string> list_dir(const std::string& dir);  // file names, sorted
+
+std::string bin(const std::string& name);  // build/bin/<name>
+
+// A daemon of the project started as a real process, its output in a log file.
+class Daemon {
+ public:
+  Daemon(std::string name, std::vector<std::string> args, std::string log_file);
+  ~Daemon();
+  Daemon(Daemon&&) = default;
+  Daemon& operator=(Daemon&&) = default;
+
+  // Waits for its "listening on HOST:PORT" log line; returns the port or 0.
+  uint16_t wait_listening(std::chrono::milliseconds timeout = 20000ms);
+  bool log_contains(const std::string& text) const;
+  std::string log() const;
+  pid_t pid() const { return child_.pid(); }
+  bool running() { return child_.running(); }
+  void kill(int sig);
+  int stop();  // SIGTERM, then SIGKILL after a grace period; returns the wait status
+
+ private:
+  std::string name_;
+  std::string log_file_;
+  ChildProcess child_;
+};
+
+}  // namespace ci::test

@@ -1,0 +1,12 @@
+// Graceful stop for the daemons: SIGINT and SIGTERM are blocked in every thread (call
+// block_stop_signals before starting any) and taken by the main thread.
+#pragma once
+
+namespace ci {
+
+void block_stop_signals();
+// Waits for SIGINT or SIGTERM and returns it.
+int wait_for_stop_signal();
+const char* signal_name(int sig);
+
+}  // namespace ci

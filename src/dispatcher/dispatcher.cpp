@@ -1,0 +1,361 @@
+#include "dispatcher.h"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <sstream>
+
+#include "ci/validate.h"
+
+namespace ci {
+
+namespace {
+
+TimePoint now() { return std::chrono::steady_clock::now(); }
+
+std::string count_text(int64_t n) { return n < 0 ? "-" : std::to_string(n); }
+
+const char* to_string(JobState s) {
+  switch (s) {
+    case JobState::Queued:
+      return "queued";
+    case JobState::Offered:
+      return "offered";
+    case JobState::Running:
+      return "running";
+    case JobState::Finishing:
+      return "finishing";
+    case JobState::Finished:
+      return "finished";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(DispatcherOptions options)
+    : options_(std::move(options)),
+      writer_(options_.results_dir),
+      scheduler_(Scheduler::Options{options_.heartbeat_misses, options_.max_attempts}) {}
+
+Dispatcher::~Dispatcher() { stop(); }
+
+Result<void> Dispatcher::start() {
+  if (auto r = writer_.prepare(); !r) return r;
+  ServerOptions so;
+  so.host = options_.host;
+  so.port = options_.port;
+  so.limits.max_body = options_.max_body;
+  so.idle_timeout = options_.idle_timeout;
+  so.max_connections = options_.max_connections;
+  server_ = std::make_unique<LineServer>(
+      so, request_has_body,
+      [this](const Frame& f, const std::string& peer) { return handle(f, peer); });
+  if (auto r = server_->start(); !r) return r;
+  heartbeat_ = std::thread([this] { heartbeat_loop(); });
+  redistributor_ = std::thread([this] { redistribution_loop(); });
+  return {};
+}
+
+void Dispatcher::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_ && !heartbeat_.joinable()) return;
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  stop_cv_.notify_all();
+  if (heartbeat_.joinable()) heartbeat_.join();
+  if (redistributor_.joinable()) redistributor_.join();
+  if (server_) server_->stop();
+}
+
+Response Dispatcher::handle(const Frame& frame, const std::string& peer) {
+  auto request = parse_request(frame);
+  if (!request) {
+    spdlog::warn("bad message from {}: {}", peer, request.error());
+    return {serialize_reply(Reply::err(request.error())), true};
+  }
+  struct Visitor {
+    Dispatcher* d;
+    Reply operator()(const StatusRequest&) const { return d->on_status(); }
+    Reply operator()(const RegisterRequest& r) const { return d->on_register(r); }
+    Reply operator()(const DispatchRequest& r) const { return d->on_dispatch(r); }
+    Reply operator()(const ResultsRequest& r) const { return d->on_results(r); }
+    Reply operator()(const RunnersRequest&) const { return d->on_runners(); }
+    Reply operator()(const JobsRequest& r) const { return d->on_jobs(r); }
+    Reply operator()(const PingRequest&) const { return Reply::pong(); }
+    Reply operator()(const RuntestRequest&) const {
+      return Reply::err("runtest is for runners, not the dispatcher");
+    }
+  };
+  Reply reply = std::visit(Visitor{this}, *request);
+  bool close = reply.kind == Reply::Kind::Err;
+  return {serialize_reply(reply), close};
+}
+
+Reply Dispatcher::on_register(const RegisterRequest& r) {
+  std::string address = HostPort{r.host, r.port}.str();
+  std::unique_lock<std::mutex> lock(mutex_);
+  scheduler_.register_runner(address, now());
+  settle(lock);
+  lock.unlock();
+  changed_.notify_all();
+  return Reply::ok();
+}
+
+Reply Dispatcher::on_dispatch(const DispatchRequest& r) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto submitted = scheduler_.submit(r.commit, r.branch, now());
+  settle(lock);
+  lock.unlock();
+  if (submitted.created) {
+    changed_.notify_all();
+  } else {
+    spdlog::info("dispatch of {} on {}: already job {}", r.commit, r.branch, submitted.id);
+  }
+  return Reply::ok({std::to_string(submitted.id)});
+}
+
+Reply Dispatcher::on_results(const ResultsRequest& r) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  ResultVerdict verdict = scheduler_.check_result(r.job, r.attempt, r.runner);
+  switch (verdict) {
+    case ResultVerdict::UnknownJob:
+      lock.unlock();
+      spdlog::warn("results for unknown job {} from {}", r.job, r.runner);
+      return Reply::err("unknown job " + std::to_string(r.job));
+    case ResultVerdict::WrongRunner:
+      lock.unlock();
+      spdlog::warn("results for job {} attempt {} from {}, which was not given it", r.job,
+                   r.attempt, r.runner);
+      return Reply::err("job " + std::to_string(r.job) + " attempt " + std::to_string(r.attempt) +
+                        " was not given to " + r.runner);
+    case ResultVerdict::Duplicate:
+      scheduler_.release_runner(r.runner, r.job, r.attempt, now());
+      lock.unlock();
+      changed_.notify_all();
+      spdlog::info("job {} already has its result; dropped the one from {} (attempt {})", r.job,
+                   r.runner, r.attempt);
+      return Reply::ok();
+    case ResultVerdict::Accept:
+      break;
+  }
+  Job job = *scheduler_.job(r.job);
+  lock.unlock();
+
+  JobOutcome outcome;
+  outcome.status = r.status;
+  outcome.tests_run = r.tests_run;
+  outcome.tests_failed = r.tests_failed;
+  outcome.duration_ms = r.duration_ms;
+  outcome.runner = r.runner;
+  outcome.attempt = r.attempt;
+  auto written = writer_.write(job, outcome, r.output);
+
+  lock.lock();
+  if (!written) {
+    scheduler_.abandon_result(r.job, now());
+    settle(lock);
+    lock.unlock();
+    spdlog::error("cannot record the result of job {}: {}", r.job, written.error());
+    return Reply::err("cannot record the result: " + written.error());
+  }
+  scheduler_.finish_result(r.job, outcome, now());
+  settle(lock);
+  lock.unlock();
+  changed_.notify_all();
+  return Reply::ok();
+}
+
+void Dispatcher::settle(std::unique_lock<std::mutex>& lock) {
+  while (true) {
+    auto events = scheduler_.take_events();
+    auto gave_up = scheduler_.take_gave_up();
+    if (events.empty() && gave_up.empty()) return;
+    std::vector<Job> to_record;
+    for (JobId id : gave_up) to_record.push_back(*scheduler_.job(id));
+    lock.unlock();
+    for (const auto& e : events) spdlog::info("{}", e.text);
+    std::vector<bool> ok;
+    for (const auto& job : to_record) {
+      auto r = writer_.write(job, *job.outcome, "");
+      if (!r) spdlog::error("cannot record the result of job {}: {}", job.id, r.error());
+      ok.push_back(r.ok());
+    }
+    lock.lock();
+    for (size_t i = 0; i < to_record.size(); ++i) {
+      if (ok[i]) {
+        scheduler_.finish_result(to_record[i].id, *to_record[i].outcome, now());
+      } else {
+        scheduler_.abandon_result(to_record[i].id, now());
+      }
+    }
+  }
+}
+
+Reply Dispatcher::on_status() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::map<std::string, size_t> runners, results;
+  for (const auto& [addr, r] : scheduler_.runners()) runners[to_string(r.state)]++;
+  size_t running = 0, finished = 0;
+  for (const auto& [id, j] : scheduler_.jobs()) {
+    if (j.state == JobState::Running || j.state == JobState::Offered ||
+        j.state == JobState::Finishing)
+      running++;
+    if (j.state == JobState::Finished) {
+      finished++;
+      results[to_string(j.outcome->status)]++;
+    }
+  }
+  std::ostringstream body;
+  body << "runners " << scheduler_.runners().size() << "\n";
+  body << "runners-idle " << runners["idle"] << "\n";
+  body << "runners-busy " << runners["running"] + runners["offered"] + runners["busy"] << "\n";
+  body << "runners-unreachable " << runners["unreachable"] << "\n";
+  body << "jobs-queued " << scheduler_.queued() << "\n";
+  body << "jobs-running " << running << "\n";
+  body << "jobs-finished " << finished << "\n";
+  for (const char* s : {"passed", "failed", "error", "timeout"})
+    body << "jobs-" << s << " " << results[s] << "\n";
+  body << "results-dir " << writer_.dir() << "\n";
+  return Reply::ok_with_body(body.str());
+}
+
+Reply Dispatcher::on_runners() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto t = now();
+  std::ostringstream body;
+  body << "address state job attempt jobs-done last-seen-ms\n";
+  for (const auto& [addr, r] : scheduler_.runners()) {
+    auto seen = std::chrono::duration_cast<std::chrono::milliseconds>(t - r.last_seen).count();
+    body << addr << " " << to_string(r.state) << " " << (r.job ? std::to_string(r.job) : "-") << " "
+         << (r.job ? std::to_string(r.attempt) : "-") << " " << r.jobs_done << " " << seen << "\n";
+  }
+  return Reply::ok_with_body(body.str());
+}
+
+Reply Dispatcher::on_jobs(const JobsRequest& r) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::ostringstream body;
+  body << "id commit branch state status attempt runner tests-run tests-failed duration-ms\n";
+  const auto& jobs = scheduler_.jobs();
+  std::vector<const Job*> newest;
+  for (auto it = jobs.rbegin(); it != jobs.rend() && newest.size() < r.limit; ++it)
+    newest.push_back(&it->second);
+  for (auto it = newest.rbegin(); it != newest.rend(); ++it) {
+    const Job& j = **it;
+    body << j.id << " " << j.commit << " " << j.branch << " " << to_string(j.state) << " ";
+    if (j.outcome && j.state == JobState::Finished) {
+      const JobOutcome& o = *j.outcome;
+      body << to_string(o.status) << " " << o.attempt << " " << o.runner << " "
+           << count_text(o.tests_run) << " " << count_text(o.tests_failed) << " " << o.duration_ms
+           << "\n";
+    } else {
+      body << "- " << (j.attempt ? std::to_string(j.attempt) : "-") << " "
+           << (j.attempt ? j.current_runner() : "-") << " - - -\n";
+    }
+  }
+  return Reply::ok_with_body(body.str());
+}
+
+void Dispatcher::heartbeat_loop() {
+  using std::chrono::milliseconds;
+  std::map<std::string, std::unique_ptr<LineClient>> clients;
+  auto timeout = std::min(options_.heartbeat_interval, milliseconds(2000));
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stopping_) {
+    auto next = now() + options_.heartbeat_interval;
+    stop_cv_.wait_until(lock, next, [&] { return stopping_; });
+    if (stopping_) break;
+    auto targets = scheduler_.ping_targets();
+    lock.unlock();
+
+    std::map<std::string, std::unique_ptr<LineClient>> kept;
+    std::vector<std::pair<PingTarget, std::optional<RunnerReport>>> answers;
+    for (const auto& target : targets) {
+      auto& client = clients[target.runner];
+      if (!client) {
+        auto hp = parse_host_port(target.runner);
+        ClientOptions co;
+        co.connect_timeout = timeout;
+        co.io_timeout = timeout;
+        client = std::make_unique<LineClient>(hp ? hp->host : "", hp ? hp->port : 0, co);
+      }
+      auto reply = client->call(PingRequest{});
+      std::optional<RunnerReport> report;
+      if (reply && reply->kind == Reply::Kind::Pong) {
+        RunnerReport rr;
+        const auto& a = reply->args;
+        rr.known = !a.empty();
+        rr.busy = !a.empty() && a[0] == "busy";
+        if (rr.busy && a.size() == 3) {
+          rr.job = parse_u64(a[1]).value_or(0);
+          rr.attempt = static_cast<uint32_t>(parse_u64(a[2], UINT32_MAX).value_or(0));
+        }
+        report = rr;
+      } else {
+        spdlog::debug("ping to {} failed: {}", target.runner,
+                      reply ? "unexpected reply" : reply.error());
+      }
+      answers.emplace_back(target, report);
+      kept[target.runner] = std::move(client);
+    }
+    clients.swap(kept);  // forget the clients of runners that are gone
+
+    lock.lock();
+    auto t = now();
+    for (const auto& [target, report] : answers) {
+      if (report) {
+        scheduler_.ping_answered(target, *report, t);
+      } else {
+        scheduler_.ping_missed(target, t);
+      }
+    }
+    settle(lock);
+    if (scheduler_.can_offer()) changed_.notify_all();
+  }
+}
+
+void Dispatcher::redistribution_loop() {
+  std::map<std::string, std::unique_ptr<LineClient>> clients;
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    changed_.wait(lock, [&] { return stopping_ || scheduler_.can_offer(); });
+    if (stopping_) break;
+    auto offer = scheduler_.next_offer(now());
+    if (!offer) continue;
+    lock.unlock();
+
+    auto& client = clients[offer->runner];
+    if (!client) {
+      auto hp = parse_host_port(offer->runner);
+      ClientOptions co;
+      co.connect_timeout = std::chrono::milliseconds(2000);
+      co.io_timeout = std::chrono::milliseconds(5000);
+      client = std::make_unique<LineClient>(hp ? hp->host : "", hp ? hp->port : 0, co);
+    }
+    auto reply =
+        client->call(RuntestRequest{offer->job, offer->attempt, offer->commit, offer->branch});
+    if (clients.size() > 4096) clients.clear();
+
+    lock.lock();
+    auto t = now();
+    if (reply && reply->kind == Reply::Kind::Ok) {
+      scheduler_.offer_accepted(*offer, t);
+    } else if (reply && reply->kind == Reply::Kind::Busy) {
+      spdlog::info("runner {} is busy; job {} goes back to the queue", offer->runner, offer->job);
+      scheduler_.offer_refused(*offer, Scheduler::Refusal::Busy, t);
+    } else if (reply) {
+      spdlog::warn("runner {} refused job {}: {}", offer->runner, offer->job, reply->reason());
+      scheduler_.offer_refused(*offer, Scheduler::Refusal::Rejected, t);
+    } else {
+      spdlog::warn("cannot reach runner {} for job {}: {}", offer->runner, offer->job,
+                   reply.error());
+      scheduler_.offer_refused(*offer, Scheduler::Refusal::Unreachable, t);
+    }
+    settle(lock);
+  }
+}
+
+}  // namespace ci

@@ -1,0 +1,67 @@
+// ci-dispatcher: keeps the job queue, hands jobs to runners, records results.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <iostream>
+
+#include "ci/log.h"
+#include "ci/signals.h"
+#include "dispatcher.h"
+
+int main(int argc, char** argv) {
+  ci::DispatcherOptions opts;
+  std::string log_level = "info";
+  double heartbeat_s = 2.0, idle_timeout_s = 10.0;
+
+  CLI::App app{"ci-dispatcher: hands commits to test runners and records their results"};
+  app.add_option("--host", opts.host, "address to listen on")->capture_default_str();
+  app.add_option("--port", opts.port, "port to listen on (0: any free port)")
+      ->capture_default_str();
+  app.add_option("--results-dir", opts.results_dir, "folder for the result files")
+      ->capture_default_str();
+  app.add_option("--heartbeat-interval", heartbeat_s, "seconds between pings to each runner")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 3600.0));
+  app.add_option("--heartbeat-misses", opts.heartbeat_misses,
+                 "missed pings in a row before a runner is dropped")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--max-attempts", opts.max_attempts,
+                 "attempts lost to dead runners before a job ends as an error")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--max-body", opts.max_body, "largest message body accepted, in bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
+  app.add_option("--idle-timeout", idle_timeout_s,
+                 "seconds a connection may take to send a whole message")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 3600.0));
+  app.add_option("--max-connections", opts.max_connections, "connections served at once")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{100000}));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  opts.heartbeat_interval = std::chrono::milliseconds(std::llround(heartbeat_s * 1000));
+  opts.idle_timeout = std::chrono::milliseconds(std::llround(idle_timeout_s * 1000));
+  if (auto r = ci::setup_logging("ci-dispatcher", log_level); !r) {
+    std::cerr << "ci-dispatcher: " << r.error() << "\n";
+    return 2;
+  }
+  ci::block_stop_signals();
+  ci::Dispatcher dispatcher(opts);
+  if (auto r = dispatcher.start(); !r) {
+    spdlog::error("{}", r.error());
+    return 1;
+  }
+  spdlog::info("ci-dispatcher listening on {}:{}, results in {}/", opts.host, dispatcher.port(),
+               opts.results_dir);
+  int sig = ci::wait_for_stop_signal();
+  spdlog::info("{} received, stopping", ci::signal_name(sig));
+  dispatcher.stop();
+  spdlog::info("stopped");
+  return 0;
+}

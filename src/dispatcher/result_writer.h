@@ -1,0 +1,27 @@
+// Writes each finished job as the seed's result file, test_results/<commit>: a short
+// header, a blank line, then the test output byte for byte. Atomic: a reader never
+// sees half a file.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "ci/result.h"
+#include "scheduler.h"
+
+namespace ci {
+
+class ResultWriter {
+ public:
+  explicit ResultWriter(std::string dir) : dir_(std::move(dir)) {}
+  Result<void> prepare() const;  // creates the folder
+  const std::string& dir() const { return dir_; }
+  std::string path_for(const std::string& commit) const { return dir_ + "/" + commit; }
+  Result<void> write(const Job& job, const JobOutcome& outcome, std::string_view output) const;
+  static std::string format(const Job& job, const JobOutcome& outcome, std::string_view output);
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace ci

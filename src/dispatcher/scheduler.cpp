@@ -1,0 +1,312 @@
+#include "scheduler.h"
+
+#include <algorithm>
+
+namespace ci {
+
+const char* to_string(RunnerState s) {
+  switch (s) {
+    case RunnerState::Idle:
+      return "idle";
+    case RunnerState::Offered:
+      return "offered";
+    case RunnerState::Running:
+      return "running";
+    case RunnerState::BusyUnknown:
+      return "busy";
+    case RunnerState::Suspect:
+      return "unreachable";
+  }
+  return "unknown";
+}
+
+Scheduler::Scheduler(Options options) : options_(options) {}
+
+void Scheduler::set_idle(Runner& r) {
+  leave_idle(r);
+  r.state = RunnerState::Idle;
+  r.job = 0;
+  r.attempt = 0;
+  r.idle_seq = next_seq_++;
+  r.epoch = next_seq_++;
+  idle_.insert({r.idle_seq, r.address});
+}
+
+void Scheduler::leave_idle(Runner& r) {
+  if (r.state == RunnerState::Idle) idle_.erase({r.idle_seq, r.address});
+}
+
+bool Scheduler::register_runner(const std::string& address, TimePoint now) {
+  auto it = runners_.find(address);
+  if (it != runners_.end()) {
+    Runner& r = it->second;
+    r.last_seen = now;
+    r.misses = 0;
+    if (r.state == RunnerState::Suspect) set_idle(r);
+    return false;
+  }
+  Runner r;
+  r.address = address;
+  r.registered_at = now;
+  r.last_seen = now;
+  r.state = RunnerState::Suspect;  // set_idle moves it out of a non-idle state
+  auto& stored = runners_.emplace(address, r).first->second;
+  set_idle(stored);
+  event("runner " + address + " registered");
+  return true;
+}
+
+std::vector<PingTarget> Scheduler::ping_targets() const {
+  std::vector<PingTarget> out;
+  out.reserve(runners_.size());
+  for (const auto& [addr, r] : runners_) out.push_back({addr, r.epoch});
+  return out;
+}
+
+void Scheduler::ping_answered(const PingTarget& target, const RunnerReport& report, TimePoint now) {
+  auto it = runners_.find(target.runner);
+  if (it == runners_.end()) return;
+  Runner& r = it->second;
+  r.last_seen = now;
+  r.misses = 0;
+  // The report describes the runner as it was when pinged; if we have given it work
+  // since, the report is stale.
+  if (r.epoch != target.epoch || !report.known) return;
+  switch (r.state) {
+    case RunnerState::Idle:
+      if (report.busy) {
+        leave_idle(r);
+        r.state = RunnerState::BusyUnknown;
+        r.job = report.job;
+        r.attempt = report.attempt;
+        r.epoch = next_seq_++;
+      }
+      break;
+    case RunnerState::Running:
+      if (!report.busy || report.job != r.job || report.attempt != r.attempt)
+        lose_job(r, "runner " + r.address + " is no longer running it", now);
+      break;
+    case RunnerState::BusyUnknown:
+      if (!report.busy) set_idle(r);
+      break;
+    case RunnerState::Suspect:
+      if (report.busy) {
+        r.state = RunnerState::BusyUnknown;
+        r.epoch = next_seq_++;
+      } else {
+        set_idle(r);
+      }
+      break;
+    case RunnerState::Offered:
+      break;
+  }
+}
+
+void Scheduler::ping_missed(const PingTarget& target, TimePoint now) {
+  auto it = runners_.find(target.runner);
+  if (it == runners_.end()) return;
+  Runner& r = it->second;
+  if (++r.misses >= options_.heartbeat_misses) drop_runner(r.address, now);
+}
+
+void Scheduler::drop_runner(const std::string& address, TimePoint now) {
+  auto it = runners_.find(address);
+  if (it == runners_.end()) return;
+  Runner& r = it->second;
+  event("runner " + address + " dropped after " + std::to_string(r.misses) + " missed pings");
+  if (r.state == RunnerState::Running) lose_job(r, "runner " + address + " died", now);
+  leave_idle(r);
+  runners_.erase(it);
+}
+
+void Scheduler::lose_job(Runner& r, const std::string& why, TimePoint now) {
+  (void)now;
+  auto it = jobs_.find(r.job);
+  set_idle(r);
+  if (it == jobs_.end()) return;
+  Job& job = it->second;
+  if (job.state != JobState::Running || job.current_runner() != r.address) return;
+  job.infra_failures++;
+  if (job.infra_failures >= options_.max_attempts) {
+    JobOutcome out;
+    out.status = TestStatus::Error;
+    out.attempt = job.attempt;
+    out.runner = r.address;
+    out.reason = "gave up after " + std::to_string(job.infra_failures) +
+                 " attempts lost to infrastructure; last: " + why;
+    // The caller records this like a result: the job ends in Finishing.
+    job.state = JobState::Finishing;
+    job.outcome = out;
+    gave_up_.push_back(job.id);
+    event("job " + std::to_string(job.id) + " failed: " + out.reason);
+    return;
+  }
+  requeue_front(job);
+  event("job " + std::to_string(job.id) + " requeued: " + why);
+}
+
+void Scheduler::requeue_front(Job& job) {
+  job.state = JobState::Queued;
+  queue_.push_front(job.id);
+}
+
+Scheduler::Submitted Scheduler::submit(const std::string& commit, const std::string& branch,
+                                       TimePoint now) {
+  auto key = std::make_pair(commit, branch);
+  if (auto it = by_commit_.find(key); it != by_commit_.end()) return {it->second, false};
+  Job job;
+  job.id = next_job_++;
+  job.commit = commit;
+  job.branch = branch;
+  job.queued_at = now;
+  JobId id = job.id;
+  jobs_.emplace(id, std::move(job));
+  by_commit_.emplace(key, id);
+  queue_.push_back(id);
+  event("job " + std::to_string(id) + " queued: " + commit + " on " + branch);
+  return {id, true};
+}
+
+bool Scheduler::can_offer() const { return !queue_.empty() && !idle_.empty(); }
+
+std::optional<Offer> Scheduler::next_offer(TimePoint now) {
+  (void)now;
+  if (!can_offer()) return std::nullopt;
+  JobId id = queue_.front();
+  queue_.pop_front();
+  Job& job = jobs_.at(id);
+  auto first = idle_.begin();
+  Runner& r = runners_.at(first->second);
+  leave_idle(r);
+  r.state = RunnerState::Offered;
+  r.epoch = next_seq_++;
+  job.state = JobState::Offered;
+  job.attempt++;
+  job.runners.push_back(r.address);
+  r.job = id;
+  r.attempt = job.attempt;
+  return Offer{id, job.attempt, job.commit, job.branch, r.address, r.epoch};
+}
+
+void Scheduler::offer_accepted(const Offer& offer, TimePoint now) {
+  Job& job = jobs_.at(offer.job);
+  auto it = runners_.find(offer.runner);
+  if (it == runners_.end() || it->second.epoch != offer.epoch) {
+    // The runner was dropped while the offer was in flight; it has the job anyway,
+    // and its result will be accepted when it comes. Requeue so nothing waits on it.
+    if (job.state == JobState::Offered) requeue_front(job);
+    return;
+  }
+  Runner& r = it->second;
+  r.state = RunnerState::Running;
+  r.last_seen = now;
+  r.misses = 0;
+  job.state = JobState::Running;
+  job.started_at = now;
+  event("job " + std::to_string(job.id) + " attempt " + std::to_string(job.attempt) +
+        " running on " + r.address + ": " + job.commit);
+}
+
+void Scheduler::offer_refused(const Offer& offer, Refusal why, TimePoint now) {
+  (void)now;
+  Job& job = jobs_.at(offer.job);
+  job.runners.pop_back();
+  job.attempt--;
+  if (job.state == JobState::Offered) requeue_front(job);
+  auto it = runners_.find(offer.runner);
+  if (it == runners_.end() || it->second.epoch != offer.epoch) return;
+  Runner& r = it->second;
+  r.job = 0;
+  r.attempt = 0;
+  r.epoch = next_seq_++;
+  switch (why) {
+    case Refusal::Busy:
+      r.state = RunnerState::BusyUnknown;
+      break;
+    case Refusal::Unreachable:
+      r.state = RunnerState::Suspect;
+      if (++r.misses >= options_.heartbeat_misses) drop_runner(r.address, now);
+      break;
+    case Refusal::Rejected:
+      r.state = RunnerState::Suspect;
+      break;
+  }
+}
+
+ResultVerdict Scheduler::check_result(JobId id, uint32_t attempt, const std::string& runner) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return ResultVerdict::UnknownJob;
+  Job& job = it->second;
+  if (attempt == 0 || attempt > job.runners.size() || job.runners[attempt - 1] != runner)
+    return ResultVerdict::WrongRunner;
+  if (job.state == JobState::Finished || job.state == JobState::Finishing)
+    return ResultVerdict::Duplicate;
+  job.state = JobState::Finishing;
+  return ResultVerdict::Accept;
+}
+
+void Scheduler::finish_result(JobId id, const JobOutcome& outcome, TimePoint now) {
+  Job& job = jobs_.at(id);
+  job.state = JobState::Finished;
+  job.outcome = outcome;
+  // A job requeued after losing its runner may sit in the queue when a late result
+  // from the earlier attempt completes it.
+  queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
+  event("job " + std::to_string(id) + " " + to_string(outcome.status) + " on " + outcome.runner +
+        " (attempt " + std::to_string(outcome.attempt) + "): " + job.commit);
+  release_runner(outcome.runner, id, outcome.attempt, now);
+  if (auto it = runners_.find(outcome.runner); it != runners_.end()) it->second.jobs_done++;
+}
+
+void Scheduler::abandon_result(JobId id, TimePoint now) {
+  (void)now;
+  Job& job = jobs_.at(id);
+  if (job.state != JobState::Finishing) return;
+  job.outcome.reset();
+  bool running = false;
+  if (auto it = runners_.find(job.current_runner()); it != runners_.end())
+    running = it->second.state == RunnerState::Running && it->second.job == id;
+  if (running) {
+    job.state = JobState::Running;
+  } else {
+    requeue_front(job);
+  }
+}
+
+void Scheduler::release_runner(const std::string& runner, JobId job, uint32_t attempt,
+                               TimePoint now) {
+  auto it = runners_.find(runner);
+  if (it == runners_.end()) return;
+  Runner& r = it->second;
+  r.last_seen = now;
+  r.misses = 0;
+  bool its_job = r.job == job && r.attempt == attempt &&
+                 (r.state == RunnerState::Running || r.state == RunnerState::BusyUnknown);
+  if (its_job) set_idle(r);
+}
+
+const Job* Scheduler::job(JobId id) const {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+size_t Scheduler::count_jobs(JobState state) const {
+  size_t n = 0;
+  for (const auto& [id, j] : jobs_)
+    if (j.state == state) ++n;
+  return n;
+}
+
+std::vector<JobId> Scheduler::take_gave_up() {
+  std::vector<JobId> out;
+  out.swap(gave_up_);
+  return out;
+}
+
+std::vector<SchedulerEvent> Scheduler::take_events() {
+  std::vector<SchedulerEvent> out;
+  out.swap(events_);
+  return out;
+}
+
+}  // namespace ci

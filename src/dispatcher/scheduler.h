@@ -1,0 +1,178 @@
+// The dispatcher's decisions, as plain code: which job goes to which runner, when a
+// runner is dead, what a late or repeated result means. No sockets, threads or clocks:
+// the caller passes events and the time, and holds the one lock around it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ci/protocol.h"
+
+namespace ci {
+
+using TimePoint = std::chrono::steady_clock::time_point;
+
+enum class JobState { Queued, Offered, Running, Finishing, Finished };
+
+struct JobOutcome {
+  TestStatus status = TestStatus::Error;
+  int64_t tests_run = -1;
+  int64_t tests_failed = -1;
+  uint64_t duration_ms = 0;
+  std::string runner;
+  uint32_t attempt = 0;
+  std::string reason;  // why the dispatcher ended it as an error, if it did
+};
+
+struct Job {
+  JobId id = 0;
+  std::string commit;
+  std::string branch;
+  JobState state = JobState::Queued;
+  uint32_t attempt = 0;              // the latest attempt handed to a runner
+  std::vector<std::string> runners;  // runners[i]: who got attempt i + 1
+  uint32_t infra_failures = 0;       // attempts lost with their runner
+  TimePoint queued_at{};
+  TimePoint started_at{};
+  std::optional<JobOutcome> outcome;  // set once finished
+  std::string current_runner() const { return runners.empty() ? "" : runners.back(); }
+};
+
+enum class RunnerState {
+  Idle,         // free for a job
+  Offered,      // a runtest is on its way to it
+  Running,      // running one of our jobs
+  BusyUnknown,  // said BUSY or "pong busy" for work we did not give it
+  Suspect,      // did not answer; no jobs until it answers a ping
+};
+const char* to_string(RunnerState s);
+
+struct Runner {
+  std::string address;  // host:port, as it registered
+  RunnerState state = RunnerState::Idle;
+  JobId job = 0;
+  uint32_t attempt = 0;
+  int misses = 0;
+  uint64_t epoch = 0;     // changes whenever its assignment changes
+  uint64_t idle_seq = 0;  // order in which runners became idle: least recent first
+  uint64_t jobs_done = 0;
+  TimePoint registered_at{};
+  TimePoint last_seen{};
+};
+
+struct Offer {
+  JobId job = 0;
+  uint32_t attempt = 0;
+  std::string commit;
+  std::string branch;
+  std::string runner;
+  uint64_t epoch = 0;
+};
+
+struct PingTarget {
+  std::string runner;
+  uint64_t epoch = 0;
+};
+
+// What a runner said it is doing in its pong.
+struct RunnerReport {
+  bool known = true;  // false: a bare "pong", which says only that it is alive
+  bool busy = false;
+  JobId job = 0;
+  uint32_t attempt = 0;
+};
+
+enum class ResultVerdict {
+  Accept,      // record it (call finish_result or abandon_result after)
+  Duplicate,   // the job already has its result: answer OK and drop it
+  UnknownJob,  // ERR
+  WrongRunner  // ERR: not the runner that attempt was given to
+};
+
+// Something the caller should log.
+struct SchedulerEvent {
+  std::string text;
+};
+
+class Scheduler {
+ public:
+  struct Options {
+    int heartbeat_misses = 3;   // a runner is dropped after this many missed pings in a row
+    uint32_t max_attempts = 3;  // attempts lost to infrastructure before the job is an error
+  };
+
+  explicit Scheduler(Options options);
+
+  // Runners.
+  // Returns true for a runner not known before. A known one is refreshed.
+  bool register_runner(const std::string& address, TimePoint now);
+  std::vector<PingTarget> ping_targets() const;
+  void ping_answered(const PingTarget& target, const RunnerReport& report, TimePoint now);
+  // A missed ping; the K-th in a row drops the runner and requeues its job.
+  void ping_missed(const PingTarget& target, TimePoint now);
+
+  // Jobs. A commit already queued, running or finished on the branch is not queued
+  // again: the existing job's id comes back with created = false.
+  struct Submitted {
+    JobId id = 0;
+    bool created = false;
+  };
+  Submitted submit(const std::string& commit, const std::string& branch, TimePoint now);
+
+  // Assignment. next_offer takes the oldest queued job and the runner idle longest.
+  bool can_offer() const;
+  std::optional<Offer> next_offer(TimePoint now);
+  void offer_accepted(const Offer& offer, TimePoint now);
+  enum class Refusal { Busy, Unreachable, Rejected };
+  void offer_refused(const Offer& offer, Refusal why, TimePoint now);
+
+  // Results, in two steps so that the result file is written outside the lock.
+  ResultVerdict check_result(JobId job, uint32_t attempt, const std::string& runner);
+  // After Accept: the job's result is durable. Frees the runner.
+  void finish_result(JobId job, const JobOutcome& outcome, TimePoint now);
+  // After Accept: recording failed; the job goes back to where it was.
+  void abandon_result(JobId job, TimePoint now);
+  // Frees the runner that sent a result for (job, attempt) if that is what it runs.
+  void release_runner(const std::string& runner, JobId job, uint32_t attempt, TimePoint now);
+
+  // Queries.
+  const Job* job(JobId id) const;
+  const std::map<JobId, Job>& jobs() const { return jobs_; }
+  const std::map<std::string, Runner>& runners() const { return runners_; }
+  size_t queued() const { return queue_.size(); }
+  size_t count_jobs(JobState state) const;
+
+  // What changed since the last call, for the log.
+  std::vector<SchedulerEvent> take_events();
+  // Jobs the scheduler ended as errors (too many attempts lost): each is Finishing
+  // with its outcome set; the caller records it, then calls finish_result.
+  std::vector<JobId> take_gave_up();
+
+ private:
+  void set_idle(Runner& r);
+  void leave_idle(Runner& r);
+  // The runner lost the job it was running (it died or forgot it).
+  void lose_job(Runner& r, const std::string& why, TimePoint now);
+  void requeue_front(Job& job);
+  void drop_runner(const std::string& address, TimePoint now);
+  void event(std::string text) { events_.push_back({std::move(text)}); }
+
+  Options options_;
+  JobId next_job_ = 1;
+  uint64_t next_seq_ = 1;
+  std::map<JobId, Job> jobs_;
+  std::map<std::pair<std::string, std::string>, JobId> by_commit_;  // (commit, branch)
+  std::deque<JobId> queue_;
+  std::map<std::string, Runner> runners_;
+  std::set<std::pair<uint64_t, std::string>> idle_;  // (idle_seq, address)
+  std::vector<SchedulerEvent> events_;
+  std::vector<JobId> gave_up_;
+};
+
+}  // namespace ci

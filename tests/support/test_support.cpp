@@ -61,8 +61,8 @@ std::string run(const std::vector<std::string>& argv, const std::string& cwd) {
 }
 
 std::string git(const std::string& repo, const std::vector<std::string>& args) {
-  std::vector<std::string> argv{"git", "-C", repo, "-c", "init.defaultBranch=master",
-                                "-c", "commit.gpgsign=false"};
+  std::vector<std::string> argv{
+      "git", "-C", repo, "-c", "init.defaultBranch=master", "-c", "commit.gpgsign=false"};
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv);
 }

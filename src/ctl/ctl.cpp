@@ -1,0 +1,122 @@
+#include "ctl.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <ostream>
+#include <sstream>
+
+#include "ci/net.h"
+#include "ci/validate.h"
+
+namespace ci {
+
+std::string align_columns(const std::string& text) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words(line);
+    std::vector<std::string> row;
+    for (std::string w; words >> w;) row.push_back(w);
+    rows.push_back(std::move(row));
+  }
+  std::vector<size_t> width;
+  for (const auto& row : rows)
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], row[i].size());
+    }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app{"cictl: ask the CI dispatcher what it is doing, or give it work"};
+  app.name("cictl");
+  std::string server = "localhost:8888";
+  double timeout_s = 10;
+  app.add_option("--dispatcher-server", server, "dispatcher host:port")->capture_default_str();
+  app.add_option("--timeout", timeout_s, "seconds to wait for an answer")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 3600.0));
+  app.require_subcommand(1);
+  auto* status = app.add_subcommand("status", "the dispatcher's counters");
+  auto* runners = app.add_subcommand("runners", "the registered runners");
+  auto* jobs = app.add_subcommand("jobs", "the newest jobs");
+  uint64_t limit = 50;
+  jobs->add_option("--limit", limit, "how many jobs")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1000000}));
+  auto* dispatch = app.add_subcommand("dispatch", "queue a commit for testing");
+  std::string commit, branch = "manual";
+  dispatch->add_option("commit", commit, "the commit id (40 or 64 hex digits)")->required();
+  dispatch->add_option("--branch", branch, "the branch it is on")->capture_default_str();
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream o, e2;
+    int code = app.exit(e, o, e2);
+    out << o.str();
+    err << e2.str();
+    return code == 0 ? 0 : 2;
+  }
+
+  std::string why;
+  auto hp = parse_host_port(server, &why);
+  if (!hp) {
+    err << "cictl: --dispatcher-server '" << server << "': " << why << "\n";
+    return 2;
+  }
+  Request request;
+  if (*status) {
+    request = StatusRequest{};
+  } else if (*runners) {
+    request = RunnersRequest{};
+  } else if (*jobs) {
+    request = JobsRequest{limit};
+  } else {
+    if (std::string bad = check_commit_id(commit); !bad.empty()) {
+      err << "cictl: '" << commit << "': " << bad << "\n";
+      return 2;
+    }
+    if (std::string bad = check_branch_name(branch); !bad.empty()) {
+      err << "cictl: --branch '" << branch << "': " << bad << "\n";
+      return 2;
+    }
+    request = DispatchRequest{commit, branch};
+  }
+
+  ClientOptions co;
+  co.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  co.connect_timeout = std::min(co.io_timeout, std::chrono::milliseconds(5000));
+  LineClient client(hp->host, hp->port, co);
+  auto reply = client.call(request);
+  if (!reply) {
+    err << "cictl: " << reply.error() << "\n";
+    return 1;
+  }
+  if (reply->kind != Reply::Kind::Ok) {
+    err << "cictl: the dispatcher answered: " << (reply->kind == Reply::Kind::Err ? "ERR " : "")
+        << reply->reason() << "\n";
+    return 1;
+  }
+  if (*dispatch) {
+    out << "job " << (reply->args.empty() ? "?" : reply->args[0]) << "\n";
+  } else if (*status) {
+    out << align_columns(reply->body);
+  } else {
+    out << align_columns(reply->body);
+  }
+  return 0;
+}
+
+}  // namespace ci

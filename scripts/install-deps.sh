@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the project needs from Debian's packages. Idempotent, and quiet when
+# everything is already there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git python3 netcat-openbsd
+  libasio-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
+  libgit2-dev libsqlite3-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "Installing: ${missing[*]}"
+sudo=""
+[[ $(id -u) -ne 0 ]] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

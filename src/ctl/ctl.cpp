@@ -63,6 +63,18 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   try {
     app.parse(reversed);
   } catch (const CLI::ParseError& e) {
+    // CLI11 reports a missing subcommand before an unknown flag: name the flag first.
+    for (const auto& arg : args) {
+      if (arg.size() < 2 || arg[0] != '-' || arg == "--help" || arg == "-h") continue;
+      std::string name = arg.substr(0, arg.find('='));
+      bool known = app.get_option_no_throw(name) != nullptr;
+      for (auto* sub : app.get_subcommands({}))
+        known = known || sub->get_option_no_throw(name) != nullptr;
+      if (!known) {
+        err << "cictl: unknown option '" << name << "'\nRun with --help for more information.\n";
+        return 2;
+      }
+    }
     std::ostringstream o, e2;
     int code = app.exit(e, o, e2);
     out << o.str();

@@ -43,7 +43,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{1}, size_t{100000}));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
 
   opts.heartbeat_interval = std::chrono::milliseconds(std::llround(heartbeat_s * 1000));
   opts.idle_timeout = std::chrono::milliseconds(std::llround(idle_timeout_s * 1000));

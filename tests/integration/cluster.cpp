@@ -1,0 +1,104 @@
+#include "cluster.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "ci/validate.h"
+
+namespace ci::test {
+
+Cluster::Cluster() { master_ = dir_ / "master"; }
+
+Daemon& Cluster::start_dispatcher(std::vector<std::string> extra) {
+  std::vector<std::string> args{"--port", port_ ? std::to_string(port_) : "0", "--results-dir",
+                                results_dir()};
+  if (std::find(extra.begin(), extra.end(), "--heartbeat-interval") == extra.end())
+    extra.insert(extra.end(), {"--heartbeat-interval", "0.2"});
+  args.insert(args.end(), extra.begin(), extra.end());
+  // A log file per start, so that a restart is not taken for the previous start.
+  std::string log = dir_ / ("dispatcher-" + std::to_string(++dispatcher_starts_) + ".log");
+  dispatcher_ = std::make_unique<Daemon>("ci-dispatcher", args, log);
+  port_ = dispatcher_->wait_listening();
+  return *dispatcher_;
+}
+
+Daemon& Cluster::start_runner(std::vector<std::string> extra) {
+  std::string name = "runner" + std::to_string(runners_.size() + 1);
+  std::string clone = clone_repo(master_, dir_ / name);
+  std::vector<std::string> args{
+      "--port", "0", "--dispatcher-server", server(), "--dispatcher-timeout", "2"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(clone);
+  runners_.push_back(std::make_unique<Daemon>("ci-runner", args, dir_ / (name + ".log")));
+  runners_.back()->wait_listening();
+  return *runners_.back();
+}
+
+Daemon& Cluster::start_observer(std::vector<std::string> extra) {
+  std::string clone = dir_ / "observer";
+  if (!file_exists(clone)) clone_repo(master_, clone);
+  std::vector<std::string> args{"--dispatcher-server", server()};
+  if (std::find(extra.begin(), extra.end(), "--interval") == extra.end())
+    extra.insert(extra.end(), {"--interval", "0.1"});
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(clone);
+  std::string log = dir_ / ("observer-" + std::to_string(++observer_starts_) + ".log");
+  observer_ = std::make_unique<Daemon>("ci-observer", args, log);
+  // Commits made before its first look count as already seen: wait for it.
+  bool ready = wait_until([&] {
+    return observer_->log_contains("first look") || observer_->log_contains("remembered") ||
+           !observer_->running();
+  });
+  EXPECT_TRUE(ready && observer_->running()) << observer_->log();
+  return *observer_;
+}
+
+Result<Reply> Cluster::ask(const Request& request) {
+  LineClient client("127.0.0.1", port_);
+  return client.call(request);
+}
+
+int64_t Cluster::status_value(const std::string& key) {
+  auto reply = ask(StatusRequest{});
+  if (!reply || reply->kind != Reply::Kind::Ok) return -1;
+  std::istringstream in(reply->body);
+  std::string k;
+  int64_t v;
+  while (in >> k >> v)
+    if (k == key) return v;
+  return -1;
+}
+
+bool Cluster::wait_runners(int64_t n, std::chrono::milliseconds timeout) {
+  return wait_until([&] { return status_value("runners") == n; }, timeout);
+}
+
+bool Cluster::wait_result(const std::string& commit, std::chrono::milliseconds timeout) {
+  return wait_until([&] { return file_exists(result_path(commit)); }, timeout);
+}
+
+std::vector<std::string> Cluster::result_files() {
+  std::vector<std::string> out;
+  for (auto& name : list_dir(results_dir()))
+    if (check_commit_id(name).empty()) out.push_back(name);
+  return out;
+}
+
+std::string header_field(const std::string& result, const std::string& key) {
+  std::string needle = key + ": ";
+  size_t end_of_header = result.find("\n\n");
+  size_t pos = result.rfind("\n" + needle, end_of_header);
+  if (result.compare(0, needle.size(), needle) == 0) {
+    pos = 0;
+  } else if (pos == std::string::npos) {
+    return {};
+  } else {
+    pos += 1;
+  }
+  size_t start = pos + needle.size();
+  return result.substr(start, result.find('\n', start) - start);
+}
+
+}  // namespace ci::test

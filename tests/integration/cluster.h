@@ -1,0 +1,57 @@
+// A whole CI system for a test: a master repository in a temporary folder, and the
+// real dispatcher, runners and observer started as processes on ephemeral ports.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ci/net.h"
+#include "test_support.h"
+
+namespace ci::test {
+
+class Cluster {
+ public:
+  Cluster();
+
+  std::string path(const std::string& name) const { return dir_ / name; }
+  const std::string& master() const { return master_; }
+  std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
+  uint16_t port() const { return port_; }
+  std::string results_dir() const { return dir_ / "test_results"; }
+  std::string result_path(const std::string& commit) const { return results_dir() + "/" + commit; }
+
+  Daemon& start_dispatcher(std::vector<std::string> extra = {});
+  // Clones the master repository for the runner and starts it on an ephemeral port.
+  Daemon& start_runner(std::vector<std::string> extra = {});
+  Daemon& start_observer(std::vector<std::string> extra = {});
+  Daemon& dispatcher() { return *dispatcher_; }
+  Daemon& runner(size_t i) { return *runners_.at(i); }
+  Daemon& observer() { return *observer_; }
+
+  Result<Reply> ask(const Request& request);
+  // A value from the dispatcher's status body ("runners", "jobs-finished", ...).
+  int64_t status_value(const std::string& key);
+  bool wait_runners(int64_t n, std::chrono::milliseconds timeout = 20000ms);
+  bool wait_result(const std::string& commit, std::chrono::milliseconds timeout = 60000ms);
+  std::string result(const std::string& commit) { return read_text(result_path(commit)); }
+  // The result files written so far (no temporaries).
+  std::vector<std::string> result_files();
+
+ private:
+  TempDir dir_;
+  std::string master_;
+  uint16_t port_ = 0;
+  int dispatcher_starts_ = 0;
+  int observer_starts_ = 0;
+  std::unique_ptr<Daemon> dispatcher_;
+  std::vector<std::unique_ptr<Daemon>> runners_;
+  std::unique_ptr<Daemon> observer_;
+};
+
+// The value of "key: value" in a result file's header.
+std::string header_field(const std::string& result, const std::string& key);
+
+}  // namespace ci::test

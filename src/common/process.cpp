@@ -107,6 +107,9 @@ Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* ca
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // A daemon ignores SIGPIPE, and an ignored signal survives exec: a test's
+    // pipelines must get the default.
+    ::signal(SIGPIPE, SIG_DFL);
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, 0);
     ::dup2(pipefd[1], 1);

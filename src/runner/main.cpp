@@ -1,0 +1,103 @@
+// ci-runner: runs the dispatcher's test jobs in its own clone of the master repository.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "ci/log.h"
+#include "ci/signals.h"
+#include "ci/validate.h"
+#include "runner.h"
+
+namespace {
+
+constexpr size_t kMaxOutputLimit = (16u << 20) - (4u << 10);  // under the dispatcher's body cap
+
+CLI::Validator host_validator() {
+  return CLI::Validator([](std::string& value) { return ci::check_host(value); }, "HOST", "");
+}
+
+CLI::Validator host_port_validator() {
+  return CLI::Validator(
+      [](std::string& value) {
+        std::string why;
+        if (ci::parse_host_port(value, &why)) return std::string();
+        return why.empty() ? "expected host:port" : why;
+      },
+      "HOST:PORT", "");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Before any thread starts, so that every thread inherits the mask.
+  ci::block_stop_signals();
+
+  CLI::App app{
+      "ci-runner: runs test jobs for the CI dispatcher in its own clone of the repository"};
+  std::string host = "127.0.0.1";
+  int port = -1;
+  std::string dispatcher = "localhost:8888";
+  std::string test_command;
+  int64_t timeout_s = 1800;
+  size_t max_output = 4u << 20;
+  int64_t dispatcher_timeout_s = 10;
+  std::string log_level = "info";
+  std::string repo;
+  app.add_option("--host", host, "Address to bind and to advertise to the dispatcher")
+      ->capture_default_str()
+      ->check(host_validator());
+  app.add_option("--port", port, "Port to listen on (default: first free in 8900-9000; 0: any)")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--dispatcher-server", dispatcher, "The dispatcher's host:port")
+      ->capture_default_str()
+      ->check(host_port_validator());
+  app.add_option("--test-command", test_command,
+                 "Shell command to run the tests (default: .ci/run, else Python unittest)");
+  app.add_option("--timeout", timeout_s, "Seconds a test run may take")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{7 * 24 * 3600}));
+  app.add_option("--max-output", max_output, "Bytes of test output kept")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, kMaxOutputLimit));
+  app.add_option("--dispatcher-timeout", dispatcher_timeout_s,
+                 "Seconds without a message from the dispatcher before registering again")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{24 * 3600}));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("REPO", repo, "The runner's own clone of the master repository")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  if (auto logging = ci::setup_logging("ci-runner", log_level); !logging) {
+    std::cerr << "ci-runner: --log-level: " << logging.error() << "\n";
+    return 2;
+  }
+
+  ci::runner::RunnerOptions options;
+  options.host = host;
+  if (port >= 0) options.port = static_cast<uint16_t>(port);
+  options.dispatcher = *ci::parse_host_port(dispatcher);
+  options.job.repo = repo;
+  options.job.test_command = test_command;
+  options.job.timeout = std::chrono::seconds(timeout_s);
+  options.job.max_output = max_output;
+  options.dispatcher_timeout = std::chrono::seconds(dispatcher_timeout_s);
+
+  ci::runner::Runner runner(options);
+  if (auto started = runner.start(); !started) {
+    spdlog::error("{}", started.error());
+    return 1;
+  }
+  int sig = ci::wait_for_stop_signal();
+  spdlog::info("received {}, stopping", ci::signal_name(sig));
+  runner.stop();
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,117 @@
+#include "test_job.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "ci/git.h"
+#include "unittest_summary.h"
+
+namespace ci::runner {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t elapsed_ms(Clock::time_point since) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count());
+}
+
+// The runner's environment with the job's variables, replacing any inherited ones.
+std::vector<std::string> job_environment(const RuntestRequest& job) {
+  std::vector<std::string> job_vars{
+      "CI=true",
+      "CI_COMMIT=" + job.commit,
+      "CI_BRANCH=" + job.branch,
+      "CI_JOB_ID=" + std::to_string(job.job),
+      "CI_ATTEMPT=" + std::to_string(job.attempt),
+  };
+  std::vector<std::string> env = current_environment();
+  std::erase_if(env, [&](const std::string& entry) {
+    std::string_view name = std::string_view(entry).substr(0, entry.find('='));
+    return std::any_of(job_vars.begin(), job_vars.end(), [&](const std::string& var) {
+      return std::string_view(var).substr(0, var.find('=')) == name;
+    });
+  });
+  env.insert(env.end(), job_vars.begin(), job_vars.end());
+  return env;
+}
+
+// Brings the commit into the clone and checks it out; on failure, why.
+Result<std::string> check_out(const std::string& repo_path, const std::string& commit) {
+  auto repo = git::Repository::open(repo_path);
+  if (!repo) return Error{repo.error()};
+  if (!repo->has_commit(commit)) {
+    spdlog::debug("commit {} not in the clone, fetching origin", commit);
+    if (auto fetched = repo->fetch("origin"); !fetched)
+      return make_error("commit " + commit + " not found and " + fetched.error());
+    if (!repo->has_commit(commit)) return make_error("commit " + commit + " not found in origin");
+  }
+  if (auto done = repo->checkout_detached(commit); !done) return Error{done.error()};
+  return repo->workdir();
+}
+
+}  // namespace
+
+std::vector<std::string> test_argv(const TestJobOptions& options, const std::string& workdir) {
+  if (!options.test_command.empty()) return {"/bin/sh", "-c", options.test_command};
+  std::string script = workdir;
+  if (!script.empty() && script.back() != '/') script += '/';
+  script += ".ci/run";
+  struct stat st {};
+  if (::stat(script.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    if (::access(script.c_str(), X_OK) == 0) return {script};
+    return {"/bin/sh", ".ci/run"};
+  }
+  return {"python3", "-m", "unittest", "discover", "-s", "tests", "-v"};
+}
+
+TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest& job,
+                            const std::string& runner, const CancelToken* cancel) {
+  auto start = Clock::now();
+  TestJobOutcome outcome;
+  ResultsRequest& results = outcome.results;
+  results.job = job.job;
+  results.attempt = job.attempt;
+  results.runner = runner;
+  results.status = TestStatus::Error;
+
+  auto workdir = check_out(options.repo, job.commit);
+  if (!workdir) {
+    results.output = workdir.error();
+    results.duration_ms = elapsed_ms(start);
+    return outcome;
+  }
+
+  CommandSpec spec;
+  spec.argv = test_argv(options, *workdir);
+  spec.cwd = *workdir;
+  spec.env = job_environment(job);
+  spec.timeout = options.timeout;
+  spec.output_cap = options.max_output;
+  spec.kill_grace = options.kill_grace;
+  auto ran = run_command(spec, cancel);
+  if (!ran) {
+    results.output = "cannot run the test command: " + ran.error();
+    results.duration_ms = elapsed_ms(start);
+    return outcome;
+  }
+  outcome.cancelled = ran->cancelled;
+  if (ran->timed_out) {
+    results.status = TestStatus::Timeout;
+  } else if (ran->exit_code == 0) {
+    results.status = TestStatus::Passed;
+  } else {
+    results.status = TestStatus::Failed;
+  }
+  TestCounts counts = parse_unittest_summary(ran->output);
+  results.tests_run = counts.run;
+  results.tests_failed = counts.failed;
+  results.duration_ms = static_cast<uint64_t>(ran->duration.count());
+  results.output = std::move(ran->output);
+  return outcome;
+}
+
+}  // namespace ci::runner

@@ -1,0 +1,39 @@
+// One test job in the runner's own clone: bring in the commit, force-check it out,
+// run the repository's tests and turn what happened into a results message.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "ci/process.h"
+#include "ci/protocol.h"
+
+namespace ci::runner {
+
+struct TestJobOptions {
+  std::string repo;          // the runner's clone, with a remote "origin"
+  std::string test_command;  // run with /bin/sh -c; "" for the repository's own
+  std::chrono::milliseconds timeout{std::chrono::seconds(1800)};
+  size_t max_output = 4u << 20;
+  std::chrono::milliseconds kill_grace{2000};  // SIGTERM, then SIGKILL, at a timeout
+};
+
+struct TestJobOutcome {
+  ResultsRequest results;
+  // The runner stopped the command: the outcome says nothing about the commit and
+  // must not be reported as its result.
+  bool cancelled = false;
+};
+
+// The command for the checked-out work tree at `workdir`: the test command if given,
+// else the repository's .ci/run, else Python unittest discovery of tests/.
+std::vector<std::string> test_argv(const TestJobOptions& options, const std::string& workdir);
+
+// Runs the job to its end on the calling thread. `runner` is the runner's host:port
+// for the results message; `cancel` stops a running command.
+TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest& job,
+                            const std::string& runner, const CancelToken* cancel);
+
+}  // namespace ci::runner

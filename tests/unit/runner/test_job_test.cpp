@@ -1,0 +1,213 @@
+#include "test_job.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "ci/validate.h"
+#include "process_probe.h"
+#include "test_support.h"
+
+namespace ci::runner {
+namespace {
+
+using namespace std::chrono_literals;
+using test::TempDir;
+
+pid_t read_pid(const std::string& path) {
+  std::string text = test::read_text(path);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  return static_cast<pid_t>(parse_u64(text, INT32_MAX).value_or(0));
+}
+
+class TestJobTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    first_commit = test::make_master_repo(dir / "master");
+    test::clone_repo(dir / "master", dir / "clone");
+    options.repo = dir / "clone";
+    options.timeout = 60s;
+    options.kill_grace = 500ms;
+  }
+
+  RuntestRequest job(const std::string& commit, JobId id = 1) {
+    return RuntestRequest{id, 1, commit, "master"};
+  }
+
+  TestJobOutcome run(const std::string& commit) {
+    return run_test_job(options, job(commit), "127.0.0.1:8900", nullptr);
+  }
+
+  // Commits an executable file to the master repository.
+  std::string commit_executable(const std::string& name, const std::string& content) {
+    std::string master = dir / "master";
+    std::filesystem::path path = std::filesystem::path(master) / name;
+    std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path, std::ios::binary) << content;
+    std::filesystem::permissions(path, std::filesystem::perms::owner_exec,
+                                 std::filesystem::perm_options::add);
+    test::git(master, {"add", name});
+    test::git(master, {"commit", "-q", "-m", "add " + name});
+    return test::head_commit(master);
+  }
+
+  TempDir dir;
+  std::string first_commit;
+  TestJobOptions options;
+};
+
+TEST_F(TestJobTest, RunsTheExampleTestsWithUnittestAndCountsThem) {
+  auto outcome = run(first_commit);
+  const ResultsRequest& r = outcome.results;
+  EXPECT_FALSE(outcome.cancelled);
+  EXPECT_EQ(r.status, TestStatus::Failed) << r.output;
+  EXPECT_EQ(r.tests_run, 2);
+  EXPECT_EQ(r.tests_failed, 1);
+  EXPECT_EQ(r.job, 1u);
+  EXPECT_EQ(r.attempt, 1u);
+  EXPECT_EQ(r.runner, "127.0.0.1:8900");
+  EXPECT_NE(r.output.find("FAILED (failures=1)"), std::string::npos) << r.output;
+}
+
+TEST_F(TestJobTest, RunsAnExecutableCiRunScript) {
+  std::string commit = commit_executable(".ci/run", "#!/bin/sh\necho from-ci-run\nexit 0\n");
+  auto outcome = run(commit);
+  EXPECT_EQ(outcome.results.status, TestStatus::Passed) << outcome.results.output;
+  EXPECT_NE(outcome.results.output.find("from-ci-run"), std::string::npos);
+  EXPECT_EQ(outcome.results.tests_run, -1);
+  EXPECT_EQ(outcome.results.tests_failed, -1);
+}
+
+TEST_F(TestJobTest, RunsACiRunScriptWithoutExecuteBitThroughTheShell) {
+  std::string commit =
+      test::commit_file(dir / "master", ".ci/run", "echo plain-script\nexit 3\n", "ci script");
+  auto outcome = run(commit);
+  EXPECT_EQ(outcome.results.status, TestStatus::Failed);
+  EXPECT_EQ(outcome.results.output, "plain-script\n");
+}
+
+TEST_F(TestJobTest, TestCommandOverridesTheRepositorysOwnAndGetsTheJobEnvironment) {
+  commit_executable(".ci/run", "#!/bin/sh\necho from-ci-run\n");
+  std::string commit = test::head_commit(dir / "master");
+  options.test_command = "echo \"$CI $CI_COMMIT $CI_BRANCH $CI_JOB_ID $CI_ATTEMPT\"; pwd";
+  auto outcome = run_test_job(options, RuntestRequest{42, 3, commit, "master"}, "h:1", nullptr);
+  std::string workdir = std::filesystem::canonical(dir / "clone").string();
+  EXPECT_EQ(outcome.results.status, TestStatus::Passed);
+  EXPECT_EQ(outcome.results.output, "true " + commit + " master 42 3\n" + workdir + "\n");
+}
+
+TEST_F(TestJobTest, NextCheckoutRemovesUntrackedAndIgnoredFiles) {
+  std::string commit = test::commit_file(dir / "master", ".gitignore", "*.log\n", "ignore logs");
+  options.test_command = "touch untracked.txt build.log";
+  ASSERT_EQ(run(commit).results.status, TestStatus::Passed);
+  ASSERT_TRUE(test::file_exists(dir / "clone/untracked.txt"));
+  ASSERT_TRUE(test::file_exists(dir / "clone/build.log"));
+
+  options.test_command = "test ! -e untracked.txt && test ! -e build.log && test -e .gitignore";
+  EXPECT_EQ(run(commit).results.status, TestStatus::Passed);
+  EXPECT_FALSE(test::file_exists(dir / "clone/untracked.txt"));
+  EXPECT_FALSE(test::file_exists(dir / "clone/build.log"));
+}
+
+TEST_F(TestJobTest, FetchesACommitMadeAfterTheClone) {
+  std::string commit = test::commit_file(dir / "master", "fresh.txt", "fresh\n");
+  options.test_command = "cat fresh.txt";
+  auto outcome = run(commit);
+  EXPECT_EQ(outcome.results.status, TestStatus::Passed) << outcome.results.output;
+  EXPECT_EQ(outcome.results.output, "fresh\n");
+  EXPECT_EQ(test::head_commit(dir / "clone"), commit);
+}
+
+TEST_F(TestJobTest, UnknownCommitIsAnError) {
+  std::string missing(40, 'a');
+  auto outcome = run(missing);
+  EXPECT_EQ(outcome.results.status, TestStatus::Error);
+  EXPECT_EQ(outcome.results.output, "commit " + missing + " not found in origin");
+  EXPECT_EQ(outcome.results.tests_run, -1);
+}
+
+TEST_F(TestJobTest, TimeoutEndsTheCommand) {
+  options.test_command = "echo started; sleep 30";
+  options.timeout = 1s;
+  auto outcome = run(first_commit);
+  EXPECT_EQ(outcome.results.status, TestStatus::Timeout);
+  EXPECT_FALSE(outcome.cancelled);
+  EXPECT_EQ(outcome.results.output, "started\n");
+  EXPECT_LT(outcome.results.duration_ms, 10000u);
+}
+
+TEST_F(TestJobTest, TimeoutKillsTheWholeProcessGroup) {
+  std::string pids = dir / "pids";
+  options.test_command = "echo $$ > " + pids + ".group; sleep 300 & echo $! > " + pids + "; wait";
+  options.timeout = 1s;
+  auto outcome = run(first_commit);
+  EXPECT_EQ(outcome.results.status, TestStatus::Timeout);
+  pid_t child = read_pid(pids);
+  pid_t group = read_pid(pids + ".group");
+  ASSERT_GT(child, 0);
+  ASSERT_GT(group, 0);
+  EXPECT_TRUE(test::wait_until(
+      [&] { return test_probe::process_gone(child) && test_probe::group_gone(group); }, 10s));
+}
+
+TEST_F(TestJobTest, NothingOutlivesACommandThatEnds) {
+  std::string pid_file = dir / "pid";
+  options.test_command = "sleep 300 & echo $! > " + pid_file + "; exit 0";
+  auto outcome = run(first_commit);
+  EXPECT_EQ(outcome.results.status, TestStatus::Passed);
+  pid_t child = read_pid(pid_file);
+  ASSERT_GT(child, 0);
+  EXPECT_TRUE(test::wait_until([&] { return test_probe::process_gone(child); }, 10s));
+}
+
+TEST_F(TestJobTest, CancelledCommandIsMarkedCancelled) {
+  CancelToken cancel;
+  cancel.cancel();
+  options.test_command = "sleep 30";
+  auto outcome = run_test_job(options, job(first_commit), "h:1", &cancel);
+  EXPECT_TRUE(outcome.cancelled);
+}
+
+TEST_F(TestJobTest, OutputOverTheCapIsCutInTheMiddle) {
+  options.test_command = "head -c 100000 /dev/zero | tr '\\000' a; echo; echo the-end";
+  options.max_output = 1000;
+  auto outcome = run(first_commit);
+  EXPECT_EQ(outcome.results.status, TestStatus::Passed);
+  EXPECT_LT(outcome.results.output.size(), 1200u);
+  EXPECT_NE(outcome.results.output.find("bytes of output cut here"), std::string::npos);
+  EXPECT_TRUE(outcome.results.output.ends_with("the-end\n"));
+}
+
+TEST_F(TestJobTest, TestsGetTheDefaultSigpipeEvenWhenTheRunnerIgnoresIt) {
+  struct sigaction ignore {
+  }, previous{};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGPIPE, &ignore, &previous), 0);
+  options.test_command = "kill -PIPE $$; echo survived";
+  auto outcome = run(first_commit);
+  ::sigaction(SIGPIPE, &previous, nullptr);
+  EXPECT_EQ(outcome.results.status, TestStatus::Failed);
+  EXPECT_EQ(outcome.results.output, "");
+}
+
+TEST(TestArgv, PicksTheTestCommandThenCiRunThenUnittest) {
+  TempDir dir;
+  TestJobOptions options;
+  EXPECT_EQ(
+      test_argv(options, dir.path()),
+      (std::vector<std::string>{"python3", "-m", "unittest", "discover", "-s", "tests", "-v"}));
+  std::filesystem::create_directories(dir / ".ci");
+  std::ofstream(dir / ".ci/run") << "echo hi\n";
+  EXPECT_EQ(test_argv(options, dir.path() + "/"), (std::vector<std::string>{"/bin/sh", ".ci/run"}));
+  ::chmod((dir / ".ci/run").c_str(), 0755);
+  EXPECT_EQ(test_argv(options, dir.path() + "/"), (std::vector<std::string>{dir / ".ci/run"}));
+  options.test_command = "make check";
+  EXPECT_EQ(test_argv(options, dir.path()),
+            (std::vector<std::string>{"/bin/sh", "-c", "make check"}));
+}
+
+}  // namespace
+}  // namespace ci::runner

@@ -1,0 +1,50 @@
+#include "ci/validate.h"
+
+#include <gtest/gtest.h>
+
+namespace ci {
+namespace {
+
+TEST(Validate, CommitIds) {
+  EXPECT_EQ(check_commit_id(std::string(40, 'a')), "");
+  EXPECT_EQ(check_commit_id(std::string(64, '0')), "");
+  EXPECT_NE(check_commit_id(std::string(39, 'a')), "");
+  EXPECT_NE(check_commit_id(std::string(41, 'a')), "");
+  EXPECT_NE(check_commit_id("../" + std::string(37, 'a')), "");
+}
+
+TEST(Validate, HostPort) {
+  auto hp = parse_host_port("localhost:8888");
+  ASSERT_TRUE(hp);
+  EXPECT_EQ(hp->host, "localhost");
+  EXPECT_EQ(hp->port, 8888);
+  auto v6 = parse_host_port("[::1]:9000");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->str(), "[::1]:9000");
+  std::string why;
+  EXPECT_FALSE(parse_host_port("localhost", &why));
+  EXPECT_NE(why.find("host:port"), std::string::npos);
+  EXPECT_FALSE(parse_host_port("localhost:0", &why));
+  EXPECT_FALSE(parse_host_port("localhost:65536", &why));
+  EXPECT_FALSE(parse_host_port("local host:80", &why));
+}
+
+TEST(Validate, NumbersAreStrict) {
+  EXPECT_EQ(parse_u64("0"), 0u);
+  EXPECT_EQ(parse_u64("18446744073709551615"), UINT64_MAX);
+  EXPECT_FALSE(parse_u64("18446744073709551616"));
+  EXPECT_FALSE(parse_u64("+1"));
+  EXPECT_FALSE(parse_u64("-1"));
+  EXPECT_FALSE(parse_u64(" 1"));
+  EXPECT_FALSE(parse_u64(""));
+  EXPECT_EQ(parse_count("-"), -1);
+}
+
+TEST(Validate, LogEscapingKeepsOneLine) {
+  EXPECT_EQ(escape_for_log("a\nb\x1b[31m"), "a\\x0ab\\x1b[31m");
+  EXPECT_EQ(escape_for_log(std::string(10, 'x'), 4), "xxxx...");
+}
+
+}  // namespace
+}  // namespace ci

@@ -8,6 +8,9 @@
 //                                                      OK
 //   runners                                            OK <len> + one line a runner
 //   jobs [<limit>]                                     OK <len> + one line a job
+//   retry <job>                                        OK <job>: a finished job runs again
+//   abandon <job> <attempt> <runner>                   OK: a stopping runner gives it back
+//   unregister <host> <port>                           OK: a stopping runner leaves
 //   ping                                               pong
 //   to a runner
 //   runtest <job> <attempt> <commit> <branch>          OK | BUSY
@@ -63,8 +66,22 @@ struct RuntestRequest {
   std::string branch;
 };
 
+struct RetryRequest {
+  JobId job = 0;
+};
+struct AbandonRequest {
+  JobId job = 0;
+  uint32_t attempt = 0;
+  std::string runner;  // host:port
+};
+struct UnregisterRequest {
+  std::string host;
+  uint16_t port = 0;
+};
+
 using Request = std::variant<StatusRequest, RegisterRequest, DispatchRequest, ResultsRequest,
-                             RunnersRequest, JobsRequest, PingRequest, RuntestRequest>;
+                             RunnersRequest, JobsRequest, PingRequest, RuntestRequest, RetryRequest,
+                             AbandonRequest, UnregisterRequest>;
 
 // Body rule for requests: which request headers end with a body length.
 bool request_has_body(const std::vector<std::string>& words);

@@ -72,11 +72,28 @@ Result<Request> parse_request(const Frame& f) {
     }
     return Request{r};
   }
-  if (verb == "register") {
+  if (verb == "retry") {
+    if (w.size() != 2) return wrong_args(verb, "<job>");
+    auto job = parse_u64(w[1], INT64_MAX);
+    if (!job || *job == 0) return bad("job id must be a positive number");
+    return Request{RetryRequest{*job}};
+  }
+  if (verb == "abandon") {
+    if (w.size() != 4) return wrong_args(verb, "<job> <attempt> <runner>");
+    auto job = parse_u64(w[1], INT64_MAX);
+    auto attempt = parse_u64(w[2], UINT32_MAX);
+    if (!job || *job == 0) return bad("job id must be a positive number");
+    if (!attempt || *attempt == 0) return bad("attempt must be a positive number");
+    std::string why;
+    if (!parse_host_port(w[3], &why)) return bad("runner: " + why);
+    return Request{AbandonRequest{*job, static_cast<uint32_t>(*attempt), w[3]}};
+  }
+  if (verb == "register" || verb == "unregister") {
     if (w.size() != 3) return wrong_args(verb, "<host> <port>");
     if (std::string why = check_host(w[1]); !why.empty()) return bad(why);
     auto port = parse_port(w[2]);
     if (!port) return bad("port must be a number from 1 to 65535");
+    if (verb == "unregister") return Request{UnregisterRequest{w[1], *port}};
     return Request{RegisterRequest{w[1], *port}};
   }
   if (verb == "dispatch") {
@@ -139,6 +156,15 @@ Frame serialize_request(const Request& request) {
     }
     Frame operator()(const RegisterRequest& r) const {
       return make_frame({"register", r.host, std::to_string(r.port)});
+    }
+    Frame operator()(const UnregisterRequest& r) const {
+      return make_frame({"unregister", r.host, std::to_string(r.port)});
+    }
+    Frame operator()(const RetryRequest& r) const {
+      return make_frame({"retry", std::to_string(r.job)});
+    }
+    Frame operator()(const AbandonRequest& r) const {
+      return make_frame({"abandon", std::to_string(r.job), std::to_string(r.attempt), r.runner});
     }
     Frame operator()(const DispatchRequest& r) const {
       return make_frame({"dispatch", r.commit, r.branch});

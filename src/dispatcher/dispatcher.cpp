@@ -88,6 +88,9 @@ Response Dispatcher::handle(const Frame& frame, const std::string& peer) {
     Reply operator()(const RuntestRequest&) const {
       return Reply::err("runtest is for runners, not the dispatcher");
     }
+    Reply operator()(const RetryRequest& r) const { return d->on_retry(r); }
+    Reply operator()(const AbandonRequest& r) const { return d->on_abandon(r); }
+    Reply operator()(const UnregisterRequest& r) const { return d->on_unregister(r); }
   };
   Reply reply = std::visit(Visitor{this}, *request);
   bool close = reply.kind == Reply::Kind::Err;
@@ -101,6 +104,41 @@ Reply Dispatcher::on_register(const RegisterRequest& r) {
   settle(lock);
   lock.unlock();
   changed_.notify_all();
+  return Reply::ok();
+}
+
+Reply Dispatcher::on_unregister(const UnregisterRequest& r) {
+  std::string address = HostPort{r.host, r.port}.str();
+  std::unique_lock<std::mutex> lock(mutex_);
+  scheduler_.unregister_runner(address, now());
+  settle(lock);
+  lock.unlock();
+  changed_.notify_all();
+  return Reply::ok();
+}
+
+Reply Dispatcher::on_retry(const RetryRequest& r) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto change = scheduler_.retry(r.job, now());
+  settle(lock);
+  lock.unlock();
+  if (change == Scheduler::Change::Unknown)
+    return Reply::err("unknown job " + std::to_string(r.job));
+  if (change == Scheduler::Change::NotApplicable)
+    return Reply::err("job " + std::to_string(r.job) + " has not finished");
+  changed_.notify_all();
+  return Reply::ok({std::to_string(r.job)});
+}
+
+Reply Dispatcher::on_abandon(const AbandonRequest& r) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto change = scheduler_.abandon(r.job, r.attempt, r.runner, now());
+  settle(lock);
+  lock.unlock();
+  if (change == Scheduler::Change::Unknown)
+    return Reply::err("unknown job " + std::to_string(r.job));
+  // Already finished or moved on: nothing to give back, and nothing for the runner to do.
+  if (change == Scheduler::Change::Done) changed_.notify_all();
   return Reply::ok();
 }
 

@@ -48,6 +48,9 @@ class Dispatcher {
   Reply on_status();
   Reply on_runners();
   Reply on_jobs(const JobsRequest& r);
+  Reply on_retry(const RetryRequest& r);
+  Reply on_abandon(const AbandonRequest& r);
+  Reply on_unregister(const UnregisterRequest& r);
 
   void heartbeat_loop();
   void redistribution_loop();

@@ -119,13 +119,18 @@ void Scheduler::drop_runner(const std::string& address, TimePoint now) {
   runners_.erase(it);
 }
 
-void Scheduler::lose_job(Runner& r, const std::string& why, TimePoint now) {
+void Scheduler::lose_job(Runner& r, const std::string& why, TimePoint now, bool counts) {
   (void)now;
   auto it = jobs_.find(r.job);
   set_idle(r);
   if (it == jobs_.end()) return;
   Job& job = it->second;
   if (job.state != JobState::Running || job.current_runner() != r.address) return;
+  if (!counts) {
+    requeue_front(job);
+    event("job " + std::to_string(job.id) + " requeued: " + why);
+    return;
+  }
   job.infra_failures++;
   if (job.infra_failures >= options_.max_attempts) {
     JobOutcome out;
@@ -148,6 +153,51 @@ void Scheduler::lose_job(Runner& r, const std::string& why, TimePoint now) {
 void Scheduler::requeue_front(Job& job) {
   job.state = JobState::Queued;
   queue_.push_front(job.id);
+}
+
+bool Scheduler::unregister_runner(const std::string& address, TimePoint now) {
+  auto it = runners_.find(address);
+  if (it == runners_.end()) return false;
+  Runner& r = it->second;
+  if (r.state == RunnerState::Running) lose_job(r, "runner " + address + " left", now, false);
+  leave_idle(r);
+  runners_.erase(it);
+  event("runner " + address + " left");
+  return true;
+}
+
+Scheduler::Change Scheduler::retry(JobId id, TimePoint now) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return Change::Unknown;
+  Job& job = it->second;
+  if (job.state != JobState::Finished) return Change::NotApplicable;
+  job.state = JobState::Queued;
+  job.outcome.reset();
+  job.infra_failures = 0;
+  job.queued_at = now;
+  queue_.push_back(id);
+  event("job " + std::to_string(id) + " queued again: " + job.commit + " on " + job.branch);
+  return Change::Done;
+}
+
+Scheduler::Change Scheduler::abandon(JobId id, uint32_t attempt, const std::string& runner,
+                                     TimePoint now) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return Change::Unknown;
+  Job& job = it->second;
+  if (job.state != JobState::Running || job.attempt != attempt || job.current_runner() != runner)
+    return Change::NotApplicable;
+  auto r = runners_.find(runner);
+  if (r != runners_.end() && r->second.state == RunnerState::Running && r->second.job == id) {
+    lose_job(r->second, "runner " + runner + " gave it back", now, false);
+    // It is stopping: no more work for it until it answers a ping again.
+    leave_idle(r->second);
+    r->second.state = RunnerState::Suspect;
+  } else {
+    requeue_front(job);
+    event("job " + std::to_string(id) + " requeued: runner " + runner + " gave it back");
+  }
+  return Change::Done;
 }
 
 Scheduler::Submitted Scheduler::submit(const std::string& commit, const std::string& branch,

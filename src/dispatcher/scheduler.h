@@ -117,6 +117,10 @@ class Scheduler {
   // A missed ping; the K-th in a row drops the runner and requeues its job.
   void ping_missed(const PingTarget& target, TimePoint now);
 
+  // A runner leaving on purpose: dropped at once; a job it still had is requeued
+  // without counting as a lost attempt.
+  bool unregister_runner(const std::string& address, TimePoint now);
+
   // Jobs. A commit already queued, running or finished on the branch is not queued
   // again: the existing job's id comes back with created = false.
   struct Submitted {
@@ -124,6 +128,13 @@ class Scheduler {
     bool created = false;
   };
   Submitted submit(const std::string& commit, const std::string& branch, TimePoint now);
+
+  enum class Change { Done, Unknown, NotApplicable };
+  // A finished job runs again, as a new attempt at the back of the queue.
+  Change retry(JobId job, TimePoint now);
+  // A stopping runner gives back the job it will not finish: requeued at the front,
+  // not counted as lost.
+  Change abandon(JobId job, uint32_t attempt, const std::string& runner, TimePoint now);
 
   // Assignment. next_offer takes the oldest queued job and the runner idle longest.
   bool can_offer() const;
@@ -158,7 +169,8 @@ class Scheduler {
   void set_idle(Runner& r);
   void leave_idle(Runner& r);
   // The runner lost the job it was running (it died or forgot it).
-  void lose_job(Runner& r, const std::string& why, TimePoint now);
+  // `counts` says whether it counts towards max_attempts.
+  void lose_job(Runner& r, const std::string& why, TimePoint now, bool counts = true);
   void requeue_front(Job& job);
   void drop_runner(const std::string& address, TimePoint now);
   void event(std::string text) { events_.push_back({std::move(text)}); }

@@ -42,6 +42,15 @@ TEST(Protocol, EveryRequestRoundTrips) {
   EXPECT_EQ(rt.commit, kCommit);
   EXPECT_EQ(rt.branch, "main");
 
+  EXPECT_EQ(std::get<RetryRequest>(round_trip(RetryRequest{9})).job, 9u);
+  auto ab = std::get<AbandonRequest>(round_trip(AbandonRequest{4, 2, "127.0.0.1:8900"}));
+  EXPECT_EQ(ab.job, 4u);
+  EXPECT_EQ(ab.attempt, 2u);
+  EXPECT_EQ(ab.runner, "127.0.0.1:8900");
+  auto unreg = std::get<UnregisterRequest>(round_trip(UnregisterRequest{"::1", 8905}));
+  EXPECT_EQ(unreg.host, "::1");
+  EXPECT_EQ(unreg.port, 8905);
+
   ResultsRequest res;
   res.job = 5;
   res.attempt = 2;
@@ -121,6 +130,11 @@ TEST(Protocol, MalformedRequestsGetTheRightReason) {
            {"results 1 1 h:1 passed x 0 5 0\n", "test counts"},
            {"status extra\n", "usage: status"},
            {"jobs 0\n", "jobs limit"},
+           {"retry\n", "usage: retry <job>"},
+           {"retry abc\n", "job id must be"},
+           {"abandon 1 1\n", "usage: abandon"},
+           {"abandon 1 1 nowhere\n", "runner:"},
+           {"unregister h 0\n", "port must be"},
        }) {
     EXPECT_NE(error_of(c.line).find(c.reason), std::string::npos)
         << "line: " << c.line << "error: " << error_of(c.line);

@@ -5,6 +5,7 @@
 #include <map>
 #include <sstream>
 
+#include "ci/files.h"
 #include "ci/validate.h"
 
 namespace ci {
@@ -42,6 +43,25 @@ Dispatcher::~Dispatcher() { stop(); }
 
 Result<void> Dispatcher::start() {
   if (auto r = writer_.prepare(); !r) return r;
+  std::string db_path = ":memory:";
+  if (options_.state_dir != ":memory:") {
+    if (auto r = make_dirs(options_.state_dir); !r) return r;
+    db_path = options_.state_dir + "/state.db";
+  }
+  auto store = open_sqlite_store(db_path, options_.sync);
+  if (!store) return Error{store.error()};
+  store_ = std::move(*store);
+  auto stored = store_->load();
+  if (!stored) return Error{"state database " + db_path + ": " + stored.error()};
+  {
+    size_t jobs = stored->jobs.size(), runners = stored->runners.size();
+    std::unique_lock<std::mutex> lock(mutex_);
+    scheduler_.restore(std::move(stored->jobs), stored->runners, now());
+    if (auto r = settle(lock); !r) return r;
+    if (jobs || runners)
+      spdlog::info("state {}: {} jobs ({} queued, {} running), {} runners to ping", db_path, jobs,
+                   scheduler_.queued(), scheduler_.count_jobs(JobState::Running), runners);
+  }
   ServerOptions so;
   so.host = options_.host;
   so.port = options_.port;
@@ -97,62 +117,53 @@ Response Dispatcher::handle(const Frame& frame, const std::string& peer) {
   return {serialize_reply(reply), close};
 }
 
+Reply Dispatcher::durable(std::unique_lock<std::mutex>& lock, Reply reply) {
+  auto saved = settle(lock);
+  lock.unlock();
+  changed_.notify_all();
+  if (!saved) return Reply::err("cannot store the change: " + saved.error());
+  return reply;
+}
+
 Reply Dispatcher::on_register(const RegisterRequest& r) {
   std::string address = HostPort{r.host, r.port}.str();
   std::unique_lock<std::mutex> lock(mutex_);
   scheduler_.register_runner(address, now());
-  settle(lock);
-  lock.unlock();
-  changed_.notify_all();
-  return Reply::ok();
+  return durable(lock, Reply::ok());
 }
 
 Reply Dispatcher::on_unregister(const UnregisterRequest& r) {
   std::string address = HostPort{r.host, r.port}.str();
   std::unique_lock<std::mutex> lock(mutex_);
   scheduler_.unregister_runner(address, now());
-  settle(lock);
-  lock.unlock();
-  changed_.notify_all();
-  return Reply::ok();
+  return durable(lock, Reply::ok());
 }
 
 Reply Dispatcher::on_retry(const RetryRequest& r) {
   std::unique_lock<std::mutex> lock(mutex_);
   auto change = scheduler_.retry(r.job, now());
-  settle(lock);
-  lock.unlock();
   if (change == Scheduler::Change::Unknown)
     return Reply::err("unknown job " + std::to_string(r.job));
   if (change == Scheduler::Change::NotApplicable)
     return Reply::err("job " + std::to_string(r.job) + " has not finished");
-  changed_.notify_all();
-  return Reply::ok({std::to_string(r.job)});
+  return durable(lock, Reply::ok({std::to_string(r.job)}));
 }
 
 Reply Dispatcher::on_abandon(const AbandonRequest& r) {
   std::unique_lock<std::mutex> lock(mutex_);
   auto change = scheduler_.abandon(r.job, r.attempt, r.runner, now());
-  settle(lock);
-  lock.unlock();
   if (change == Scheduler::Change::Unknown)
     return Reply::err("unknown job " + std::to_string(r.job));
-  // Already finished or moved on: nothing to give back, and nothing for the runner to do.
-  if (change == Scheduler::Change::Done) changed_.notify_all();
-  return Reply::ok();
+  // NotApplicable: already finished or moved on; nothing for the runner to do either.
+  return durable(lock, Reply::ok());
 }
 
 Reply Dispatcher::on_dispatch(const DispatchRequest& r) {
   std::unique_lock<std::mutex> lock(mutex_);
   auto submitted = scheduler_.submit(r.commit, r.branch, now());
-  settle(lock);
-  lock.unlock();
-  if (submitted.created) {
-    changed_.notify_all();
-  } else {
+  if (!submitted.created)
     spdlog::info("dispatch of {} on {}: already job {}", r.commit, r.branch, submitted.id);
-  }
-  return Reply::ok({std::to_string(submitted.id)});
+  return durable(lock, Reply::ok({std::to_string(submitted.id)}));
 }
 
 Reply Dispatcher::on_results(const ResultsRequest& r) {
@@ -170,12 +181,10 @@ Reply Dispatcher::on_results(const ResultsRequest& r) {
       return Reply::err("job " + std::to_string(r.job) + " attempt " + std::to_string(r.attempt) +
                         " was not given to " + r.runner);
     case ResultVerdict::Duplicate:
-      scheduler_.release_runner(r.runner, r.job, r.attempt, now());
-      lock.unlock();
-      changed_.notify_all();
       spdlog::info("job {} already has its result; dropped the one from {} (attempt {})", r.job,
                    r.runner, r.attempt);
-      return Reply::ok();
+      scheduler_.release_runner(r.runner, r.job, r.attempt, now());
+      return durable(lock, Reply::ok());
     case ResultVerdict::Accept:
       break;
   }
@@ -189,28 +198,39 @@ Reply Dispatcher::on_results(const ResultsRequest& r) {
   outcome.duration_ms = r.duration_ms;
   outcome.runner = r.runner;
   outcome.attempt = r.attempt;
+  // The file first, then the store: after a crash in between, the job is still open
+  // and the runner, which keeps its result until it hears OK, sends it again.
   auto written = writer_.write(job, outcome, r.output);
 
   lock.lock();
   if (!written) {
     scheduler_.abandon_result(r.job, now());
-    settle(lock);
+    (void)settle(lock);
     lock.unlock();
     spdlog::error("cannot record the result of job {}: {}", r.job, written.error());
     return Reply::err("cannot record the result: " + written.error());
   }
   scheduler_.finish_result(r.job, outcome, now());
-  settle(lock);
-  lock.unlock();
-  changed_.notify_all();
-  return Reply::ok();
+  return durable(lock, Reply::ok());
 }
 
-void Dispatcher::settle(std::unique_lock<std::mutex>& lock) {
+Result<void> Dispatcher::settle(std::unique_lock<std::mutex>& lock) {
+  Result<void> result;
   while (true) {
+    auto dirty = scheduler_.take_dirty();
+    if (!dirty.empty()) {
+      std::vector<const Job*> jobs;
+      for (JobId id : dirty.jobs) jobs.push_back(scheduler_.job(id));
+      auto saved = store_->save(jobs, dirty.runners_added, dirty.runners_removed);
+      if (!saved) {
+        spdlog::error("cannot write the state database: {}", saved.error());
+        scheduler_.return_dirty(std::move(dirty));
+        result = saved;
+      }
+    }
     auto events = scheduler_.take_events();
     auto gave_up = scheduler_.take_gave_up();
-    if (events.empty() && gave_up.empty()) return;
+    if (events.empty() && gave_up.empty()) return result;
     std::vector<Job> to_record;
     for (JobId id : gave_up) to_record.push_back(*scheduler_.job(id));
     lock.unlock();
@@ -229,6 +249,7 @@ void Dispatcher::settle(std::unique_lock<std::mutex>& lock) {
         scheduler_.abandon_result(to_record[i].id, now());
       }
     }
+    if (to_record.empty()) return result;
   }
 }
 
@@ -350,7 +371,7 @@ void Dispatcher::heartbeat_loop() {
         scheduler_.ping_missed(target, t);
       }
     }
-    settle(lock);
+    (void)settle(lock);
     if (scheduler_.can_offer()) changed_.notify_all();
   }
 }
@@ -363,6 +384,13 @@ void Dispatcher::redistribution_loop() {
     if (stopping_) break;
     auto offer = scheduler_.next_offer(now());
     if (!offer) continue;
+    // The runner hears of the attempt only once the store has it.
+    if (auto saved = settle(lock); !saved) {
+      scheduler_.offer_refused(*offer, Scheduler::Refusal::Rejected, now());
+      (void)settle(lock);
+      stop_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+      continue;
+    }
     lock.unlock();
 
     auto& client = clients[offer->runner];
@@ -392,7 +420,7 @@ void Dispatcher::redistribution_loop() {
                    reply.error());
       scheduler_.offer_refused(*offer, Scheduler::Refusal::Unreachable, t);
     }
-    settle(lock);
+    (void)settle(lock);
   }
 }
 

@@ -14,6 +14,7 @@
 #include "ci/net.h"
 #include "result_writer.h"
 #include "scheduler.h"
+#include "store.h"
 
 namespace ci {
 
@@ -21,6 +22,8 @@ struct DispatcherOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8888;
   std::string results_dir = "test_results";
+  std::string state_dir = ".ci-state";  // holds state.db; ":memory:" keeps nothing
+  SyncMode sync = SyncMode::Normal;
   std::chrono::milliseconds heartbeat_interval{2000};
   int heartbeat_misses = 3;
   uint32_t max_attempts = 3;
@@ -54,9 +57,12 @@ class Dispatcher {
 
   void heartbeat_loop();
   void redistribution_loop();
-  // Logs what the scheduler reports and records the jobs it gave up on. Called with
-  // `lock` held; releases it while writing files.
-  void settle(std::unique_lock<std::mutex>& lock);
+  // Makes the scheduler's changes durable (the store, then the result files of jobs
+  // it gave up on) and logs them. Called with `lock` held; releases it while writing
+  // files. An error means the change is not durable: the peer must not hear OK.
+  Result<void> settle(std::unique_lock<std::mutex>& lock);
+  // settle(), then unlocks and answers `reply`, or ERR when the change is not durable.
+  Reply durable(std::unique_lock<std::mutex>& lock, Reply reply);
 
   DispatcherOptions options_;
   ResultWriter writer_;
@@ -65,6 +71,7 @@ class Dispatcher {
   std::condition_variable stop_cv_;
   bool stopping_ = false;
   Scheduler scheduler_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<LineServer> server_;
   std::thread heartbeat_;
   std::thread redistributor_;

@@ -20,6 +20,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--results-dir", opts.results_dir, "folder for the result files")
       ->capture_default_str();
+  app.add_option("--state-dir", opts.state_dir,
+                 "folder of the state database (state.db); ':memory:' keeps no state")
+      ->capture_default_str();
+  std::string sync = "normal";
+  app.add_option("--sync", sync,
+                 "normal: state survives any crash of the process; full: also power loss")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"normal", "full"}));
   app.add_option("--heartbeat-interval", heartbeat_s, "seconds between pings to each runner")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 3600.0));
@@ -50,6 +58,7 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
 
+  opts.sync = sync == "full" ? ci::SyncMode::Full : ci::SyncMode::Normal;
   opts.heartbeat_interval = std::chrono::milliseconds(std::llround(heartbeat_s * 1000));
   opts.idle_timeout = std::chrono::milliseconds(std::llround(idle_timeout_s * 1000));
   if (auto r = ci::setup_logging("ci-dispatcher", log_level); !r) {
@@ -62,8 +71,8 @@ int main(int argc, char** argv) {
     spdlog::error("{}", r.error());
     return 1;
   }
-  spdlog::info("ci-dispatcher listening on {}:{}, results in {}/", opts.host, dispatcher.port(),
-               opts.results_dir);
+  spdlog::info("ci-dispatcher listening on {}:{}, results in {}/, state in {}", opts.host,
+               dispatcher.port(), opts.results_dir, opts.state_dir);
   int sig = ci::wait_for_stop_signal();
   spdlog::info("{} received, stopping", ci::signal_name(sig));
   dispatcher.stop();

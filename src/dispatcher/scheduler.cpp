@@ -52,6 +52,7 @@ bool Scheduler::register_runner(const std::string& address, TimePoint now) {
   r.state = RunnerState::Suspect;  // set_idle moves it out of a non-idle state
   auto& stored = runners_.emplace(address, r).first->second;
   set_idle(stored);
+  touch_runner(address, true);
   event("runner " + address + " registered");
   return true;
 }
@@ -117,6 +118,7 @@ void Scheduler::drop_runner(const std::string& address, TimePoint now) {
   if (r.state == RunnerState::Running) lose_job(r, "runner " + address + " died", now);
   leave_idle(r);
   runners_.erase(it);
+  touch_runner(address, false);
 }
 
 void Scheduler::lose_job(Runner& r, const std::string& why, TimePoint now, bool counts) {
@@ -142,6 +144,7 @@ void Scheduler::lose_job(Runner& r, const std::string& why, TimePoint now, bool 
     // The caller records this like a result: the job ends in Finishing.
     job.state = JobState::Finishing;
     job.outcome = out;
+    touch(job);
     gave_up_.push_back(job.id);
     event("job " + std::to_string(job.id) + " failed: " + out.reason);
     return;
@@ -151,6 +154,7 @@ void Scheduler::lose_job(Runner& r, const std::string& why, TimePoint now, bool 
 }
 
 void Scheduler::requeue_front(Job& job) {
+  touch(job);
   job.state = JobState::Queued;
   queue_.push_front(job.id);
 }
@@ -162,6 +166,7 @@ bool Scheduler::unregister_runner(const std::string& address, TimePoint now) {
   if (r.state == RunnerState::Running) lose_job(r, "runner " + address + " left", now, false);
   leave_idle(r);
   runners_.erase(it);
+  touch_runner(address, false);
   event("runner " + address + " left");
   return true;
 }
@@ -175,6 +180,7 @@ Scheduler::Change Scheduler::retry(JobId id, TimePoint now) {
   job.outcome.reset();
   job.infra_failures = 0;
   job.queued_at = now;
+  touch(job);
   queue_.push_back(id);
   event("job " + std::to_string(id) + " queued again: " + job.commit + " on " + job.branch);
   return Change::Done;
@@ -210,7 +216,7 @@ Scheduler::Submitted Scheduler::submit(const std::string& commit, const std::str
   job.branch = branch;
   job.queued_at = now;
   JobId id = job.id;
-  jobs_.emplace(id, std::move(job));
+  touch(jobs_.emplace(id, std::move(job)).first->second);
   by_commit_.emplace(key, id);
   queue_.push_back(id);
   event("job " + std::to_string(id) + " queued: " + commit + " on " + branch);
@@ -235,6 +241,7 @@ std::optional<Offer> Scheduler::next_offer(TimePoint now) {
   job.runners.push_back(r.address);
   r.job = id;
   r.attempt = job.attempt;
+  touch(job);
   return Offer{id, job.attempt, job.commit, job.branch, r.address, r.epoch};
 }
 
@@ -253,6 +260,7 @@ void Scheduler::offer_accepted(const Offer& offer, TimePoint now) {
   r.misses = 0;
   job.state = JobState::Running;
   job.started_at = now;
+  touch(job);
   event("job " + std::to_string(job.id) + " attempt " + std::to_string(job.attempt) +
         " running on " + r.address + ": " + job.commit);
 }
@@ -262,6 +270,7 @@ void Scheduler::offer_refused(const Offer& offer, Refusal why, TimePoint now) {
   Job& job = jobs_.at(offer.job);
   job.runners.pop_back();
   job.attempt--;
+  touch(job);
   if (job.state == JobState::Offered) requeue_front(job);
   auto it = runners_.find(offer.runner);
   if (it == runners_.end() || it->second.epoch != offer.epoch) return;
@@ -299,6 +308,7 @@ void Scheduler::finish_result(JobId id, const JobOutcome& outcome, TimePoint now
   Job& job = jobs_.at(id);
   job.state = JobState::Finished;
   job.outcome = outcome;
+  touch(job);
   // A job requeued after losing its runner may sit in the queue when a late result
   // from the earlier attempt completes it.
   queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
@@ -318,6 +328,7 @@ void Scheduler::abandon_result(JobId id, TimePoint now) {
     running = it->second.state == RunnerState::Running && it->second.job == id;
   if (running) {
     job.state = JobState::Running;
+    touch(job);
   } else {
     requeue_front(job);
   }
@@ -345,6 +356,65 @@ size_t Scheduler::count_jobs(JobState state) const {
   for (const auto& [id, j] : jobs_)
     if (j.state == state) ++n;
   return n;
+}
+
+void Scheduler::restore(std::vector<Job> jobs, const std::vector<std::string>& runners,
+                        TimePoint now) {
+  for (Job& stored : jobs) {
+    JobId id = stored.id;
+    next_job_ = std::max(next_job_, id + 1);
+    Job& job = jobs_[id] = std::move(stored);
+    by_commit_[{job.commit, job.branch}] = id;
+    job.queued_at = now;
+    switch (job.state) {
+      case JobState::Queued:
+      case JobState::Offered:
+        if (job.state == JobState::Offered) touch(job);
+        job.state = JobState::Queued;
+        queue_.push_back(id);
+        break;
+      case JobState::Running:
+      case JobState::Finishing: {
+        job.state = JobState::Running;
+        job.started_at = now;
+        Runner& r = runners_[job.current_runner()];
+        r.address = job.current_runner();
+        r.state = RunnerState::Running;
+        r.job = id;
+        r.attempt = job.attempt;
+        r.epoch = next_seq_++;
+        r.registered_at = r.last_seen = now;
+        break;
+      }
+      case JobState::Finished:
+        break;
+    }
+  }
+  for (const auto& address : runners) {
+    if (runners_.count(address)) continue;
+    Runner& r = runners_[address];
+    r.address = address;
+    r.state = RunnerState::Suspect;
+    r.epoch = next_seq_++;
+    r.registered_at = r.last_seen = now;
+  }
+}
+
+Scheduler::Dirty Scheduler::take_dirty() {
+  Dirty out;
+  out.jobs.assign(dirty_jobs_.begin(), dirty_jobs_.end());
+  for (const auto& [address, present] : dirty_runners_)
+    (present ? out.runners_added : out.runners_removed).push_back(address);
+  dirty_jobs_.clear();
+  dirty_runners_.clear();
+  return out;
+}
+
+void Scheduler::return_dirty(Dirty dirty) {
+  dirty_jobs_.insert(dirty.jobs.begin(), dirty.jobs.end());
+  // A runner change made after the failed write is newer: it wins.
+  for (const auto& a : dirty.runners_added) dirty_runners_.emplace(a, true);
+  for (const auto& a : dirty.runners_removed) dirty_runners_.emplace(a, false);
 }
 
 std::vector<JobId> Scheduler::take_gave_up() {

@@ -159,6 +159,22 @@ class Scheduler {
   size_t queued() const { return queue_.size(); }
   size_t count_jobs(JobState state) const;
 
+  // Puts back what a store had: queued and offered jobs are queued again (in id
+  // order); a running job stays with its runner, which must answer pings to keep it;
+  // other runners are pinged before they get work.
+  void restore(std::vector<Job> jobs, const std::vector<std::string>& runners, TimePoint now);
+
+  // What must be written to the store since the last call.
+  struct Dirty {
+    std::vector<JobId> jobs;
+    std::vector<std::string> runners_added;
+    std::vector<std::string> runners_removed;
+    bool empty() const { return jobs.empty() && runners_added.empty() && runners_removed.empty(); }
+  };
+  Dirty take_dirty();
+  // A write failed: these are written again with the next changes.
+  void return_dirty(Dirty dirty);
+
   // What changed since the last call, for the log.
   std::vector<SchedulerEvent> take_events();
   // Jobs the scheduler ended as errors (too many attempts lost): each is Finishing
@@ -174,6 +190,8 @@ class Scheduler {
   void requeue_front(Job& job);
   void drop_runner(const std::string& address, TimePoint now);
   void event(std::string text) { events_.push_back({std::move(text)}); }
+  void touch(const Job& job) { dirty_jobs_.insert(job.id); }
+  void touch_runner(const std::string& address, bool present) { dirty_runners_[address] = present; }
 
   Options options_;
   JobId next_job_ = 1;
@@ -185,6 +203,8 @@ class Scheduler {
   std::set<std::pair<uint64_t, std::string>> idle_;  // (idle_seq, address)
   std::vector<SchedulerEvent> events_;
   std::vector<JobId> gave_up_;
+  std::set<JobId> dirty_jobs_;
+  std::map<std::string, bool> dirty_runners_;  // address -> registered (the latest change)
 };
 
 }  // namespace ci

@@ -12,8 +12,9 @@ namespace ci::test {
 Cluster::Cluster() { master_ = dir_ / "master"; }
 
 Daemon& Cluster::start_dispatcher(std::vector<std::string> extra) {
-  std::vector<std::string> args{"--port", port_ ? std::to_string(port_) : "0", "--results-dir",
-                                results_dir()};
+  std::vector<std::string> args{"--port",        port_ ? std::to_string(port_) : "0",
+                                "--results-dir", results_dir(),
+                                "--state-dir",   dir_ / "state"};
   if (std::find(extra.begin(), extra.end(), "--heartbeat-interval") == extra.end())
     extra.insert(extra.end(), {"--heartbeat-interval", "0.2"});
   args.insert(args.end(), extra.begin(), extra.end());

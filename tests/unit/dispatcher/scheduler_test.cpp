@@ -282,3 +282,123 @@ TEST_F(SchedulerTest, DecisionsAreLogged) {
 
 }  // namespace
 }  // namespace ci
+
+namespace ci {
+namespace {
+
+// What a restarted dispatcher does with what its store had.
+class RestoreTest : public ::testing::Test {
+ protected:
+  Scheduler before{Scheduler::Options{3, 3}};
+  Scheduler after{Scheduler::Options{3, 3}};
+  TimePoint now{};
+
+  // Moves everything `before` wrote to the store into `after`, as a restart would.
+  void restart() {
+    before.take_dirty();
+    std::vector<Job> jobs;
+    for (const auto& [id, j] : before.jobs()) jobs.push_back(j);
+    std::vector<std::string> runners;
+    for (const auto& [addr, r] : before.runners()) runners.push_back(addr);
+    after.restore(jobs, runners, now);
+  }
+};
+
+TEST_F(RestoreTest, QueuedJobsComeBackInOrderAndRunnersArePingedFirst) {
+  auto a = before.submit(std::string(40, 'a'), "master", now).id;
+  auto b = before.submit(std::string(40, 'b'), "master", now).id;
+  before.register_runner("r1:1", now);
+  before.unregister_runner("r1:1", now);
+  before.register_runner("r2:2", now);
+  restart();
+  EXPECT_EQ(after.queued(), 2u);
+  // A restored runner gets no job before it has answered a ping.
+  EXPECT_FALSE(after.can_offer());
+  after.ping_answered(after.ping_targets()[0], RunnerReport{true, false, 0, 0}, now);
+  auto o = after.next_offer(now);
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->job, a);
+  EXPECT_EQ(o->runner, "r2:2");
+  (void)b;
+  // New jobs get new ids, and known commits are still known.
+  EXPECT_FALSE(after.submit(std::string(40, 'a'), "master", now).created);
+  EXPECT_GT(after.submit(std::string(40, 'c'), "master", now).id, b);
+}
+
+TEST_F(RestoreTest, RunningJobStaysWithARunnerThatStillHasIt) {
+  before.register_runner("r1:1", now);
+  auto id = before.submit(std::string(40, 'a'), "master", now).id;
+  auto o = before.next_offer(now);
+  before.offer_accepted(*o, now);
+  restart();
+  EXPECT_EQ(after.job(id)->state, JobState::Running);
+  after.ping_answered(after.ping_targets()[0], RunnerReport{true, true, id, 1}, now);
+  EXPECT_EQ(after.job(id)->state, JobState::Running);
+  EXPECT_EQ(after.check_result(id, 1, "r1:1"), ResultVerdict::Accept);
+}
+
+TEST_F(RestoreTest, RunningJobWhoseRunnerNeverComesBackIsRequeued) {
+  before.register_runner("r1:1", now);
+  auto id = before.submit(std::string(40, 'a'), "master", now).id;
+  before.offer_accepted(*before.next_offer(now), now);
+  restart();
+  for (int i = 0; i < 3; ++i) after.ping_missed(after.ping_targets()[0], now);
+  EXPECT_EQ(after.job(id)->state, JobState::Queued);
+  after.register_runner("r9:9", now);
+  auto o = after.next_offer(now);
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->attempt, 2u);
+}
+
+TEST_F(RestoreTest, OfferedJobIsQueuedAgain) {
+  before.register_runner("r1:1", now);
+  auto id = before.submit(std::string(40, 'a'), "master", now).id;
+  ASSERT_TRUE(before.next_offer(now));  // crash before the runner answered
+  restart();
+  EXPECT_EQ(after.job(id)->state, JobState::Queued);
+  EXPECT_EQ(after.queued(), 1u);
+}
+
+TEST_F(RestoreTest, FinishedJobsKeepTheirResults) {
+  before.register_runner("r1:1", now);
+  auto id = before.submit(std::string(40, 'a'), "master", now).id;
+  auto o = before.next_offer(now);
+  before.offer_accepted(*o, now);
+  ASSERT_EQ(before.check_result(id, 1, "r1:1"), ResultVerdict::Accept);
+  JobOutcome out;
+  out.status = TestStatus::Passed;
+  out.runner = "r1:1";
+  out.attempt = 1;
+  before.finish_result(id, out, now);
+  restart();
+  EXPECT_EQ(after.job(id)->state, JobState::Finished);
+  EXPECT_EQ(after.check_result(id, 1, "r1:1"), ResultVerdict::Duplicate);
+  EXPECT_EQ(after.queued(), 0u);
+}
+
+TEST(SchedulerDirty, EveryChangeIsReportedForTheStore) {
+  Scheduler s{Scheduler::Options{3, 3}};
+  TimePoint now{};
+  auto id = s.submit(std::string(40, 'a'), "master", now).id;
+  s.register_runner("r1:1", now);
+  auto d = s.take_dirty();
+  EXPECT_EQ(d.jobs, std::vector<JobId>{id});
+  EXPECT_EQ(d.runners_added, std::vector<std::string>{"r1:1"});
+  EXPECT_TRUE(s.take_dirty().empty());
+  auto o = s.next_offer(now);
+  EXPECT_EQ(s.take_dirty().jobs, std::vector<JobId>{id});  // the attempt, before runtest
+  s.offer_accepted(*o, now);
+  EXPECT_EQ(s.take_dirty().jobs, std::vector<JobId>{id});
+  s.unregister_runner("r1:1", now);
+  d = s.take_dirty();
+  EXPECT_EQ(d.runners_removed, std::vector<std::string>{"r1:1"});
+  EXPECT_EQ(d.jobs, std::vector<JobId>{id});  // requeued
+  // A failed write is retried with the next one.
+  s.register_runner("r2:2", now);
+  auto failed = s.take_dirty();
+  s.return_dirty(failed);
+  EXPECT_EQ(s.take_dirty().runners_added, std::vector<std::string>{"r2:2"});
+}
+
+}  // namespace
+}  // namespace ci

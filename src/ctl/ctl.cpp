@@ -47,6 +47,11 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       ->capture_default_str()
       ->check(CLI::Range(0.01, 3600.0));
   app.require_subcommand(1);
+  auto* retry = app.add_subcommand("retry", "run a finished job again");
+  uint64_t retry_job = 0;
+  retry->add_option("job", retry_job, "the job id")
+      ->required()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{INT64_MAX}));
   auto* status = app.add_subcommand("status", "the dispatcher's counters");
   auto* runners = app.add_subcommand("runners", "the registered runners");
   auto* jobs = app.add_subcommand("jobs", "the newest jobs");
@@ -95,6 +100,8 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     request = RunnersRequest{};
   } else if (*jobs) {
     request = JobsRequest{limit};
+  } else if (*retry) {
+    request = RetryRequest{retry_job};
   } else {
     if (std::string bad = check_commit_id(commit); !bad.empty()) {
       err << "cictl: '" << commit << "': " << bad << "\n";
@@ -121,10 +128,8 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         << reply->reason() << "\n";
     return 1;
   }
-  if (*dispatch) {
+  if (*dispatch || *retry) {
     out << "job " << (reply->args.empty() ? "?" : reply->args[0]) << "\n";
-  } else if (*status) {
-    out << align_columns(reply->body);
   } else {
     out << align_columns(reply->body);
   }

@@ -1,0 +1,94 @@
+// ci-observer: watches a repository and hands each new commit to the dispatcher.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "ci/log.h"
+#include "ci/signals.h"
+#include "ci/validate.h"
+#include "observer.h"
+
+namespace {
+
+int usage_error(const std::string& flag, const std::string& why) {
+  std::cerr << "ci-observer: " << flag << ": " << why
+            << "\nRun with --help for more information.\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ci-observer: watches a repository and hands each new commit to the dispatcher"};
+  std::string dispatcher = "localhost:8888";
+  double interval = 5.0;
+  std::vector<std::string> branches;
+  bool latest_only = false;
+  std::string state_file;
+  std::string log_level = "info";
+  std::string repo;
+  app.add_option("--dispatcher-server", dispatcher, "The dispatcher's address, host:port")
+      ->capture_default_str();
+  app.add_option("--interval", interval, "Seconds between polls (fractions allowed)")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->capture_default_str();
+  app.add_option("--branch", branches, "A branch to watch (repeat for more; default: all)")
+      ->allow_extra_args(false);
+  app.add_flag("--latest-only", latest_only,
+               "Hand over only each changed branch's newest commit, not every new commit");
+  app.add_option("--state-file", state_file,
+                 "Where to remember what was handed over (default: REPO/.git/ci-observer.state)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  app.add_option("REPO", repo, "The observer's clone of the master repository")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  ci::observer::ObserverOptions options;
+  std::string why;
+  auto address = ci::parse_host_port(dispatcher, &why);
+  if (!address) return usage_error("--dispatcher-server", why);
+  options.dispatcher = *address;
+  for (const auto& branch : branches) {
+    if (auto bad = ci::check_branch_name(branch); !bad.empty())
+      return usage_error("--branch", "'" + ci::escape_for_log(branch) + "': " + bad);
+  }
+  options.repo = repo;
+  options.branches = branches;
+  options.interval = std::chrono::milliseconds(std::llround(interval * 1000.0));
+  options.mode =
+      latest_only ? ci::observer::DispatchMode::LatestOnly : ci::observer::DispatchMode::PerCommit;
+  options.state_file = state_file;
+
+  // Before any thread starts, so that every thread inherits the mask.
+  ci::block_stop_signals();
+
+  if (auto r = ci::setup_logging("ci-observer", log_level); !r)
+    return usage_error("--log-level", r.error());
+
+  try {
+    ci::observer::Observer observer(options);
+    if (auto r = observer.start(); !r) {
+      spdlog::error("{}", r.error());
+      return 1;
+    }
+    int sig = ci::wait_for_stop_signal();
+    spdlog::info("received {}, stopping", ci::signal_name(sig));
+    observer.stop();
+    spdlog::info("stopped");
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

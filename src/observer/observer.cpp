@@ -1,0 +1,251 @@
+#include "observer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <exception>
+#include <filesystem>
+#include <system_error>
+
+#include "ci/files.h"
+#include "ci/protocol.h"
+
+namespace ci::observer {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* mode_name(DispatchMode mode) {
+  return mode == DispatchMode::LatestOnly ? "latest-only" : "per-commit";
+}
+
+std::string join(const std::set<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+}  // namespace
+
+std::string default_state_file(const std::string& repo) {
+  std::error_code ec;
+  fs::path dot_git = fs::path(repo) / ".git";
+  if (fs::is_directory(dot_git, ec)) return (dot_git / "ci-observer.state").string();
+  return (fs::path(repo) / "ci-observer.state").string();
+}
+
+void Observer::FailureStreak::failed(const std::string& message) {
+  if (failing_) {
+    spdlog::debug("{}", message);
+    return;
+  }
+  failing_ = true;
+  spdlog::error("{} (retrying; repeats are logged at debug level)", message);
+}
+
+void Observer::FailureStreak::succeeded() {
+  if (!failing_) return;
+  failing_ = false;
+  spdlog::info("{}", recovered_);
+}
+
+Observer::Observer(ObserverOptions options)
+    : options_(std::move(options)), watched_(options_.branches.begin(), options_.branches.end()) {}
+
+Observer::~Observer() { stop(); }
+
+Result<void> Observer::start() {
+  std::lock_guard join_lock(join_mu_);
+  if (stopping() || thread_.joinable()) return make_error("observer already started or stopped");
+  std::error_code ec;
+  if (!fs::exists(options_.repo, ec))
+    return make_error("repository " + options_.repo + " does not exist");
+  auto repo = git::Repository::open(options_.repo);
+  if (!repo) return make_error(options_.repo + " is not a git repository");
+  if (repo->has_remote("origin")) remote_ = "origin";
+
+  state_file_ =
+      options_.state_file.empty() ? default_state_file(options_.repo) : options_.state_file;
+  std::string state_dir = fs::path(state_file_).parent_path().string();
+  if (!state_dir.empty()) {
+    if (auto r = make_dirs(state_dir); !r) return Error{r.error()};
+  }
+  auto tracker = CommitTracker::load(state_file_, options_.mode);
+  if (!tracker) return Error{tracker.error()};
+
+  spdlog::info(
+      "watching repository {} ({}), {}, {} mode, dispatcher {}, every {:g}s", options_.repo,
+      remote_ ? "fetching origin" : "its local branches, no remote to fetch",
+      watched_.empty() ? "all branches" : "branches " + join(watched_), mode_name(options_.mode),
+      options_.dispatcher.str(), std::chrono::duration<double>(options_.interval).count());
+  if (tracker->has_state()) {
+    spdlog::info("state file {}: {} branch(es) remembered", state_file_, tracker->state().size());
+  } else {
+    spdlog::info("state file {}: none yet; the current branch tips count as already seen",
+                 state_file_);
+  }
+
+  repo_ = std::move(*repo);
+  {
+    std::lock_guard lock(state_mu_);
+    tracker_ = std::move(*tracker);
+  }
+  thread_ = std::thread([this] { run(); });
+  return {};
+}
+
+void Observer::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  std::lock_guard join_lock(join_mu_);
+  if (thread_.joinable()) thread_.join();
+}
+
+void Observer::poll_now() {
+  {
+    std::lock_guard lock(mu_);
+    poked_ = true;
+  }
+  wake_.notify_all();
+}
+
+CommitTracker::State Observer::handed_over() const {
+  std::lock_guard lock(state_mu_);
+  return tracker_ ? tracker_->state() : CommitTracker::State{};
+}
+
+bool Observer::stopping() const {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
+void Observer::run() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    poked_ = false;
+    lock.unlock();
+    try {
+      round();
+    } catch (const std::exception& e) {
+      // The loop must outlive a surprise: the next round starts from the saved state.
+      spdlog::error("round failed: {}", e.what());
+    }
+    rounds_.fetch_add(1);
+    lock.lock();
+    auto deadline = std::chrono::steady_clock::now() + options_.interval;
+    wake_.wait_until(lock, deadline, [this] { return stopping_ || poked_; });
+  }
+}
+
+void Observer::round() {
+  if (remote_) {
+    if (auto r = repo_->fetch(*remote_); !r) {
+      fetch_streak_.failed("cannot fetch " + *remote_ + " into " + options_.repo + ": " +
+                           r.error());
+      return;
+    }
+    fetch_streak_.succeeded();
+  }
+  auto tips = watched_tips();
+  if (!tips) return;
+
+  std::vector<HandOver> plan;
+  {
+    std::lock_guard lock(state_mu_);
+    bool first_look = !tracker_->has_state();
+    auto planned = tracker_->plan(*tips, *repo_);
+    if (!planned) {
+      git_streak_.failed("cannot walk the history of " + options_.repo + ": " + planned.error());
+      return;
+    }
+    git_streak_.succeeded();
+    plan = std::move(*planned);
+    if (first_look)
+      spdlog::info("first look: the tips of {} branch(es) count as already seen", tips->size());
+  }
+  save_state();
+  if (plan.empty()) return;
+  spdlog::debug("{} commit(s) to hand over", plan.size());
+
+  // A connection a round: none is left idle between rounds for the dispatcher to
+  // time out.
+  LineClient client(options_.dispatcher.host, options_.dispatcher.port, options_.client);
+  if (!dispatcher_ready(client)) return;
+  for (const auto& item : plan) {
+    if (stopping() || !hand_over(client, item)) break;
+  }
+}
+
+std::optional<std::vector<git::BranchTip>> Observer::watched_tips() {
+  auto tips = repo_->branch_tips(remote_.value_or(""));
+  if (!tips) {
+    git_streak_.failed("cannot list the branches of " + options_.repo + ": " + tips.error());
+    return std::nullopt;
+  }
+  std::vector<git::BranchTip> out;
+  for (auto& tip : *tips) {
+    if (!watched_.empty() && !watched_.contains(tip.branch)) continue;
+    // The dispatcher would refuse it for ever; better to say so once and go on.
+    if (auto why = check_branch_name(tip.branch); !why.empty()) {
+      if (skipped_branches_.insert(tip.branch).second)
+        spdlog::warn("ignoring branch '{}': {}", escape_for_log(tip.branch), why);
+      continue;
+    }
+    out.push_back(std::move(tip));
+  }
+  return out;
+}
+
+bool Observer::dispatcher_ready(LineClient& client) {
+  auto reply = client.call(StatusRequest{});
+  if (!reply) {
+    dispatcher_streak_.failed("dispatcher " + client.address() + " unreachable: " + reply.error());
+    return false;
+  }
+  if (reply->kind != Reply::Kind::Ok) {
+    dispatcher_streak_.failed(
+        "dispatcher " + client.address() + " is not ready: status answered " +
+        (reply->kind == Reply::Kind::Err ? "ERR " + reply->reason() : "something other than OK"));
+    return false;
+  }
+  dispatcher_streak_.succeeded();
+  return true;
+}
+
+bool Observer::hand_over(LineClient& client, const HandOver& item) {
+  auto reply = client.call(DispatchRequest{item.commit, item.branch});
+  std::string what = "commit " + item.commit + " on branch " + item.branch;
+  if (!reply) {
+    dispatcher_streak_.failed("cannot dispatch " + what + ": " + reply.error());
+    return false;
+  }
+  if (reply->kind != Reply::Kind::Ok) {
+    dispatcher_streak_.failed(
+        "dispatcher " + client.address() + " refused " + what + ": " +
+        (reply->kind == Reply::Kind::Err ? reply->reason() : "unexpected reply"));
+    return false;
+  }
+  {
+    std::lock_guard lock(state_mu_);
+    tracker_->mark_handed_over(item.branch, item.commit);
+  }
+  save_state();
+  std::string job = reply->args.empty() ? "?" : escape_for_log(reply->args.front(), 40);
+  spdlog::info("dispatched commit {} on branch {}: job {}", item.commit, item.branch, job);
+  return true;
+}
+
+void Observer::save_state() {
+  std::lock_guard lock(state_mu_);
+  if (!tracker_->dirty()) return;
+  if (auto r = tracker_->save(state_file_); !r) {
+    save_streak_.failed(r.error());
+    return;
+  }
+  save_streak_.succeeded();
+}
+
+}  // namespace ci::observer

@@ -1,0 +1,110 @@
+// The observer daemon's loop: every interval (or at once when poked) it fetches
+// its clone, asks the CommitTracker what is new on the watched branches, checks
+// that the dispatcher answers `status`, and hands each commit over with
+// `dispatch <commit> <branch>`, saving its state after every change.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ci/git.h"
+#include "ci/net.h"
+#include "ci/result.h"
+#include "ci/validate.h"
+#include "commit_tracker.h"
+
+namespace ci::observer {
+
+struct ObserverOptions {
+  // The observer's own clone of the master repository, or the master itself (a
+  // repository without an `origin` remote is read, never fetched).
+  std::string repo;
+  HostPort dispatcher{"localhost", 8888};
+  std::chrono::milliseconds interval{5000};
+  std::vector<std::string> branches;  // empty: every branch
+  DispatchMode mode = DispatchMode::PerCommit;
+  std::string state_file;  // empty: default_state_file(repo)
+  ClientOptions client;
+};
+
+// <repo>/.git/ci-observer.state, or <repo>/ci-observer.state for a bare repository.
+std::string default_state_file(const std::string& repo);
+
+class Observer {
+ public:
+  explicit Observer(ObserverOptions options);
+  ~Observer();  // stops
+  Observer(const Observer&) = delete;
+  Observer& operator=(const Observer&) = delete;
+
+  // Opens the repository and reads the state file, then starts the poll thread,
+  // whose first round runs at once. An error (missing or non-git repository,
+  // corrupt state file) is one line naming the path. Call once.
+  Result<void> start();
+  // Wakes the loop and joins it; a round in progress stops before its next
+  // hand-over. Idempotent; thread-safe.
+  void stop();
+  // Wakes the loop for a round now instead of at the next deadline. Thread-safe.
+  void poll_now();
+
+  // Rounds finished since start(), whatever their outcome. Thread-safe.
+  uint64_t rounds_completed() const { return rounds_.load(); }
+  // A copy of the tracker's state: branch -> last commit handed over. Thread-safe.
+  CommitTracker::State handed_over() const;
+  const std::string& state_file() const { return state_file_; }
+  bool fetches() const { return remote_.has_value(); }
+
+ private:
+  // Logs the first failure of a streak as an error and the rest at debug level,
+  // so that a dispatcher down for hours does not flood the log.
+  class FailureStreak {
+   public:
+    explicit FailureStreak(std::string recovered) : recovered_(std::move(recovered)) {}
+    void failed(const std::string& message);
+    void succeeded();
+
+   private:
+    std::string recovered_;  // logged when a streak ends
+    bool failing_ = false;
+  };
+
+  void run();
+  void round();
+  std::optional<std::vector<git::BranchTip>> watched_tips();
+  bool dispatcher_ready(LineClient& client);
+  bool hand_over(LineClient& client, const HandOver& item);
+  void save_state();
+  bool stopping() const;
+
+  ObserverOptions options_;
+  std::string state_file_;
+  std::optional<std::string> remote_;  // "origin" when the repository has one
+  std::set<std::string> watched_;      // empty: every branch
+  std::optional<git::Repository> repo_;
+
+  mutable std::mutex state_mu_;  // guards tracker_ against handed_over()
+  std::optional<CommitTracker> tracker_;
+
+  mutable std::mutex mu_;  // guards stopping_ and poked_
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  bool poked_ = false;
+  std::atomic<uint64_t> rounds_{0};
+
+  FailureStreak fetch_streak_{"fetching works again"};
+  FailureStreak git_streak_{"reading the repository works again"};
+  FailureStreak dispatcher_streak_{"dispatcher " + options_.dispatcher.str() + " answers again"};
+  FailureStreak save_streak_{"the state file is written again"};
+  std::set<std::string> skipped_branches_;  // bad names, logged once each
+  std::mutex join_mu_;                      // serialises start's thread launch and stop's join
+  std::thread thread_;
+};
+
+}  // namespace ci::observer

@@ -1,6 +1,7 @@
 #include "cluster.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <sstream>
@@ -100,6 +101,31 @@ std::string header_field(const std::string& result, const std::string& key) {
   }
   size_t start = pos + needle.size();
   return result.substr(start, result.find('\n', start) - start);
+}
+
+}  // namespace ci::test
+
+namespace ci::test {
+
+void Cluster::kill_hard(Daemon& daemon) {
+  daemon.kill(SIGKILL);
+  daemon.stop();
+}
+
+std::vector<JobRow> jobs_of(Cluster& cluster) {
+  std::vector<JobRow> rows;
+  auto reply = cluster.ask(JobsRequest{1000000});
+  if (!reply || reply->kind != Reply::Kind::Ok) return rows;
+  std::istringstream in(reply->body);
+  std::string line;
+  std::getline(in, line);  // the column names
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    JobRow r;
+    words >> r.id >> r.commit >> r.branch >> r.state >> r.status >> r.attempt >> r.runner;
+    rows.push_back(r);
+  }
+  return rows;
 }
 
 }  // namespace ci::test

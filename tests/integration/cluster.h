@@ -27,6 +27,8 @@ class Cluster {
   // Clones the master repository for the runner and starts it on an ephemeral port.
   Daemon& start_runner(std::vector<std::string> extra = {});
   Daemon& start_observer(std::vector<std::string> extra = {});
+  // SIGKILL, and reap: the process is gone when this returns.
+  static void kill_hard(Daemon& daemon);
   Daemon& dispatcher() { return *dispatcher_; }
   Daemon& runner(size_t i) { return *runners_.at(i); }
   Daemon& observer() { return *observer_; }
@@ -50,6 +52,12 @@ class Cluster {
   std::vector<std::unique_ptr<Daemon>> runners_;
   std::unique_ptr<Daemon> observer_;
 };
+
+// One line of the dispatcher's `jobs` table.
+struct JobRow {
+  std::string id, commit, branch, state, status, attempt, runner;
+};
+std::vector<JobRow> jobs_of(Cluster& cluster);
 
 // The value of "key: value" in a result file's header.
 std::string header_field(const std::string& result, const std::string& key);

@@ -152,14 +152,28 @@ Result<std::vector<std::string>> Repository::commits_since(
   git_revwalk_sorting(walk.get(), GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
   if (git_revwalk_push(walk.get(), &tip_oid) != 0)
     return make_error(last_error("commit " + tip + " not found"));
+  std::vector<git_oid> hidden;
   for (const auto& h : hide) {
     git_oid oid;
-    if (parse_oid(h, &oid) && has_commit(h)) git_revwalk_hide(walk.get(), &oid);
+    if (parse_oid(h, &oid) && has_commit(h)) {
+      git_revwalk_hide(walk.get(), &oid);
+      hidden.push_back(oid);
+    }
   }
   std::vector<std::string> out;
   git_oid oid;
   int rc;
-  while ((rc = git_revwalk_next(&oid, walk.get())) == 0) out.push_back(oid_str(&oid));
+  while ((rc = git_revwalk_next(&oid, walk.get())) == 0) {
+    // libgit2's revwalk can let a hidden commit through when commits share a
+    // timestamp (its date-based cut-off stops marking ancestors too early), so each
+    // commit is checked again with the merge-base machinery, which does not.
+    if (!hidden.empty()) {
+      int reachable = git_graph_reachable_from_any(repo_, &oid, hidden.data(), hidden.size());
+      if (reachable < 0) return make_error(last_error("walking history failed"));
+      if (reachable == 1) continue;
+    }
+    out.push_back(oid_str(&oid));
+  }
   if (rc != GIT_ITEROVER) return make_error(last_error("walking history failed"));
   return out;
 }

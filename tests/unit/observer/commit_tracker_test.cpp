@@ -290,3 +290,44 @@ TEST(CommitTrackerStateFile, FormatAndParseRoundTrip) {
 
 }  // namespace
 }  // namespace ci::observer
+
+namespace ci::observer {
+namespace {
+
+TEST_F(CommitTrackerTest, NewBranchWithSeveralCommitsOffANewMasterCommitHandsEachOnce) {
+  CommitTracker tracker(DispatchMode::PerCommit);
+  round(tracker);
+  std::string shared = commit_file(master_, "a.txt", "shared");
+  git(master_, {"checkout", "-q", "-b", "feature-16"});
+  std::string f1 = commit_file(master_, "f1.txt", "1");
+  std::string f2 = commit_file(master_, "f2.txt", "2");
+  git(master_, {"checkout", "-q", "master"});
+  EXPECT_EQ(commits(round(tracker)), (std::vector<std::string>{shared, f1, f2}));
+  EXPECT_TRUE(round(tracker).empty());
+}
+
+}  // namespace
+}  // namespace ci::observer
+
+namespace ci::observer {
+namespace {
+
+TEST_F(CommitTrackerTest, BranchSeenBeforeItsOwnCommitsDoesNotRepeatTheSharedOne) {
+  CommitTracker tracker(DispatchMode::PerCommit);
+  round(tracker);
+  std::string shared = commit_file(master_, "a.txt", "shared");
+  git(master_, {"checkout", "-q", "-b", "feature-16"});
+  // Observed here: both branches point at the new commit.
+  auto first = round(tracker);
+  std::string f1 = commit_file(master_, "f1.txt", "1");
+  git(master_, {"checkout", "-q", "master"});
+  auto second = round(tracker);
+  auto third = round(tracker);
+  std::vector<std::string> all = commits(first);
+  for (auto* r : {&second, &third})
+    for (const auto& c : commits(*r)) all.push_back(c);
+  EXPECT_EQ(all, (std::vector<std::string>{shared, f1}));
+}
+
+}  // namespace
+}  // namespace ci::observer

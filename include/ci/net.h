@@ -20,8 +20,12 @@ struct ServerOptions {
   FrameLimits limits;
   // A connection that has not completed a message within this long is closed.
   std::chrono::milliseconds idle_timeout{10000};
+  // At the limit, the connection idle longest (with no message half-sent) is closed
+  // to make room; when none is idle, the new one is answered "ERR busy".
   size_t max_connections = 256;
+  size_t max_messages = 100000;  // per connection; then it is closed after the reply
   size_t threads = 1;
+  std::string token;  // non-empty: every connection must authenticate first (ci/auth.h)
 };
 
 struct Response {
@@ -58,6 +62,7 @@ struct ClientOptions {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds io_timeout{10000};  // for a whole request and its reply
   FrameLimits limits;
+  std::string token;  // non-empty: answer the server's AUTH greeting on connect
 };
 
 // A blocking client: one request, one reply; the connection is kept for the next

@@ -1,6 +1,7 @@
 #include <array>
 #include <asio.hpp>
 
+#include "ci/auth.h"
 #include "ci/net.h"
 
 namespace ci {
@@ -28,6 +29,69 @@ struct LineClient::Impl {
     return false;
   }
 
+  struct Exchange {
+    Result<Frame> frame = Error{""};
+    bool got_bytes = false;  // any byte of a reply arrived
+    bool timed_out = false;
+  };
+
+  // Writes `out` (if any) and reads one framed reply, framed by the body rule of
+  // `request_verb`.
+  Exchange exchange(const std::string& out, const std::string& request_verb,
+                    std::chrono::milliseconds timeout) {
+    FrameParser parser(options.limits, [&request_verb](const std::vector<std::string>& words) {
+      return reply_has_body(request_verb, words);
+    });
+    std::array<char, 16384> buf{};
+    asio::error_code failure;
+    bool done = false;
+    Exchange ex;
+    std::string parse_error;
+
+    std::function<void()> read_more = [&] {
+      socket.async_read_some(asio::buffer(buf), [&](const asio::error_code& ec, size_t n) {
+        if (ec) {
+          failure = ec;
+          return;
+        }
+        ex.got_bytes = true;
+        size_t used = 0;
+        auto status = parser.feed(std::string_view(buf.data(), n), &used);
+        if (status == FrameParser::Status::Done) {
+          done = true;
+        } else if (status == FrameParser::Status::Bad) {
+          parse_error = parser.error();
+        } else {
+          read_more();
+        }
+      });
+    };
+    if (out.empty()) {
+      read_more();
+    } else {
+      asio::async_write(socket, asio::buffer(out), [&](const asio::error_code& ec, size_t) {
+        if (ec) {
+          failure = ec;
+          return;
+        }
+        read_more();
+      });
+    }
+    ex.timed_out = !run_until_done(timeout);
+    if (done) {
+      ex.frame = parser.take();
+    } else if (!parse_error.empty()) {
+      ex.frame = make_error("bad reply from " + address() + ": " + parse_error);
+    } else if (ex.timed_out) {
+      ex.frame = make_error("no reply from " + address() + " in time");
+    } else if (failure == asio::error::eof) {
+      ex.frame = make_error(address() + " closed the connection without a reply");
+    } else {
+      ex.frame = make_error("request to " + address() + " failed: " + failure.message());
+    }
+    return ex;
+  }
+
   Result<void> connect() {
     asio::error_code ec;
     tcp::resolver resolver(io);
@@ -44,7 +108,31 @@ struct LineClient::Impl {
       return make_error("cannot connect to " + address() + ": " + result.message());
     }
     socket.set_option(tcp::no_delay(true), ec);
+    if (!options.token.empty()) {
+      if (auto r = authenticate(); !r) {
+        drop();
+        return r;
+      }
+    }
     connected = true;
+    return {};
+  }
+
+  Result<void> authenticate() {
+    auto greeting = exchange("", "", options.connect_timeout);
+    if (!greeting.frame)
+      return make_error("no authentication greeting from " + address() +
+                        " (is it started with the same token?): " + greeting.frame.error());
+    const auto& w = greeting.frame->words;
+    if (w.size() != 2 || w[0] != "AUTH")
+      return make_error(address() +
+                        " did not ask for authentication (is it started with a token?)");
+    auto answer =
+        exchange("auth " + prove_token(options.token, w[1]) + "\n", "auth", options.io_timeout);
+    if (!answer.frame)
+      return make_error("authentication with " + address() + " failed: " + answer.frame.error());
+    if (answer.frame->verb() != "OK")
+      return make_error(address() + " refused the token (ERR auth)");
     return {};
   }
 
@@ -61,7 +149,7 @@ LineClient::LineClient(std::string host, uint16_t port, ClientOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->host = std::move(host);
   impl_->port = port;
-  impl_->options = options;
+  impl_->options = std::move(options);
 }
 
 LineClient::~LineClient() = default;
@@ -79,53 +167,11 @@ Result<Frame> LineClient::call_frame(const Frame& request) {
     if (!c.connected) {
       if (auto r = c.connect(); !r) return Error{r.error()};
     }
-    const std::string verb = request.verb();
-    FrameParser parser(c.options.limits, [verb](const std::vector<std::string>& words) {
-      return reply_has_body(verb, words);
-    });
-    std::string out = serialize(request);
-    std::array<char, 16384> buf{};
-    asio::error_code failure;
-    bool done = false;
-    bool got_bytes = false;
-    std::string parse_error;
-
-    std::function<void()> read_more = [&] {
-      c.socket.async_read_some(asio::buffer(buf), [&](const asio::error_code& ec, size_t n) {
-        if (ec) {
-          failure = ec;
-          return;
-        }
-        got_bytes = true;
-        std::string_view data(buf.data(), n);
-        size_t used = 0;
-        auto status = parser.feed(data, &used);
-        if (status == FrameParser::Status::Done) {
-          done = true;
-        } else if (status == FrameParser::Status::Bad) {
-          parse_error = parser.error();
-        } else {
-          read_more();
-        }
-      });
-    };
-    asio::async_write(c.socket, asio::buffer(out), [&](const asio::error_code& ec, size_t) {
-      if (ec) {
-        failure = ec;
-        return;
-      }
-      read_more();
-    });
-    bool in_time = c.run_until_done(c.options.io_timeout);
-    if (done) return parser.take();
+    auto ex = c.exchange(serialize(request), request.verb(), c.options.io_timeout);
+    if (ex.frame) return std::move(ex.frame);
     c.drop();
-    if (!parse_error.empty())
-      return make_error("bad reply from " + c.address() + ": " + parse_error);
-    if (!in_time) return make_error("no reply from " + c.address() + " in time");
-    if (reused && !got_bytes) continue;
-    if (failure == asio::error::eof)
-      return make_error(c.address() + " closed the connection without a reply");
-    return make_error("request to " + c.address() + " failed: " + failure.message());
+    if (reused && !ex.got_bytes && !ex.timed_out) continue;
+    return ex.frame;
   }
   return make_error("request to " + c.address() + " failed");
 }

@@ -1,15 +1,23 @@
 #include <array>
 #include <asio.hpp>
 #include <atomic>
-#include <deque>
+#include <list>
+#include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "ci/auth.h"
 #include "ci/net.h"
 
 namespace ci {
 
 using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+class Session;
+}
 
 // Sessions point at Impl, which outlives them: destroying `io` destroys every pending
 // handler and so every session, and the members they touch are declared before it.
@@ -20,11 +28,21 @@ struct LineServer::Impl {
   std::atomic<size_t> connections{0};
   std::atomic<bool> stopped{false};
   uint16_t bound_port = 0;
+
+  std::mutex mutex;  // guards sessions and auth_failures
+  std::list<std::weak_ptr<Session>> sessions;
+  std::map<std::string, int> auth_failures;  // by peer address, without the port
+
   asio::io_context io;
   tcp::acceptor acceptor{io};
   std::vector<std::thread> threads;
 
   void accept();
+  bool evict_idlest();
+  // How long to wait before answering a failed authentication from `ip`: repeated
+  // failures are slowed down, doubling up to 5 s.
+  std::chrono::milliseconds auth_failed(const std::string& ip);
+  void auth_succeeded(const std::string& ip);
 };
 
 namespace {
@@ -35,26 +53,45 @@ class Session : public std::enable_shared_from_this<Session> {
       : socket_(std::move(socket)),
         timer_(socket_.get_executor()),
         server_(server),
-        parser_(server_->options.limits, server_->body_rule) {
+        parser_(server_->options.limits, server_->body_rule),
+        authenticated_(server_->options.token.empty()) {
     asio::error_code ec;
     auto ep = socket_.remote_endpoint(ec);
-    if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    if (!ec) {
+      ip_ = ep.address().to_string();
+      peer_ = ip_ + ":" + std::to_string(ep.port());
+    }
+    touch();
   }
   ~Session() { server_->connections.fetch_sub(1); }
 
   void start() {
     arm_deadline();
-    read();
+    if (!authenticated_) {
+      nonce_ = make_nonce();
+      write("AUTH " + nonce_ + "\n", false, std::chrono::milliseconds(0));
+    } else {
+      read();
+    }
+  }
+
+  // True when no part of a message is waiting: safe to close to make room.
+  bool idle() const { return !in_message_.load(); }
+  Clock::rep idle_since() const { return idle_since_.load(); }
+
+  // From another connection's thread: closes this one on its own strand.
+  void close_from_outside() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->shutdown(); });
   }
 
  private:
+  void touch() { idle_since_ = Clock::now().time_since_epoch().count(); }
+
   void arm_deadline() {
     timer_.expires_after(server_->options.idle_timeout);
     timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
       if (ec) return;  // re-armed or cancelled
-      asio::error_code ignored;
-      self->socket_.shutdown(tcp::socket::shutdown_both, ignored);
-      self->socket_.close(ignored);
+      self->shutdown();
     });
   }
 
@@ -62,7 +99,7 @@ class Session : public std::enable_shared_from_this<Session> {
     socket_.async_read_some(asio::buffer(buf_),
                             [self = shared_from_this()](const asio::error_code& ec, size_t n) {
                               if (ec) {
-                                self->timer_.cancel();
+                                self->shutdown();
                                 return;
                               }
                               self->process(std::string_view(self->buf_.data(), n));
@@ -72,23 +109,40 @@ class Session : public std::enable_shared_from_this<Session> {
   // Parses every complete message in `data`, queueing the replies, then writes them.
   void process(std::string_view data) {
     bool close = false;
+    std::chrono::milliseconds delay{0};
+    std::string out;
     while (!data.empty() && !close) {
       size_t used = 0;
       auto status = parser_.feed(data, &used);
       data.remove_prefix(used);
       if (status == FrameParser::Status::NeedMore) break;
       if (status == FrameParser::Status::Bad) {
-        out_ += serialize(serialize_reply(Reply::err(parser_.error())));
+        out += serialize(serialize_reply(Reply::err(parser_.error())));
         close = true;
         break;
       }
       Frame request = parser_.take();
-      Response response = server_->handler(request, peer_);
-      out_ += serialize(response.frame);
-      close = response.close;
+      touch();
       arm_deadline();
+      if (!authenticated_) {
+        const auto& w = request.words;
+        if (w.size() == 2 && w[0] == "auth" && check_proof(server_->options.token, nonce_, w[1])) {
+          authenticated_ = true;
+          server_->auth_succeeded(ip_);
+          out += "OK\n";
+          continue;
+        }
+        delay = server_->auth_failed(ip_);
+        out += serialize(serialize_reply(Reply::err("auth")));
+        close = true;
+        break;
+      }
+      Response response = server_->handler(request, peer_);
+      out += serialize(response.frame);
+      close = response.close || ++messages_ >= server_->options.max_messages;
     }
-    if (out_.empty()) {
+    in_message_ = parser_.in_message();
+    if (out.empty()) {
       if (close) {
         shutdown();
       } else {
@@ -96,18 +150,28 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       return;
     }
-    std::string pending = std::move(out_);
-    out_.clear();
-    auto buffer = std::make_shared<std::string>(std::move(pending));
-    asio::async_write(
-        socket_, asio::buffer(*buffer),
-        [self = shared_from_this(), buffer, close](const asio::error_code& ec, size_t) {
-          if (ec || close) {
-            self->shutdown();
-            return;
-          }
-          self->read();
-        });
+    write(std::move(out), close, delay);
+  }
+
+  void write(std::string text, bool close, std::chrono::milliseconds delay) {
+    auto buffer = std::make_shared<std::string>(std::move(text));
+    auto send = [self = shared_from_this(), buffer, close] {
+      asio::async_write(self->socket_, asio::buffer(*buffer),
+                        [self, buffer, close](const asio::error_code& ec, size_t) {
+                          if (ec || close) {
+                            self->shutdown();
+                            return;
+                          }
+                          self->read();
+                        });
+    };
+    if (delay.count() == 0) {
+      send();
+      return;
+    }
+    // Slows down guessing without holding a thread: the answer waits on a timer.
+    timer_.expires_after(delay);
+    timer_.async_wait([send](const asio::error_code&) { send(); });
   }
 
   void shutdown() {
@@ -122,11 +186,52 @@ class Session : public std::enable_shared_from_this<Session> {
   LineServer::Impl* server_;
   FrameParser parser_;
   std::array<char, 16384> buf_{};
-  std::string out_;
   std::string peer_;
+  std::string ip_;
+  std::string nonce_;
+  bool authenticated_;
+  size_t messages_ = 0;
+  std::atomic<bool> in_message_{false};
+  std::atomic<Clock::rep> idle_since_{0};
 };
 
 }  // namespace
+
+bool LineServer::Impl::evict_idlest() {
+  std::shared_ptr<Session> victim;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    Clock::rep oldest = 0;
+    for (auto it = sessions.begin(); it != sessions.end();) {
+      auto s = it->lock();
+      if (!s) {
+        it = sessions.erase(it);
+        continue;
+      }
+      if (s->idle() && (!victim || s->idle_since() < oldest)) {
+        victim = s;
+        oldest = s->idle_since();
+      }
+      ++it;
+    }
+  }
+  if (!victim) return false;
+  victim->close_from_outside();
+  return true;
+}
+
+std::chrono::milliseconds LineServer::Impl::auth_failed(const std::string& ip) {
+  std::lock_guard<std::mutex> lock(mutex);
+  int n = ++auth_failures[ip];
+  if (auth_failures.size() > 10000) auth_failures.clear();  // bounded memory
+  int64_t ms = 100LL << std::min(n - 1, 6);
+  return std::chrono::milliseconds(std::min<int64_t>(ms, 5000));
+}
+
+void LineServer::Impl::auth_succeeded(const std::string& ip) {
+  std::lock_guard<std::mutex> lock(mutex);
+  auth_failures.erase(ip);
+}
 
 void LineServer::Impl::accept() {
   acceptor.async_accept(asio::make_strand(io),
@@ -134,7 +239,7 @@ void LineServer::Impl::accept() {
                           if (self->stopped) return;
                           if (!ec) {
                             size_t n = self->connections.fetch_add(1) + 1;
-                            if (n > self->options.max_connections) {
+                            if (n > self->options.max_connections && !self->evict_idlest()) {
                               self->connections.fetch_sub(1);
                               static const std::string busy = "ERR busy\n";
                               asio::error_code ignored;
@@ -142,7 +247,12 @@ void LineServer::Impl::accept() {
                               socket.write_some(asio::buffer(busy), ignored);
                               socket.close(ignored);
                             } else {
-                              std::make_shared<Session>(std::move(socket), self)->start();
+                              auto session = std::make_shared<Session>(std::move(socket), self);
+                              {
+                                std::lock_guard<std::mutex> lock(self->mutex);
+                                self->sessions.push_back(session);
+                              }
+                              session->start();
                             }
                           }
                           if (ec != asio::error::operation_aborted) self->accept();

@@ -5,6 +5,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "ci/auth.h"
 #include "ci/net.h"
 #include "ci/validate.h"
 
@@ -43,6 +44,9 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   std::string server = "localhost:8888";
   double timeout_s = 10;
   app.add_option("--dispatcher-server", server, "dispatcher host:port")->capture_default_str();
+  std::string token_file;
+  app.add_option("--token-file", token_file,
+                 "file holding the shared token (default: $CI_TOKEN_FILE, if set)");
   app.add_option("--timeout", timeout_s, "seconds to wait for an answer")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 3600.0));
@@ -114,7 +118,13 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     request = DispatchRequest{commit, branch};
   }
 
+  auto token = load_token(token_file);
+  if (!token) {
+    err << "cictl: --token-file: " << token.error() << "\n";
+    return 2;
+  }
   ClientOptions co;
+  co.token = *token;
   co.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   co.connect_timeout = std::min(co.io_timeout, std::chrono::milliseconds(5000));
   LineClient client(hp->host, hp->port, co);

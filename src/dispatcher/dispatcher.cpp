@@ -68,6 +68,7 @@ Result<void> Dispatcher::start() {
   so.limits.max_body = options_.max_body;
   so.idle_timeout = options_.idle_timeout;
   so.max_connections = options_.max_connections;
+  so.token = options_.token;
   server_ = std::make_unique<LineServer>(
       so, request_has_body,
       [this](const Frame& f, const std::string& peer) { return handle(f, peer); });
@@ -339,6 +340,7 @@ void Dispatcher::heartbeat_loop() {
         ClientOptions co;
         co.connect_timeout = timeout;
         co.io_timeout = timeout;
+        co.token = options_.token;
         client = std::make_unique<LineClient>(hp ? hp->host : "", hp ? hp->port : 0, co);
       }
       auto reply = client->call(PingRequest{});
@@ -399,6 +401,7 @@ void Dispatcher::redistribution_loop() {
       ClientOptions co;
       co.connect_timeout = std::chrono::milliseconds(2000);
       co.io_timeout = std::chrono::milliseconds(5000);
+      co.token = options_.token;
       client = std::make_unique<LineClient>(hp ? hp->host : "", hp ? hp->port : 0, co);
     }
     auto reply =

@@ -30,6 +30,7 @@ struct DispatcherOptions {
   size_t max_body = 16u << 20;
   std::chrono::milliseconds idle_timeout{10000};
   size_t max_connections = 256;
+  std::string token;  // non-empty: peers authenticate, and it answers runners' greetings
 };
 
 class Dispatcher {

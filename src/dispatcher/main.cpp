@@ -5,6 +5,7 @@
 #include <cmath>
 #include <iostream>
 
+#include "ci/auth.h"
 #include "ci/log.h"
 #include "ci/signals.h"
 #include "dispatcher.h"
@@ -49,6 +50,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-connections", opts.max_connections, "connections served at once")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100000}));
+  std::string token_file;
+  bool insecure = false;
+  app.add_option("--token-file", token_file,
+                 "file holding the shared token every peer must prove (default: "
+                 "$CI_TOKEN_FILE, if set)");
+  app.add_flag("--insecure", insecure, "allow a non-loopback --host without a token");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
   try {
@@ -65,14 +72,25 @@ int main(int argc, char** argv) {
     std::cerr << "ci-dispatcher: " << r.error() << "\n";
     return 2;
   }
+  auto token = ci::load_token(token_file);
+  if (!token) {
+    spdlog::error("--token-file: {}", token.error());
+    return 2;
+  }
+  opts.token = *token;
+  if (auto r = ci::check_bind_policy(opts.host, !opts.token.empty(), insecure); !r) {
+    spdlog::error("--host {}: {}", opts.host, r.error());
+    return 2;
+  }
   ci::block_stop_signals();
   ci::Dispatcher dispatcher(opts);
   if (auto r = dispatcher.start(); !r) {
     spdlog::error("{}", r.error());
     return 1;
   }
-  spdlog::info("ci-dispatcher listening on {}:{}, results in {}/, state in {}", opts.host,
-               dispatcher.port(), opts.results_dir, opts.state_dir);
+  spdlog::info("ci-dispatcher listening on {}:{}, results in {}/, state in {}{}", opts.host,
+               dispatcher.port(), opts.results_dir, opts.state_dir,
+               opts.token.empty() ? "" : ", token required");
   int sig = ci::wait_for_stop_signal();
   spdlog::info("{} received, stopping", ci::signal_name(sig));
   dispatcher.stop();

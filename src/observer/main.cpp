@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ci/auth.h"
 #include "ci/log.h"
 #include "ci/signals.h"
 #include "ci/validate.h"
@@ -44,6 +45,9 @@ int main(int argc, char** argv) {
                "Hand over only each changed branch's newest commit, not every new commit");
   app.add_option("--state-file", state_file,
                  "Where to remember what was handed over (default: REPO/.git/ci-observer.state)");
+  std::string token_file;
+  app.add_option("--token-file", token_file,
+                 "File holding the shared token (default: $CI_TOKEN_FILE, if set)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
   app.add_option("REPO", repo, "The observer's clone of the master repository")->required();
@@ -69,6 +73,9 @@ int main(int argc, char** argv) {
   options.mode =
       latest_only ? ci::observer::DispatchMode::LatestOnly : ci::observer::DispatchMode::PerCommit;
   options.state_file = state_file;
+  auto token = ci::load_token(token_file);
+  if (!token) return usage_error("--token-file", token.error());
+  options.client.token = *token;
 
   // Before any thread starts, so that every thread inherits the mask.
   ci::block_stop_signals();

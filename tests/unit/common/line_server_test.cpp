@@ -52,23 +52,96 @@ TEST(LineServer, ClientReconnectsAfterTheServerClosedAnIdleConnection) {
   ASSERT_TRUE(test::wait_until([&] { return client.call(PingRequest{}).ok(); }, 5000ms));
 }
 
-TEST(LineServer, ConnectionsOverTheLimitGetErrBusy) {
+int raw_connect(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
+TEST(LineServer, AtTheLimitTheIdlestConnectionMakesRoom) {
   ServerOptions options;
   options.max_connections = 2;
   auto server = echo_server(options);
   LineClient a("127.0.0.1", server->port()), b("127.0.0.1", server->port());
   ASSERT_TRUE(a.call(PingRequest{}).ok());
   ASSERT_TRUE(b.call(PingRequest{}).ok());
+  // A third client is served at once: idle connections never lock anyone out.
   LineClient c("127.0.0.1", server->port());
   auto r = c.call(PingRequest{});
   ASSERT_TRUE(r.ok()) << r.error();
-  EXPECT_EQ(r->kind, Reply::Kind::Err);
-  EXPECT_EQ(r->reason(), "busy");
-  a.close();
-  EXPECT_TRUE(test::wait_until([&] {
-    auto again = c.call(PingRequest{});
-    return again.ok() && again->kind == Reply::Kind::Pong;
+  EXPECT_EQ(r->kind, Reply::Kind::Pong);
+  // The one closed to make room reconnects transparently on its next call.
+  auto again = a.call(PingRequest{});
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_EQ(again->kind, Reply::Kind::Pong);
+}
+
+TEST(LineServer, AtTheLimitWithNoIdleConnectionTheNewOneGetsErrBusy) {
+  ServerOptions options;
+  options.max_connections = 2;
+  auto server = echo_server(options);
+  // Two connections each half-way through a message.
+  int fds[2];
+  for (int& fd : fds) {
+    fd = raw_connect(server->port());
+    ASSERT_EQ(::write(fd, "sta", 3), 3);
+  }
+  LineClient probe("127.0.0.1", server->port());
+  ASSERT_TRUE(test::wait_until([&] {
+    auto r = probe.call(PingRequest{});
+    probe.close();
+    return r.ok() && r->kind == Reply::Kind::Err && r->reason() == "busy";
   }));
+  for (int fd : fds) ::close(fd);
+  EXPECT_TRUE(test::wait_until([&] {
+    auto r = probe.call(PingRequest{});
+    return r.ok() && r->kind == Reply::Kind::Pong;
+  }));
+}
+
+TEST(LineServer, TokenGuardsEveryVerb) {
+  ServerOptions options;
+  options.token = "0123456789abcdef-token";
+  auto server = echo_server(options);
+  ClientOptions good;
+  good.token = options.token;
+  LineClient with_token("127.0.0.1", server->port(), good);
+  auto ok = with_token.call(PingRequest{});
+  ASSERT_TRUE(ok.ok()) << ok.error();
+  EXPECT_EQ(ok->kind, Reply::Kind::Pong);
+
+  // Without authenticating first, nothing works.
+  LineClient without("127.0.0.1", server->port());
+  auto refused = without.call_frame(make_frame({"ping"}));
+  ASSERT_TRUE(refused.ok()) << refused.error();
+  EXPECT_EQ(refused->verb(), "AUTH");  // the greeting; the ping itself is refused next
+
+  ClientOptions bad;
+  bad.token = "a-different-token-entirely";
+  LineClient wrong("127.0.0.1", server->port(), bad);
+  auto denied = wrong.call(PingRequest{});
+  ASSERT_FALSE(denied.ok());
+  EXPECT_NE(denied.error().find("refused the token"), std::string::npos) << denied.error();
+}
+
+TEST(LineServer, AnythingButAuthFirstIsRefused) {
+  ServerOptions options;
+  options.token = "0123456789abcdef-token";
+  auto server = echo_server(options);
+  int fd = raw_connect(server->port());
+  ASSERT_EQ(::write(fd, "ping\n", 5), 5);
+  std::string got;
+  char buf[256];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) got.append(buf, n);
+  ::close(fd);
+  // The greeting, then ERR auth, then the connection is closed (read returned 0).
+  EXPECT_EQ(got.rfind("AUTH ", 0), 0u) << got;
+  EXPECT_NE(got.find("\nERR auth\n"), std::string::npos) << got;
+  EXPECT_EQ(got.find("pong"), std::string::npos);
 }
 
 TEST(LineClient, TimesOutOnAPeerThatNeverAnswers) {

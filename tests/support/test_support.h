@@ -54,7 +54,9 @@ std::string bin(const std::string& name);  // build/bin/<name>
 // A daemon of the project started as a real process, its output in a log file.
 class Daemon {
  public:
-  Daemon(std::string name, std::vector<std::string> args, std::string log_file);
+  // `cwd`: the folder it runs in ("" for the test's own).
+  Daemon(std::string name, std::vector<std::string> args, std::string log_file,
+         const std::string& cwd = "");
   ~Daemon();
   Daemon(Daemon&&) = default;
   Daemon& operator=(Daemon&&) = default;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,13 @@ struct CommandSpec {
   std::chrono::milliseconds timeout{0};        // 0: none
   size_t output_cap = 4u << 20;                // bytes kept: the first half and the last half
   std::chrono::milliseconds kill_grace{2000};  // SIGTERM, then SIGKILL after this
+  // With a guard, a small process leads the command's group and waits for it; if the
+  // caller dies, even by SIGKILL, the guard kills the whole group, so nothing the
+  // command started survives the caller. The guard ends as the command did (same exit
+  // code or signal) and the command gets no open file but stdin, stdout and stderr.
+  bool guard = false;
+  // Called on the calling thread once the command's process group exists, with its id.
+  std::function<void(pid_t group)> on_started;
 };
 
 struct CommandResult {

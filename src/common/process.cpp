@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,12 +82,129 @@ class CappedOutput {
 
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
+// What follows runs in forked children of a possibly multithreaded process: only
+// async-signal-safe calls, no allocation.
+
+void write_error(const char* what) {
+  (void)!::write(2, what, strlen(what));
+  const char* err = strerrordesc_np(errno);  // unlike strerror, no locale and no allocation
+  if (!err) err = "unknown error";
+  (void)!::write(2, err, strlen(err));
+  (void)!::write(2, "\n", 1);
+}
+
+// stdin from /dev/null, stdout and stderr to `out`.
+void redirect_stdio(int out) {
+  int devnull = ::open("/dev/null", O_RDONLY);
+  if (devnull >= 0) ::dup2(devnull, 0);
+  ::dup2(out, 1);
+  ::dup2(out, 2);
+}
+
+[[noreturn]] void exec_command(char* const* argv, char* const* envp) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // A daemon ignores SIGPIPE, and an ignored signal survives exec: a test's
+  // pipelines must get the default.
+  ::signal(SIGPIPE, SIG_DFL);
+  ::execvpe(argv[0], argv, envp);
+  write_error("cannot execute the test command: ");
+  ::_exit(127);
+}
+
+// Ends the calling process the way `status` says its child ended.
+[[noreturn]] void exit_like(int status) {
+  if (WIFEXITED(status)) ::_exit(WEXITSTATUS(status));
+  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+  struct rlimit no_core = {0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);  // the guard's core is of no interest
+  ::signal(sig, SIG_DFL);
+  ::kill(::getpid(), sig);
+  sigset_t only;
+  sigemptyset(&only);
+  sigaddset(&only, sig);
+  ::sigprocmask(SIG_UNBLOCK, &only, nullptr);
+  ::_exit(128 + sig);
+}
+
+// The guard: leads the group, runs the command in it and waits. The read end of a
+// pipe whose only writer is the caller reaches end of file when the caller dies,
+// however it dies; the guard then kills the whole group, itself included.
+[[noreturn]] void run_guard(pid_t caller, int alive_fd, int out_fd, const char* cwd,
+                            char* const* argv, char* const* envp) {
+  sigset_t all;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);  // a SIGTERM for the group is for the command
+  ::setpgid(0, 0);
+  // Out of the way of the descriptors about to be set up.
+  int alive = ::fcntl(alive_fd, F_DUPFD_CLOEXEC, 10);
+  int out = ::fcntl(out_fd, F_DUPFD_CLOEXEC, 10);
+  if (alive < 0 || out < 0 || ::getppid() != caller) ::_exit(127);
+  redirect_stdio(out);
+  if (::dup3(alive, 3, O_CLOEXEC) < 0) ::_exit(127);
+  // Nothing of the caller's (its sockets, its other pipes) reaches the command.
+  long closed = -1;
+#ifdef SYS_close_range
+  closed = ::syscall(SYS_close_range, 4u, ~0u, 0u);
+#endif
+  if (closed != 0) {
+    struct rlimit files {};
+    rlim_t last = ::getrlimit(RLIMIT_NOFILE, &files) == 0 ? files.rlim_cur : 1024;
+    for (rlim_t fd = 4; fd < last && fd < 65536; ++fd) ::close(static_cast<int>(fd));
+  }
+  alive = 3;
+  if (cwd && ::chdir(cwd) != 0) {
+    write_error("cannot enter the working folder: ");
+    ::_exit(127);
+  }
+  pid_t guard = ::getpid();
+  pid_t command = ::fork();
+  if (command < 0) {
+    write_error("cannot start the test command: ");
+    ::_exit(127);
+  }
+  if (command == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != guard) ::_exit(127);
+    exec_command(argv, envp);
+  }
+  int command_fd = pidfd_open(command);
+  while (true) {
+    struct pollfd fds[2] = {{alive, POLLIN, 0}, {command_fd, POLLIN, 0}};
+    // Without a pidfd (an old kernel), look for the command's end now and then.
+    int n = ::poll(fds, command_fd >= 0 ? 2 : 1, command_fd >= 0 ? -1 : 50);
+    if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ::kill(0, SIGKILL);
+      ::_exit(137);
+    }
+    int status = 0;
+    pid_t ended = ::waitpid(command, &status, WNOHANG);
+    if (ended == command) exit_like(status);
+    if (ended < 0 && errno != EINTR) ::_exit(127);
+  }
+}
+
 }  // namespace
 
 Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* cancel) {
   if (spec.argv.empty()) return make_error("empty command");
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return make_error(std::string("pipe: ") + strerror(errno));
+  // With a guard: the guard's lifeline, a pipe this process never writes to.
+  int alive[2] = {-1, -1};
+  if (spec.guard && ::pipe2(alive, O_CLOEXEC) != 0) {
+    auto err = std::string("pipe: ") + strerror(errno);
+    ::close(pipefd[0]);
+    ::close(pipefd[1]);
+    return make_error(err);
+  }
+  auto close_alive = [&] {
+    for (int& fd : alive) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+    }
+  };
   CStrings argv(spec.argv);
   CStrings envp(spec.env);
   const char* cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
@@ -97,38 +215,33 @@ Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* ca
   if (pid < 0) {
     ::close(pipefd[0]);
     ::close(pipefd[1]);
+    close_alive();
     return make_error(std::string("fork: ") + strerror(errno));
   }
   if (pid == 0) {
     // Child: only async-signal-safe calls from here on.
+    if (spec.guard) {
+      ::close(alive[1]);
+      run_guard(parent, alive[0], pipefd[1], cwd, argv.ptrs.data(), envp.ptrs.data());
+    }
     ::setpgid(0, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    // A daemon ignores SIGPIPE, and an ignored signal survives exec: a test's
-    // pipelines must get the default.
-    ::signal(SIGPIPE, SIG_DFL);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, 0);
-    ::dup2(pipefd[1], 1);
-    ::dup2(pipefd[1], 2);
+    redirect_stdio(pipefd[1]);
     if (cwd && ::chdir(cwd) != 0) {
       const char msg[] = "cannot enter the working folder\n";
       (void)!::write(2, msg, sizeof msg - 1);
       ::_exit(127);
     }
-    ::execvpe(argv.ptrs[0], argv.ptrs.data(), envp.ptrs.data());
-    const char msg[] = "cannot execute the test command: ";
-    (void)!::write(2, msg, sizeof msg - 1);
-    const char* err = strerror(errno);
-    (void)!::write(2, err, strlen(err));
-    (void)!::write(2, "\n", 1);
-    ::_exit(127);
+    exec_command(argv.ptrs.data(), envp.ptrs.data());
+  }
+  if (alive[0] >= 0) {
+    ::close(alive[0]);
+    alive[0] = -1;
   }
   ::setpgid(pid, pid);  // also in the parent, so the group exists before we signal it
   ::close(pipefd[1]);
+  if (spec.on_started) spec.on_started(pid);
   int out_fd = pipefd[0];
   ::fcntl(out_fd, F_SETFL, O_NONBLOCK);
   int pid_fd = pidfd_open(pid);
@@ -221,6 +334,7 @@ Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* ca
   }
   if (pid_fd >= 0) ::close(pid_fd);
   ::close(out_fd);
+  close_alive();
   result.duration = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
   if (WIFEXITED(wstatus)) result.exit_code = WEXITSTATUS(wstatus);
   if (WIFSIGNALED(wstatus)) result.term_signal = WTERMSIG(wstatus);

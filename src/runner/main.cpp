@@ -1,7 +1,9 @@
 // ci-runner: runs the dispatcher's test jobs in its own clone of the master repository.
+#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <iostream>
 
 #include "ci/log.h"
@@ -27,6 +29,18 @@ CLI::Validator host_port_validator() {
       "HOST:PORT", "");
 }
 
+// A SIGINT or SIGTERM arriving within `timeout` (they are blocked, see main), or 0.
+int wait_for_stop_signal_for(std::chrono::milliseconds timeout) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+  timespec wait{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+  int sig = ::sigtimedwait(&set, nullptr, &wait);
+  return sig > 0 ? sig : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -43,6 +57,8 @@ int main(int argc, char** argv) {
   size_t max_output = 4u << 20;
   int64_t dispatcher_timeout_s = 10;
   std::string log_level = "info";
+  std::string spool_dir;
+  bool drain = false;
   std::string repo;
   app.add_option("--host", host, "Address to bind and to advertise to the dispatcher")
       ->capture_default_str()
@@ -64,6 +80,13 @@ int main(int argc, char** argv) {
                  "Seconds without a message from the dispatcher before registering again")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{24 * 3600}));
+  app.add_option("--spool-dir", spool_dir,
+                 "Where results wait until the dispatcher has them (default: "
+                 "REPO/.git/ci-runner-spool)");
+  app.add_flag("--drain", drain,
+               "On SIGTERM/SIGINT, finish the running test and deliver its results before "
+               "exiting (a second signal stops at once); by default the test is killed and its "
+               "job given back to the dispatcher");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
@@ -89,6 +112,7 @@ int main(int argc, char** argv) {
   options.job.timeout = std::chrono::seconds(timeout_s);
   options.job.max_output = max_output;
   options.dispatcher_timeout = std::chrono::seconds(dispatcher_timeout_s);
+  options.spool_dir = spool_dir;
 
   ci::runner::Runner runner(options);
   if (auto started = runner.start(); !started) {
@@ -96,7 +120,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   int sig = ci::wait_for_stop_signal();
-  spdlog::info("received {}, stopping", ci::signal_name(sig));
+  if (drain) {
+    spdlog::info("received {}: draining (send it again to stop at once)", ci::signal_name(sig));
+    runner.drain();
+    while (!runner.wait_drained(std::chrono::milliseconds(0))) {
+      if (int again = wait_for_stop_signal_for(std::chrono::milliseconds(100)); again != 0) {
+        spdlog::info("received {} again: stopping at once", ci::signal_name(again));
+        break;
+      }
+    }
+  } else {
+    spdlog::info("received {}, stopping", ci::signal_name(sig));
+  }
   runner.stop();
   spdlog::info("stopped");
   return 0;

@@ -12,7 +12,10 @@ RegistrationSchedule::TimePoint RegistrationSchedule::next_attempt() const {
   return registered_ ? last_heard_ + silence_limit_ : retry_at_;
 }
 
-void RegistrationSchedule::heard(TimePoint now) { last_heard_ = std::max(last_heard_, now); }
+void RegistrationSchedule::heard(TimePoint now) {
+  last_heard_ = std::max(last_heard_, now);
+  if (!registered_) retry_at_ = std::min(retry_at_, now);
+}
 
 void RegistrationSchedule::succeeded(TimePoint now) {
   registered_ = true;

@@ -22,7 +22,8 @@ class RegistrationSchedule {
   TimePoint next_attempt() const;
   bool registered() const { return registered_; }
 
-  // A message came from the dispatcher.
+  // A message came from the dispatcher. While not registered, that means it is up
+  // again: the next attempt is due at once rather than at the end of the backoff.
   void heard(TimePoint now);
   void succeeded(TimePoint now);
   // Returns true for the first failure of a streak, so that a dispatcher that is down

@@ -21,10 +21,45 @@ Response error_response(const std::string& reason, const std::string& peer) {
 
 std::string count_text(int64_t n) { return n < 0 ? "?" : std::to_string(n); }
 
+std::string describe(const RuntestRequest& job) {
+  return "job " + std::to_string(job.job) + " attempt " + std::to_string(job.attempt) + " commit " +
+         job.commit;
+}
+
+std::string describe(const SpooledResult& result) {
+  return "job " + std::to_string(result.job) + " attempt " + std::to_string(result.attempt);
+}
+
+// The dispatcher's reply to a message: OK, ERR (refused for good) or a failure to
+// reach it (or a reply that makes no sense), with why.
+struct Answer {
+  enum class Kind { Ok, Refused, Failed } kind = Kind::Failed;
+  std::string why;
+};
+
+Answer ask(LineClient& dispatcher, const Frame& message) {
+  auto frame = dispatcher.call_frame(message);
+  dispatcher.close();
+  if (!frame) return {Answer::Kind::Failed, frame.error()};
+  auto reply = parse_reply(*frame);
+  if (!reply) return {Answer::Kind::Failed, "unreadable reply: " + reply.error()};
+  if (reply->kind == Reply::Kind::Ok) return {Answer::Kind::Ok, ""};
+  if (reply->kind == Reply::Kind::Err) return {Answer::Kind::Refused, reply->reason()};
+  return {Answer::Kind::Failed, "unexpected reply " + serialize(serialize_reply(*reply))};
+}
+
+std::string default_spool_dir(const std::string& repo) {
+  return (std::filesystem::path(repo) / ".git" / "ci-runner-spool").string();
+}
+
 }  // namespace
 
 Runner::Runner(RunnerOptions options)
     : options_(std::move(options)),
+      spool_(options_.spool_dir.empty() ? default_spool_dir(options_.job.repo)
+                                        : options_.spool_dir),
+      test_group_((std::filesystem::path(spool_.dir()) / "running-test").string()),
+      delivery_backoff_(options_.retry_initial, options_.retry_max),
       registration_(Clock::now(), options_.dispatcher_timeout,
                     Backoff(options_.retry_initial, options_.retry_max)) {}
 
@@ -38,13 +73,35 @@ Result<void> Runner::start() {
   if (!repo) return Error{repo.error()};
   if (!repo->has_remote("origin"))
     return make_error("the repository at '" + path + "' has no remote 'origin'");
+  if (auto opened = open_spool(); !opened) return opened;
   if (auto listening = listen(); !listening) return listening;
   std::error_code ec;
   std::string shown_path = std::filesystem::absolute(path, ec).lexically_normal().string();
-  spdlog::info("listening on {}, repository {}, dispatcher {}", address(), ec ? path : shown_path,
-               options_.dispatcher.str());
+  spdlog::info("listening on {}, repository {}, dispatcher {}, spool {}", address(),
+               ec ? path : shown_path, options_.dispatcher.str(), spool_.dir());
+  started_ = true;
+  deliver_at_ = Clock::now();
   worker_ = std::thread([this] { work(); });
-  liaison_ = std::thread([this] { keep_registered(); });
+  liaison_ = std::thread([this] { keep_in_touch(); });
+  return {};
+}
+
+Result<void> Runner::open_spool() {
+  if (auto opened = spool_.open(); !opened) return make_error("spool: " + opened.error());
+  if (auto left = test_group_.kill_leftovers()) {
+    spdlog::warn(
+        "killed {} process(es) left running by job {} attempt {} (process group {}) "
+        "when an earlier run of the runner was killed",
+        left->processes, left->job, left->attempt, left->group);
+  }
+  std::vector<std::string> problems;
+  std::vector<SpooledResult> found = spool_.load(&problems);
+  for (const auto& problem : problems) spdlog::warn("spool: {}", problem);
+  for (auto& result : found) {
+    spdlog::info("{}: results from an earlier run in the spool, delivered once registered",
+                 describe(result));
+    pending_.push_back(std::make_shared<const SpooledResult>(std::move(result)));
+  }
   return {};
 }
 
@@ -84,35 +141,48 @@ Response Runner::handle(const Frame& frame, const std::string& peer) {
   return error_response("not a runner verb '" + frame.verb() + "'", peer);
 }
 
+void Runner::heard_from_dispatcher() {
+  auto now = Clock::now();
+  bool was_registered = registration_.registered();
+  registration_.heard(now);
+  if (!pending_.empty()) deliver_at_ = now;
+  if (!was_registered || !pending_.empty()) changed_.notify_all();
+}
+
 Reply Runner::handle_ping() {
   std::lock_guard lock(mu_);
-  registration_.heard(Clock::now());
-  if (!job_) return Reply::pong({"idle"});
-  return Reply::pong({"busy", std::to_string(job_->job), std::to_string(job_->attempt)});
+  heard_from_dispatcher();
+  if (job_) return Reply::pong({"busy", std::to_string(job_->job), std::to_string(job_->attempt)});
+  if (!pending_.empty()) {
+    const SpooledResult& oldest = *pending_.front();
+    return Reply::pong({"busy", std::to_string(oldest.job), std::to_string(oldest.attempt)});
+  }
+  return Reply::pong({"idle"});
 }
 
 Reply Runner::handle_runtest(const RuntestRequest& request) {
   {
     std::lock_guard lock(mu_);
-    registration_.heard(Clock::now());
-    if (stopping_) return Reply::busy();
+    heard_from_dispatcher();
+    // The dispatcher repeating a runtest whose OK it lost: still the same job.
     if (job_) {
-      // The dispatcher repeating a runtest whose OK it lost: still the same job.
       bool same = job_->job == request.job && job_->attempt == request.attempt &&
                   job_->commit == request.commit;
       return same ? Reply::ok() : Reply::busy();
     }
+    for (const auto& result : pending_) {
+      if (result->job == request.job && result->attempt == request.attempt) return Reply::ok();
+    }
+    if (stopping_ || draining_ || !pending_.empty()) return Reply::busy();
     job_ = request;
     job_started_ = false;
   }
   changed_.notify_all();
-  spdlog::info("job {} attempt {} commit {}: accepted (branch {})", request.job, request.attempt,
-               request.commit, request.branch);
+  spdlog::info("{}: accepted (branch {})", describe(request), request.branch);
   return Reply::ok();
 }
 
 void Runner::work() {
-  LineClient dispatcher(options_.dispatcher.host, options_.dispatcher.port);
   std::unique_lock lock(mu_);
   while (true) {
     changed_.wait(lock, [&] { return stopping_ || (job_ && !job_started_); });
@@ -121,111 +191,231 @@ void Runner::work() {
     const RuntestRequest job = *job_;
     lock.unlock();
 
-    spdlog::info("job {} attempt {} commit {}: running", job.job, job.attempt, job.commit);
-    TestJobOutcome outcome = run_test_job(options_.job, job, address(), &cancel_);
-    const ResultsRequest& results = outcome.results;
+    spdlog::info("{}: running", describe(job));
+    auto note_group = [&](pid_t group) {
+      if (auto noted = test_group_.write(group, job); !noted)
+        spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
+    };
+    TestJobOutcome outcome = run_test_job(options_.job, job, address(), &cancel_, note_group);
+    test_group_.clear();
     if (outcome.cancelled) {
-      spdlog::info("job {} attempt {} commit {}: cancelled by shutdown, not reported", job.job,
-                   job.attempt, job.commit);
-    } else {
-      spdlog::info("job {} attempt {} commit {}: {} ({} run, {} failed, {} ms)", job.job,
-                   job.attempt, job.commit, to_string(results.status),
-                   count_text(results.tests_run), count_text(results.tests_failed),
-                   results.duration_ms);
-      deliver(dispatcher, job, results);
-      dispatcher.close();
+      spdlog::info("{}: cancelled by shutdown, not reported", describe(job));
+      return;  // job_ stays set: stop() gives it back
+    }
+    const ResultsRequest& results = outcome.results;
+    spdlog::info("{}: {} ({} run, {} failed, {} ms)", describe(job), to_string(results.status),
+                 count_text(results.tests_run), count_text(results.tests_failed),
+                 results.duration_ms);
+    SpooledResult spooled = spool_.prepare(results);
+    if (auto written = spool_.write(spooled); !written) {
+      spdlog::error(
+          "{}: cannot keep the results in the spool ({}); they are lost if the runner "
+          "stops before delivering them",
+          describe(job), written.error());
+      spooled.path.clear();
     }
 
     lock.lock();
+    pending_.push_back(std::make_shared<const SpooledResult>(std::move(spooled)));
     job_.reset();
-    if (!stopping_)
-      spdlog::info("job {} attempt {} commit {}: done, idle", job.job, job.attempt, job.commit);
+    deliver_at_ = Clock::now();
+    changed_.notify_all();
   }
 }
 
-void Runner::deliver(LineClient& dispatcher, const RuntestRequest& job,
-                     const ResultsRequest& results) {
-  const std::string& commit = job.commit;
-  const Request message{results};
-  Backoff backoff(options_.retry_initial, options_.retry_max);
-  bool failing = false;
-  while (true) {
-    auto reply = dispatcher.call(message);
-    if (reply && reply->kind == Reply::Kind::Ok) {
-      spdlog::info("job {} attempt {} commit {}: results delivered", results.job, results.attempt,
-                   commit);
-      return;
-    }
-    if (reply && reply->kind == Reply::Kind::Err) {
-      spdlog::warn("job {} attempt {} commit {}: the dispatcher refused the results: {}",
-                   results.job, results.attempt, commit, reply->reason());
-      return;
-    }
-    if (!failing) {
-      std::string why =
-          reply ? "unexpected reply " + serialize(serialize_reply(*reply)) : reply.error();
-      spdlog::warn("job {} attempt {} commit {}: cannot deliver the results ({}); retrying",
-                   results.job, results.attempt, commit, why);
-      failing = true;
-    }
-    auto retry_at = Clock::now() + backoff.next();
-    std::unique_lock lock(mu_);
-    if (changed_.wait_until(lock, retry_at, [&] { return stopping_; })) {
-      spdlog::warn("job {} attempt {} commit {}: stopping, results not delivered", results.job,
-                   results.attempt, commit);
-      return;
-    }
-  }
-}
-
-void Runner::keep_registered() {
-  ClientOptions client_options;
-  client_options.io_timeout = std::chrono::seconds(5);
-  LineClient dispatcher(options_.dispatcher.host, options_.dispatcher.port, client_options);
-  const Request message{RegisterRequest{options_.host, port_}};
+void Runner::keep_in_touch() {
+  ClientOptions register_options;
+  register_options.io_timeout = std::chrono::seconds(5);
+  LineClient registrar(options_.dispatcher.host, options_.dispatcher.port, register_options);
+  LineClient courier(options_.dispatcher.host, options_.dispatcher.port);
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    if (!registration_.due(Clock::now())) {
-      changed_.wait_until(lock, registration_.next_attempt());
-      continue;
-    }
-    bool renewal = registration_.registered();
-    lock.unlock();
-    auto reply = dispatcher.call(message);
-    dispatcher.close();
-    lock.lock();
     auto now = Clock::now();
-    if (reply && reply->kind == Reply::Kind::Ok) {
-      registration_.succeeded(now);
-      if (renewal) {
-        spdlog::info("registered again with the dispatcher at {}: nothing heard from it for {} ms",
-                     options_.dispatcher.str(), options_.dispatcher_timeout.count());
-      } else {
-        spdlog::info("registered with the dispatcher at {} as {}", options_.dispatcher.str(),
-                     address());
-      }
+    if (registration_.due(now)) {
+      register_once(registrar, lock);
       continue;
     }
-    std::string why = !reply                            ? reply.error()
-                      : reply->kind == Reply::Kind::Err ? "refused: " + reply->reason()
-                                                        : "unexpected reply";
-    if (registration_.failed(now)) {
-      spdlog::warn("cannot register with the dispatcher at {} ({}); retrying, at most every {} ms",
-                   options_.dispatcher.str(), why, options_.retry_max.count());
+    // Results go while registered (at start, after the first registration), so that the
+    // dispatcher knows the runner they come from.
+    bool can_deliver = registration_.registered() && !pending_.empty();
+    if (can_deliver && now >= deliver_at_) {
+      deliver_oldest(courier, lock);
+      continue;
     }
+    auto wake = registration_.next_attempt();
+    if (can_deliver) wake = std::min(wake, deliver_at_);
+    changed_.wait_until(lock, wake);
   }
+}
+
+void Runner::register_once(LineClient& dispatcher, std::unique_lock<std::mutex>& lock) {
+  bool renewal = registration_.registered();
+  bool first = !ever_registered_;
+  lock.unlock();
+  Answer answer =
+      ask(dispatcher, serialize_request(Request{RegisterRequest{options_.host, port_}}));
+  lock.lock();
+  auto now = Clock::now();
+  if (answer.kind == Answer::Kind::Ok) {
+    registration_.succeeded(now);
+    ever_registered_ = true;
+    deliver_at_ = now;  // a dispatcher that was away is back: waiting results go now
+    if (first) {
+      spdlog::info("registered with the dispatcher at {} as {}", options_.dispatcher.str(),
+                   address());
+    } else if (renewal) {
+      spdlog::info("registered again with the dispatcher at {}: nothing heard from it for {} ms",
+                   options_.dispatcher.str(), options_.dispatcher_timeout.count());
+    } else {
+      spdlog::info("registered again with the dispatcher at {}", options_.dispatcher.str());
+    }
+    return;
+  }
+  std::string why = answer.kind == Answer::Kind::Refused ? "refused: " + answer.why : answer.why;
+  if (registration_.failed(now)) {
+    spdlog::warn("cannot register with the dispatcher at {} ({}); retrying, at most every {} ms",
+                 options_.dispatcher.str(), why, options_.retry_max.count());
+  }
+}
+
+void Runner::deliver_oldest(LineClient& dispatcher, std::unique_lock<std::mutex>& lock) {
+  std::shared_ptr<const SpooledResult> result = pending_.front();
+  lock.unlock();
+  Answer answer = ask(dispatcher, result->message);
+  if (answer.kind == Answer::Kind::Ok) {
+    spdlog::info("{}: results delivered", describe(*result));
+  } else if (answer.kind == Answer::Kind::Refused) {
+    spdlog::warn("{}: the dispatcher refused the results: {}; dropping them", describe(*result),
+                 answer.why);
+  }
+  if (answer.kind != Answer::Kind::Failed) {
+    if (auto removed = spool_.remove(*result); !removed)
+      spdlog::warn("{}: {}", describe(*result), removed.error());
+  }
+  lock.lock();
+  if (answer.kind == Answer::Kind::Failed) {
+    if (!delivery_failing_) {
+      spdlog::warn("{}: cannot deliver the results ({}); they stay in the spool, retrying",
+                   describe(*result), answer.why);
+      delivery_failing_ = true;
+    }
+    deliver_at_ = Clock::now() + delivery_backoff_.next();
+    return;
+  }
+  pending_.pop_front();  // still `result`: only this thread removes from the front
+  delivery_backoff_.reset();
+  delivery_failing_ = false;
+  deliver_at_ = Clock::now();
+  if (pending_.empty() && !job_ && !draining_) spdlog::info("idle");
+  changed_.notify_all();
+}
+
+void Runner::drain() {
+  std::lock_guard lock(mu_);
+  if (draining_ || stopping_) return;
+  draining_ = true;
+  if (job_) {
+    spdlog::info(
+        "draining: taking no new job; waiting for {} to finish and its results to be "
+        "delivered",
+        describe(*job_));
+  } else if (!pending_.empty()) {
+    spdlog::info("draining: taking no new job; delivering {} waiting result(s) first",
+                 pending_.size());
+  } else {
+    spdlog::info("draining: taking no new job; nothing running");
+  }
+  changed_.notify_all();
+}
+
+bool Runner::drained() const { return draining_ && !job_ && pending_.empty(); }
+
+bool Runner::wait_drained(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return changed_.wait_for(lock, timeout, [&] { return drained() || stopping_; }) && drained();
 }
 
 void Runner::stop() {
+  if (stopped_) return;
+  stopped_ = true;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   cancel_.cancel();
   changed_.notify_all();
-  if (server_) server_->stop();
   if (worker_.joinable()) worker_.join();
   if (liaison_.joinable()) liaison_.join();
+  if (server_) server_->stop();
+  if (started_) say_goodbye();
+}
+
+void Runner::say_goodbye() {
+  // The threads are joined: what is left is this thread's.
+  std::unique_lock lock(mu_);
+  const bool was_draining = draining_;
+  const std::optional<RuntestRequest> killed = job_;
+  const bool test_started = job_started_;
+  const bool was_registered = ever_registered_;
+  std::deque<std::shared_ptr<const SpooledResult>> pending = pending_;
+  lock.unlock();
+
+  ClientOptions client_options;
+  client_options.connect_timeout = options_.goodbye_timeout;
+  client_options.io_timeout = options_.goodbye_timeout;
+  LineClient dispatcher(options_.dispatcher.host, options_.dispatcher.port, client_options);
+
+  // One try for each waiting result, oldest first, while the dispatcher answers.
+  std::string unreachable;
+  while (!pending.empty() && unreachable.empty()) {
+    const SpooledResult& result = *pending.front();
+    Answer answer = ask(dispatcher, result.message);
+    if (answer.kind == Answer::Kind::Failed) {
+      unreachable = answer.why;
+      break;
+    }
+    if (answer.kind == Answer::Kind::Ok) spdlog::info("{}: results delivered", describe(result));
+    if (answer.kind == Answer::Kind::Refused)
+      spdlog::warn("{}: the dispatcher refused the results: {}; dropping them", describe(result),
+                   answer.why);
+    if (auto removed = spool_.remove(result); !removed)
+      spdlog::warn("{}: {}", describe(result), removed.error());
+    pending.pop_front();
+  }
+
+  if (killed) {
+    Answer answer =
+        ask(dispatcher,
+            serialize_request(Request{AbandonRequest{killed->job, killed->attempt, address()}}));
+    std::string what = test_started ? "killed the test of job " + std::to_string(killed->job)
+                                    : "did not start job " + std::to_string(killed->job);
+    if (answer.kind == Answer::Kind::Failed) {
+      spdlog::warn(
+          "stopping: {} but could not give it back ({}); the dispatcher requeues it "
+          "once it misses the runner",
+          what, answer.why);
+    } else {
+      spdlog::info("stopping: {} and gave it back", what);
+    }
+  } else if (was_draining && pending.empty()) {
+    spdlog::info("stopping: drained, every result delivered");
+  }
+  for (const auto& result : pending) {
+    spdlog::warn(
+        "stopping: {}: results not delivered ({}); they remain in the spool at {} for "
+        "the next start",
+        describe(*result), unreachable, spool_.dir());
+  }
+
+  if (!was_registered && !killed) return;
+  Answer left =
+      ask(dispatcher, serialize_request(Request{UnregisterRequest{options_.host, port_}}));
+  if (left.kind == Answer::Kind::Ok) {
+    spdlog::info("left the dispatcher at {}", options_.dispatcher.str());
+  } else {
+    spdlog::warn("could not unregister from the dispatcher at {}: {}", options_.dispatcher.str(),
+                 left.why);
+  }
 }
 
 }  // namespace ci::runner

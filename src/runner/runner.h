@@ -1,26 +1,36 @@
 // The runner daemon: a line-protocol server answering the dispatcher's ping and
-// runtest, a worker thread that runs one job at a time and reports its results, and a
-// liaison thread that keeps the runner registered with the dispatcher.
+// runtest, a worker thread that runs one job at a time and spools its results, and a
+// liaison thread that keeps the runner registered and delivers the spooled results.
 //
-// Threads: the server's I/O thread, the worker and the liaison share the job state and
-// the registration schedule through one mutex. start() and stop() are called from one
-// thread (main's, or a test's).
+// A finished job's results go to the spool on disk first, then to the dispatcher; they
+// leave the spool only once the dispatcher has answered for them. Until then the runner
+// reports itself busy with that job (ping, runtest), so that a dispatcher that comes
+// back does not hand the job to another runner, and a runner that restarts delivers
+// them after registering.
+//
+// Threads: the server's I/O thread, the worker and the liaison share the job state, the
+// pending results and the registration schedule through one mutex. start(), drain(),
+// wait_drained() and stop() are called from one thread (main's, or a test's).
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
+#include "backoff.h"
 #include "ci/net.h"
 #include "ci/process.h"
 #include "ci/protocol.h"
 #include "ci/validate.h"
 #include "registration_schedule.h"
+#include "result_spool.h"
+#include "test_group_record.h"
 #include "test_job.h"
 
 namespace ci::runner {
@@ -31,10 +41,14 @@ struct RunnerOptions {
   std::optional<uint16_t> port;
   HostPort dispatcher{"localhost", 8888};
   TestJobOptions job;  // job.repo is the runner's clone
+  // Results not yet delivered; "": <job.repo>/.git/ci-runner-spool.
+  std::string spool_dir;
   // With no message from the dispatcher for this long, register again.
   std::chrono::milliseconds dispatcher_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds retry_initial{100};  // backoff towards the dispatcher
   std::chrono::milliseconds retry_max{5000};
+  // How long stop() waits for the dispatcher on each of its last messages.
+  std::chrono::milliseconds goodbye_timeout{2000};
 };
 
 class Runner {
@@ -44,37 +58,66 @@ class Runner {
   Runner(const Runner&) = delete;
   Runner& operator=(const Runner&) = delete;
 
-  // Checks the repository, binds, logs where it listens and starts the threads. An
-  // error (no repository, no remote origin, no port) leaves nothing running.
+  // Checks the repository, opens the spool (killing what is left of a test that an
+  // earlier run was killed with, and taking up the results it left), binds, logs where
+  // it listens and starts the threads. An error (no repository, no remote origin, no
+  // spool, no port) leaves nothing running.
   Result<void> start();
-  // Cancels a running test, stops the server and joins the threads. A result not yet
-  // delivered is dropped: the dispatcher gives the job to another runner. Idempotent.
+  // Stops taking jobs (runtest is answered BUSY) and lets a running test finish and its
+  // results be delivered. Returns at once; wait_drained() says when nothing is left.
+  void drain();
+  // True once draining and no job is running and no result is waiting.
+  bool wait_drained(std::chrono::milliseconds timeout);
+  // Kills a running test, then, each at most goodbye_timeout and without retrying:
+  // delivers the spooled results, gives the killed job back to the dispatcher
+  // (abandon) and leaves it (unregister). Results not delivered stay in the spool for
+  // the next start. Stops the server and joins the threads. Idempotent.
   void stop();
   uint16_t port() const { return port_; }
   std::string address() const;  // host:port, as registered
+  const std::string& spool_dir() const { return spool_.dir(); }
 
  private:
+  Result<void> open_spool();
   Result<void> listen();
   Response handle(const Frame& request, const std::string& peer);
   Reply handle_runtest(const RuntestRequest& request);
   Reply handle_ping();
+  // A message from the dispatcher: it is there, so waiting results go at once.
+  void heard_from_dispatcher();
+  bool drained() const;
   void work();
-  // Retries until the dispatcher answers OK or ERR, or the runner stops.
-  void deliver(LineClient& dispatcher, const RuntestRequest& job, const ResultsRequest& results);
-  void keep_registered();
+  void keep_in_touch();
+  void register_once(LineClient& dispatcher, std::unique_lock<std::mutex>& lock);
+  void deliver_oldest(LineClient& dispatcher, std::unique_lock<std::mutex>& lock);
+  // stop()'s last messages to the dispatcher, once the threads are joined.
+  void say_goodbye();
 
   const RunnerOptions options_;
+  const ResultSpool spool_;
+  const TestGroupRecord test_group_;
   uint16_t port_ = 0;
   std::unique_ptr<LineServer> server_;
   CancelToken cancel_;
+  bool started_ = false;  // start() succeeded; touched by the calling thread only
+  bool stopped_ = false;
 
   std::mutex mu_;
-  std::condition_variable changed_;  // a job arrived, or stopping
+  std::condition_variable changed_;  // a job arrived or ended, a result is due, stopping
   bool stopping_ = false;
-  // From the OK to a runtest until its result is delivered or dropped.
+  bool draining_ = false;
+  // From the OK to a runtest until its results are spooled. A job whose test was
+  // killed by stop() (or never started) stays here for stop() to give back.
   std::optional<RuntestRequest> job_;
   bool job_started_ = false;  // the worker has taken job_
+  // Spooled results the dispatcher has not answered for, oldest first. Only the
+  // liaison (and stop(), after it) removes them.
+  std::deque<std::shared_ptr<const SpooledResult>> pending_;
+  std::chrono::steady_clock::time_point deliver_at_;
+  Backoff delivery_backoff_;
+  bool delivery_failing_ = false;
   RegistrationSchedule registration_;
+  bool ever_registered_ = false;
 
   std::thread worker_;
   std::thread liaison_;

@@ -69,7 +69,8 @@ std::vector<std::string> test_argv(const TestJobOptions& options, const std::str
 }
 
 TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest& job,
-                            const std::string& runner, const CancelToken* cancel) {
+                            const std::string& runner, const CancelToken* cancel,
+                            const std::function<void(pid_t group)>& on_started) {
   auto start = Clock::now();
   TestJobOutcome outcome;
   ResultsRequest& results = outcome.results;
@@ -92,6 +93,8 @@ TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest&
   spec.timeout = options.timeout;
   spec.output_cap = options.max_output;
   spec.kill_grace = options.kill_grace;
+  spec.guard = true;
+  spec.on_started = on_started;
   auto ran = run_command(spec, cancel);
   if (!ran) {
     results.output = "cannot run the test command: " + ran.error();

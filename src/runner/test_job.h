@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,8 +33,11 @@ struct TestJobOutcome {
 std::vector<std::string> test_argv(const TestJobOptions& options, const std::string& workdir);
 
 // Runs the job to its end on the calling thread. `runner` is the runner's host:port
-// for the results message; `cancel` stops a running command.
+// for the results message; `cancel` stops a running command. The command runs under a
+// guard (see CommandSpec::guard): nothing of it outlives the runner. `on_started` gets
+// the id of its process group once it exists.
 TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest& job,
-                            const std::string& runner, const CancelToken* cancel);
+                            const std::string& runner, const CancelToken* cancel,
+                            const std::function<void(pid_t group)>& on_started = nullptr);
 
 }  // namespace ci::runner

@@ -26,6 +26,13 @@ bool process_gone(pid_t pid) {
   return !process_stat(std::to_string(pid), &state, &group) || state == 'Z';
 }
 
+pid_t process_group(pid_t pid) {
+  char state = 0;
+  pid_t group = 0;
+  if (!process_stat(std::to_string(pid), &state, &group) || state == 'Z') return 0;
+  return group;
+}
+
 bool group_gone(pid_t group) {
   for (const auto& name : test::list_dir("/proc")) {
     char state = 0;

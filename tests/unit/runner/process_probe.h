@@ -9,5 +9,7 @@ namespace ci::runner::test_probe {
 bool process_gone(pid_t pid);
 // True when no live process is left in the process group.
 bool group_gone(pid_t group);
+// The process group of a live process; 0 when it is gone or a zombie.
+pid_t process_group(pid_t pid);
 
 }  // namespace ci::runner::test_probe

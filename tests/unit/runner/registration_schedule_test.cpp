@@ -70,5 +70,18 @@ TEST_F(RegistrationScheduleTest, SuccessEndsTheStreakAndResetsTheBackoff) {
   EXPECT_EQ(schedule.next_attempt(), later + 100ms);
 }
 
+TEST_F(RegistrationScheduleTest, AMessageFromTheDispatcherCutsTheBackoffShort) {
+  EXPECT_TRUE(schedule.failed(t0));
+  EXPECT_FALSE(schedule.failed(t0 + 100ms));
+  ASSERT_EQ(schedule.next_attempt(), t0 + 300ms);
+  schedule.heard(t0 + 150ms);  // it pinged: it is up again
+  EXPECT_TRUE(schedule.due(t0 + 150ms));
+  EXPECT_FALSE(schedule.registered());
+  // Once registered, a message only postpones the next renewal.
+  schedule.succeeded(t0 + 200ms);
+  schedule.heard(t0 + 5s);
+  EXPECT_EQ(schedule.next_attempt(), t0 + 15s);
+}
+
 }  // namespace
 }  // namespace ci::runner

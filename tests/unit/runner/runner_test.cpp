@@ -1,17 +1,10 @@
 #include "runner.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spdlog/sinks/ringbuffer_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <mutex>
-
+#include "fake_dispatcher.h"
 #include "process_probe.h"
+#include "runner_fixture.h"
 #include "test_support.h"
 
 namespace ci::runner {
@@ -19,160 +12,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using namespace std::string_literals;
-using test::TempDir;
-
-// A dispatcher reduced to what a runner needs: it records registrations and results
-// and answers OK (or ERR to results, when told to).
-class FakeDispatcher {
- public:
-  ~FakeDispatcher() { stop(); }
-
-  void start(uint16_t port = 0) {
-    ServerOptions options;
-    options.port = port;
-    server_ = std::make_unique<LineServer>(
-        options, request_has_body,
-        [this](const Frame& frame, const std::string&) { return handle(frame); });
-    auto started = server_->start();
-    ASSERT_TRUE(started.ok()) << started.error();
-    port_ = server_->port();
-  }
-  void stop() { server_.reset(); }
-  uint16_t port() const { return port_; }
-
-  void refuse_results() {
-    std::lock_guard lock(mu_);
-    refuse_results_ = true;
-  }
-  std::vector<RegisterRequest> registrations() {
-    std::lock_guard lock(mu_);
-    return registrations_;
-  }
-  std::vector<ResultsRequest> results() {
-    std::lock_guard lock(mu_);
-    return results_;
-  }
-
- private:
-  Response handle(const Frame& frame) {
-    auto request = parse_request(frame);
-    if (!request) return {serialize_reply(Reply::err(request.error())), true};
-    std::lock_guard lock(mu_);
-    if (auto* r = std::get_if<RegisterRequest>(&*request)) {
-      registrations_.push_back(*r);
-      return {serialize_reply(Reply::ok())};
-    }
-    if (auto* r = std::get_if<ResultsRequest>(&*request)) {
-      results_.push_back(*r);
-      if (refuse_results_) return {serialize_reply(Reply::err("job 7 is not known")), true};
-      return {serialize_reply(Reply::ok())};
-    }
-    return {serialize_reply(Reply::err("unexpected")), true};
-  }
-
-  std::unique_ptr<LineServer> server_;
-  uint16_t port_ = 0;
-  std::mutex mu_;
-  bool refuse_results_ = false;
-  std::vector<RegisterRequest> registrations_;
-  std::vector<ResultsRequest> results_;
-};
-
-// A port that was free a moment ago, for a dispatcher started after the runner.
-uint16_t reserve_port() {
-  FakeDispatcher probe;
-  probe.start();
-  return probe.port();
-}
-
-Result<Reply> call(uint16_t port, const Frame& frame) {
-  LineClient client("127.0.0.1", port);
-  auto reply = client.call_frame(frame);
-  if (!reply) return Error{reply.error()};
-  return parse_reply(*reply);
-}
-
-Result<Reply> call(uint16_t port, const Request& request) {
-  return call(port, serialize_request(request));
-}
-
-std::string pong(uint16_t port) {
-  auto reply = call(port, Request{PingRequest{}});
-  if (!reply) return "no reply: " + reply.error();
-  if (reply->kind != Reply::Kind::Pong) return "not a pong";
-  return "pong " + reply->reason();
-}
-
-Reply::Kind runtest(uint16_t port, JobId job, const std::string& commit) {
-  auto reply = call(port, Request{RuntestRequest{job, 1, commit, "master"}});
-  EXPECT_TRUE(reply.ok()) << reply.error();
-  return reply ? reply->kind : Reply::Kind::Err;
-}
-
-class RunnerTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    // The runner's log, captured so that tests can wait for what it reports.
-    log_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
-    auto logger = std::make_shared<spdlog::logger>(
-        "ci-runner",
-        spdlog::sinks_init_list{log_, std::make_shared<spdlog::sinks::stderr_sink_mt>()});
-    logger->set_level(spdlog::level::debug);
-    previous_logger_ = spdlog::default_logger();
-    spdlog::set_default_logger(logger);
-
-    commit = test::make_master_repo(dir / "master");
-    test::clone_repo(dir / "master", dir / "clone");
-    options.port = 0;
-    options.job.repo = dir / "clone";
-    options.job.kill_grace = 500ms;
-    options.retry_initial = 10ms;
-    options.retry_max = 200ms;
-  }
-
-  void TearDown() override {
-    runner.reset();
-    spdlog::set_default_logger(previous_logger_);
-  }
-
-  // Starts the runner against `dispatcher_port` (the fake dispatcher's by default).
-  void start_runner(uint16_t dispatcher_port = 0) {
-    options.dispatcher = HostPort{"127.0.0.1", dispatcher_port ? dispatcher_port : fake.port()};
-    runner = std::make_unique<Runner>(options);
-    auto started = runner->start();
-    ASSERT_TRUE(started.ok()) << started.error();
-  }
-
-  size_t log_count(const std::string& text) {
-    size_t n = 0;
-    for (const auto& line : log_->last_formatted())
-      if (line.find(text) != std::string::npos) ++n;
-    return n;
-  }
-
-  // A named pipe the test command reads: the job runs until the test opens it.
-  std::string make_gate() {
-    std::string gate = dir / "gate";
-    EXPECT_EQ(::mkfifo(gate.c_str(), 0600), 0);
-    return gate;
-  }
-  bool open_gate(const std::string& gate) {
-    return test::wait_until([&] {
-      int fd = ::open(gate.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-      if (fd < 0) return false;  // ENXIO until the job reads it
-      ::close(fd);
-      return true;
-    });
-  }
-
-  TempDir dir;
-  std::string commit;
-  RunnerOptions options;
-  FakeDispatcher fake;
-  std::unique_ptr<Runner> runner;
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> log_;
-  std::shared_ptr<spdlog::logger> previous_logger_;
-};
+using namespace test_peer;
 
 TEST_F(RunnerTest, RegistersAndAnswersPingWhenIdle) {
   fake.start();
@@ -275,6 +115,8 @@ TEST_F(RunnerTest, DeliversResultsOnceTheDispatcherIsBack) {
   ASSERT_TRUE(test::wait_until([&] { return !fake.results().empty(); }));
   EXPECT_EQ(fake.results().front().output, "done\n");
   EXPECT_TRUE(test::wait_until([&] { return pong(runner->port()) == "pong idle"; }));
+  EXPECT_FALSE(test::file_exists(spool_file(5)));
+  EXPECT_EQ(fake.results().size(), 1u);
 }
 
 TEST_F(RunnerTest, DropsResultsTheDispatcherRefuses) {
@@ -286,25 +128,7 @@ TEST_F(RunnerTest, DropsResultsTheDispatcherRefuses) {
   ASSERT_TRUE(test::wait_until([&] { return pong(runner->port()) == "pong idle"; }));
   EXPECT_EQ(fake.results().size(), 1u);
   EXPECT_EQ(log_count("refused the results"), 1u);
-}
-
-TEST_F(RunnerTest, StopKillsARunningTestAndReportsNothing) {
-  std::string pid_file = dir / "pid";
-  options.job.test_command = "sleep 300 & echo $! > '" + pid_file + "'; wait";
-  fake.start();
-  start_runner();
-  ASSERT_EQ(runtest(runner->port(), 9, commit), Reply::Kind::Ok);
-  pid_t child = 0;
-  ASSERT_TRUE(test::wait_until([&] {
-    std::string text = test::read_text(pid_file);
-    if (text.empty() || text.back() != '\n') return false;
-    child = static_cast<pid_t>(std::stol(text));
-    return true;
-  }));
-  runner->stop();
-  EXPECT_TRUE(test::wait_until([&] { return test_probe::process_gone(child); }, 10s));
-  EXPECT_TRUE(fake.results().empty());
-  EXPECT_EQ(log_count("cancelled by shutdown"), 1u);
+  EXPECT_TRUE(test::list_dir(dir / "spool").empty());
 }
 
 TEST_F(RunnerTest, WithoutAPortTakesTheFirstFreeOneFrom8900) {

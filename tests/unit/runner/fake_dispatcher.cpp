@@ -1,0 +1,100 @@
+#include "fake_dispatcher.h"
+
+#include <gtest/gtest.h>
+
+namespace ci::runner::test_peer {
+
+void FakeDispatcher::start(uint16_t port) {
+  ServerOptions options;
+  options.port = port;
+  server_ = std::make_unique<LineServer>(
+      options, request_has_body,
+      [this](const Frame& frame, const std::string&) { return handle(frame); });
+  auto started = server_->start();
+  ASSERT_TRUE(started.ok()) << started.error();
+  port_ = server_->port();
+}
+
+void FakeDispatcher::stop() { server_.reset(); }
+
+void FakeDispatcher::refuse_results() {
+  std::lock_guard lock(mu_);
+  refuse_results_ = true;
+}
+
+std::vector<RegisterRequest> FakeDispatcher::registrations() {
+  std::lock_guard lock(mu_);
+  return registrations_;
+}
+
+std::vector<ResultsRequest> FakeDispatcher::results() {
+  std::lock_guard lock(mu_);
+  return results_;
+}
+
+std::vector<AbandonRequest> FakeDispatcher::abandoned() {
+  std::lock_guard lock(mu_);
+  return abandoned_;
+}
+
+std::vector<UnregisterRequest> FakeDispatcher::unregistered() {
+  std::lock_guard lock(mu_);
+  return unregistered_;
+}
+
+std::vector<std::string> FakeDispatcher::verbs() {
+  std::lock_guard lock(mu_);
+  return verbs_;
+}
+
+Response FakeDispatcher::handle(const Frame& frame) {
+  auto request = parse_request(frame);
+  if (!request) return {serialize_reply(Reply::err(request.error())), true};
+  std::lock_guard lock(mu_);
+  verbs_.push_back(frame.verb());
+  if (auto* reg = std::get_if<RegisterRequest>(&*request)) {
+    registrations_.push_back(*reg);
+  } else if (auto* results = std::get_if<ResultsRequest>(&*request)) {
+    results_.push_back(*results);
+    if (refuse_results_) return {serialize_reply(Reply::err("job 7 is not known")), true};
+  } else if (auto* abandon = std::get_if<AbandonRequest>(&*request)) {
+    abandoned_.push_back(*abandon);
+  } else if (auto* unreg = std::get_if<UnregisterRequest>(&*request)) {
+    unregistered_.push_back(*unreg);
+  } else {
+    return {serialize_reply(Reply::err("unexpected")), true};
+  }
+  return {serialize_reply(Reply::ok())};
+}
+
+uint16_t reserve_port() {
+  FakeDispatcher probe;
+  probe.start();
+  return probe.port();
+}
+
+Result<Reply> call(uint16_t port, const Frame& frame) {
+  LineClient client("127.0.0.1", port);
+  auto reply = client.call_frame(frame);
+  if (!reply) return Error{reply.error()};
+  return parse_reply(*reply);
+}
+
+Result<Reply> call(uint16_t port, const Request& request) {
+  return call(port, serialize_request(request));
+}
+
+std::string pong(uint16_t port) {
+  auto reply = call(port, Request{PingRequest{}});
+  if (!reply) return "no reply: " + reply.error();
+  if (reply->kind != Reply::Kind::Pong) return "not a pong";
+  return "pong " + reply->reason();
+}
+
+Reply::Kind runtest(uint16_t port, JobId job, const std::string& commit) {
+  auto reply = call(port, Request{RuntestRequest{job, 1, commit, "master"}});
+  EXPECT_TRUE(reply.ok()) << reply.error();
+  return reply ? reply->kind : Reply::Kind::Err;
+}
+
+}  // namespace ci::runner::test_peer

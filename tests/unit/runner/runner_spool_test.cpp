@@ -1,0 +1,189 @@
+// The runner keeps finished jobs' results in its spool until the dispatcher has them:
+// across a dispatcher that is down and across a restart of the runner itself.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+
+#include "ci/files.h"
+#include "fake_dispatcher.h"
+#include "process_probe.h"
+#include "result_spool.h"
+#include "runner.h"
+#include "runner_fixture.h"
+#include "test_group_record.h"
+#include "test_support.h"
+
+namespace ci::runner {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace test_peer;
+
+// Index of the first `verb` in `verbs`, or verbs.size().
+size_t first(const std::vector<std::string>& verbs, const std::string& verb) {
+  return static_cast<size_t>(std::find(verbs.begin(), verbs.end(), verb) - verbs.begin());
+}
+
+TEST_F(RunnerTest, KeepsResultsInTheSpoolWhileTheDispatcherIsDownAndDeliversThemOnce) {
+  options.job.test_command = "echo done";
+  uint16_t dispatcher_port = reserve_port();
+  start_runner(dispatcher_port);
+  uint16_t port = runner->port();
+  ASSERT_EQ(runtest(port, 5, commit), Reply::Kind::Ok);
+
+  ASSERT_TRUE(test::wait_until([&] { return test::file_exists(spool_file(5)); }));
+  std::string spooled = test::read_text(spool_file(5));
+  EXPECT_TRUE(spooled.starts_with("results 5 1 127.0.0.1:" + std::to_string(port) + " passed "))
+      << spooled;
+  EXPECT_TRUE(spooled.ends_with(" 5\ndone\n")) << spooled;
+  EXPECT_EQ(pong(port), "pong busy 5 1");
+  EXPECT_EQ(runtest(port, 6, commit), Reply::Kind::Busy);
+  EXPECT_EQ(runtest(port, 5, commit), Reply::Kind::Ok) << "a repeated runtest is the same job";
+
+  fake.start(dispatcher_port);
+  ASSERT_TRUE(test::wait_until([&] { return !test::file_exists(spool_file(5)); }));
+  EXPECT_TRUE(test::wait_until([&] { return pong(port) == "pong idle"; }));
+  ASSERT_EQ(fake.results().size(), 1u);
+  EXPECT_EQ(fake.results().front().output, "done\n");
+  std::vector<std::string> verbs = fake.verbs();
+  EXPECT_LT(first(verbs, "register"), first(verbs, "results")) << "registers first";
+  EXPECT_EQ(runtest(port, 6, commit), Reply::Kind::Ok) << "free for a new job";
+  EXPECT_TRUE(test::wait_until([&] { return fake.results().size() == 2; }));
+}
+
+TEST_F(RunnerTest, ARestartedRunnerDeliversWhatTheEarlierOneSpooled) {
+  options.job.test_command = "echo first run";
+  uint16_t dispatcher_port = reserve_port();
+  start_runner(dispatcher_port);
+  ASSERT_EQ(runtest(runner->port(), 5, commit), Reply::Kind::Ok);
+  ASSERT_TRUE(test::wait_until([&] { return test::file_exists(spool_file(5)); }));
+  runner->stop();
+  EXPECT_EQ(log_count("remain in the spool"), 1u);
+  ASSERT_TRUE(test::file_exists(spool_file(5)));
+
+  start_runner(dispatcher_port);  // a new Runner, the dispatcher still down
+  EXPECT_EQ(log_count("results from an earlier run in the spool"), 1u);
+  EXPECT_EQ(pong(runner->port()), "pong busy 5 1");
+  EXPECT_EQ(runtest(runner->port(), 6, commit), Reply::Kind::Busy);
+  fake.start(dispatcher_port);
+  ASSERT_TRUE(test::wait_until([&] { return !test::file_exists(spool_file(5)); }));
+  EXPECT_TRUE(test::wait_until([&] { return pong(runner->port()) == "pong idle"; }));
+  ASSERT_EQ(fake.results().size(), 1u);
+  EXPECT_EQ(fake.results().front().output, "first run\n");
+  std::vector<std::string> verbs = fake.verbs();
+  EXPECT_LT(first(verbs, "register"), first(verbs, "results")) << "registers first";
+}
+
+TEST_F(RunnerTest, DropsSpooledResultsTheDispatcherRefuses) {
+  ResultSpool spool(dir / "spool");
+  ASSERT_TRUE(spool.open().ok());
+  SpooledResult left = spool.prepare(
+      ResultsRequest{7, 2, "127.0.0.1:8901", TestStatus::Passed, 1, 0, 12, "old output\n"});
+  ASSERT_TRUE(spool.write(left).ok());
+  fake.start();
+  fake.refuse_results();
+  start_runner();
+  ASSERT_TRUE(test::wait_until([&] { return test::list_dir(dir / "spool").empty(); }));
+  EXPECT_TRUE(test::wait_until([&] { return pong(runner->port()) == "pong idle"; }));
+  ASSERT_EQ(fake.results().size(), 1u);
+  EXPECT_EQ(fake.results().front().runner, "127.0.0.1:8901") << "sent as it was spooled";
+  EXPECT_EQ(log_count("refused the results"), 1u);
+}
+
+// With a backoff far longer than the test waits, only the wake-up can deliver in time.
+class RunnerWakeTest : public RunnerTest {
+ protected:
+  void SetUp() override {
+    RunnerTest::SetUp();
+    options.retry_initial = 60s;
+    options.retry_max = 60s;
+    options.dispatcher_timeout = 120s;
+  }
+
+  // Runs job 5 to its end while the dispatcher is down, then brings it back.
+  void finish_a_job_with_the_dispatcher_down() {
+    std::string gate = make_gate();
+    options.job.test_command = "cat '" + gate + "' > /dev/null; echo done";
+    fake.start();
+    uint16_t dispatcher_port = fake.port();
+    start_runner();
+    ASSERT_TRUE(test::wait_until([&] { return !fake.registrations().empty(); }));
+    ASSERT_EQ(runtest(runner->port(), 5, commit), Reply::Kind::Ok);
+    fake.stop();
+    ASSERT_TRUE(open_gate(gate));
+    ASSERT_TRUE(test::wait_until([&] { return log_count("cannot deliver") > 0; }));
+    fake.start(dispatcher_port);
+  }
+};
+
+TEST_F(RunnerWakeTest, APingDeliversWaitingResultsAtOnce) {
+  finish_a_job_with_the_dispatcher_down();
+  EXPECT_EQ(pong(runner->port()), "pong busy 5 1");
+  EXPECT_TRUE(test::wait_until([&] { return !fake.results().empty(); }, 20s));
+  EXPECT_TRUE(test::wait_until([&] { return pong(runner->port()) == "pong idle"; }));
+}
+
+TEST_F(RunnerWakeTest, ARuntestDeliversWaitingResultsAtOnce) {
+  finish_a_job_with_the_dispatcher_down();
+  EXPECT_EQ(runtest(runner->port(), 6, commit), Reply::Kind::Busy);
+  EXPECT_TRUE(test::wait_until([&] { return !fake.results().empty(); }, 20s));
+  EXPECT_TRUE(test::wait_until([&] { return pong(runner->port()) == "pong idle"; }));
+}
+
+TEST_F(RunnerTest, TheSpoolIsInTheClonesGitFolderByDefault) {
+  options.spool_dir.clear();
+  fake.start();
+  start_runner();
+  std::string expected = dir / "clone/.git/ci-runner-spool";
+  EXPECT_EQ(runner->spool_dir(), expected);
+  EXPECT_TRUE(test::file_exists(expected));
+}
+
+TEST_F(RunnerTest, NotesTheProcessGroupOfTheRunningTest) {
+  std::string gate = make_gate();
+  options.job.test_command = "echo $$ > '" + (dir / "shell") + "'; cat '" + gate + "' > /dev/null";
+  fake.start();
+  start_runner();
+  ASSERT_EQ(runtest(runner->port(), 5, commit), Reply::Kind::Ok);
+  pid_t shell = wait_for_pid(dir / "shell");
+  pid_t group = test_probe::process_group(shell);
+  ASSERT_GT(group, 0);
+  EXPECT_NE(group, shell) << "the guard leads the group";
+  std::string noted = std::to_string(group) + " 5 1 " + commit + "\n";
+  EXPECT_TRUE(test::wait_until([&] {
+    return test::read_text(dir / "spool/running-test") == noted;
+  })) << test::read_text(dir / "spool/running-test");
+  ASSERT_TRUE(open_gate(gate));
+  ASSERT_TRUE(test::wait_until([&] { return !fake.results().empty(); }));
+  EXPECT_FALSE(test::file_exists(dir / "spool/running-test"));
+}
+
+TEST_F(RunnerTest, StartKillsWhatAnEarlierRunLeftOfItsTest) {
+  // What a runner killed together with its test's guard leaves: the test's processes,
+  // still in their group, with the job's environment.
+  std::vector<std::string> env = current_environment();
+  env.insert(env.end(), {"CI_JOB_ID=4", "CI_ATTEMPT=2", "CI_COMMIT=" + commit});
+  std::string pid_file = dir / "leftover";
+  auto leftover =
+      ChildProcess::spawn({"setsid", "sh", "-c", "sleep 300 & echo $! > '" + pid_file + "'; wait"},
+                          dir / "leftover.log", env);
+  ASSERT_TRUE(leftover.ok()) << leftover.error();
+  pid_t sleeper = wait_for_pid(pid_file);
+  pid_t group = test_probe::process_group(sleeper);
+  ASSERT_EQ(group, leftover->pid());
+  ASSERT_TRUE(make_dirs(dir / "spool").ok());
+  ASSERT_TRUE(
+      TestGroupRecord(dir / "spool/running-test").write(group, {4, 2, commit, "master"}).ok());
+
+  fake.start();
+  start_runner();
+  EXPECT_TRUE(test::wait_until(
+      [&] { return test_probe::process_gone(sleeper) && test_probe::group_gone(group); }, 10s));
+  EXPECT_EQ(log_count("killed 2 process(es) left running by job 4 attempt 2"), 1u);
+  EXPECT_FALSE(test::file_exists(dir / "spool/running-test"));
+  EXPECT_EQ(pong(runner->port()), "pong idle");
+}
+
+}  // namespace
+}  // namespace ci::runner

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "ci/auth.h"
 #include "ci/log.h"
 #include "ci/signals.h"
 #include "ci/validate.h"
@@ -59,6 +60,8 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string spool_dir;
   bool drain = false;
+  std::string token_file;
+  bool insecure = false;
   std::string repo;
   app.add_option("--host", host, "Address to bind and to advertise to the dispatcher")
       ->capture_default_str()
@@ -87,6 +90,10 @@ int main(int argc, char** argv) {
                "On SIGTERM/SIGINT, finish the running test and deliver its results before "
                "exiting (a second signal stops at once); by default the test is killed and its "
                "job given back to the dispatcher");
+  app.add_option("--token-file", token_file,
+                 "File holding the shared token every peer must prove (default: "
+                 "$CI_TOKEN_FILE, if set)");
+  app.add_flag("--insecure", insecure, "Allow a non-loopback --host without a token");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
@@ -103,7 +110,18 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto token = ci::load_token(token_file);
+  if (!token) {
+    spdlog::error("--token-file: {}", token.error());
+    return 2;
+  }
+  if (auto allowed = ci::check_bind_policy(host, !token->empty(), insecure); !allowed) {
+    spdlog::error("--host {}: {}", host, allowed.error());
+    return 2;
+  }
+
   ci::runner::RunnerOptions options;
+  options.token = *token;
   options.host = host;
   if (port >= 0) options.port = static_cast<uint16_t>(port);
   options.dispatcher = *ci::parse_host_port(dispatcher);

@@ -77,8 +77,9 @@ Result<void> Runner::start() {
   if (auto listening = listen(); !listening) return listening;
   std::error_code ec;
   std::string shown_path = std::filesystem::absolute(path, ec).lexically_normal().string();
-  spdlog::info("listening on {}, repository {}, dispatcher {}, spool {}", address(),
-               ec ? path : shown_path, options_.dispatcher.str(), spool_.dir());
+  spdlog::info("listening on {}, repository {}, dispatcher {}, spool {}{}", address(),
+               ec ? path : shown_path, options_.dispatcher.str(), spool_.dir(),
+               options_.token.empty() ? "" : ", token required");
   started_ = true;
   deliver_at_ = Clock::now();
   worker_ = std::thread([this] { work(); });
@@ -110,6 +111,7 @@ Result<void> Runner::listen() {
   server_options.host = options_.host;
   // Peers send the runner headers only; a body can only be a mistake.
   server_options.limits.max_body = 64u << 10;
+  server_options.token = options_.token;
   auto try_port = [&](uint16_t port) -> Result<void> {
     server_options.port = port;
     auto server = std::make_unique<LineServer>(
@@ -226,8 +228,11 @@ void Runner::work() {
 void Runner::keep_in_touch() {
   ClientOptions register_options;
   register_options.io_timeout = std::chrono::seconds(5);
+  register_options.token = options_.token;
+  ClientOptions deliver_options;
+  deliver_options.token = options_.token;
   LineClient registrar(options_.dispatcher.host, options_.dispatcher.port, register_options);
-  LineClient courier(options_.dispatcher.host, options_.dispatcher.port);
+  LineClient courier(options_.dispatcher.host, options_.dispatcher.port, deliver_options);
   std::unique_lock lock(mu_);
   while (!stopping_) {
     auto now = Clock::now();
@@ -363,6 +368,7 @@ void Runner::say_goodbye() {
   ClientOptions client_options;
   client_options.connect_timeout = options_.goodbye_timeout;
   client_options.io_timeout = options_.goodbye_timeout;
+  client_options.token = options_.token;
   LineClient dispatcher(options_.dispatcher.host, options_.dispatcher.port, client_options);
 
   // One try for each waiting result, oldest first, while the dispatcher answers.

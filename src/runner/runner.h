@@ -47,6 +47,8 @@ struct RunnerOptions {
   std::chrono::milliseconds dispatcher_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds retry_initial{100};  // backoff towards the dispatcher
   std::chrono::milliseconds retry_max{5000};
+  // Non-empty: every peer proves it (ci/auth.h), and the runner to the dispatcher.
+  std::string token;
   // How long stop() waits for the dispatcher on each of its last messages.
   std::chrono::milliseconds goodbye_timeout{2000};
 };

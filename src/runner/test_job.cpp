@@ -19,7 +19,8 @@ uint64_t elapsed_ms(Clock::time_point since) {
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count());
 }
 
-// The runner's environment with the job's variables, replacing any inherited ones.
+// The runner's environment with the job's variables, replacing any inherited ones,
+// and without the way to the shared token: a test is not to speak for the runner.
 std::vector<std::string> job_environment(const RuntestRequest& job) {
   std::vector<std::string> job_vars{
       "CI=true",
@@ -31,6 +32,7 @@ std::vector<std::string> job_environment(const RuntestRequest& job) {
   std::vector<std::string> env = current_environment();
   std::erase_if(env, [&](const std::string& entry) {
     std::string_view name = std::string_view(entry).substr(0, entry.find('='));
+    if (name == "CI_TOKEN_FILE") return true;
     return std::any_of(job_vars.begin(), job_vars.end(), [&](const std::string& var) {
       return std::string_view(var).substr(0, var.find('=')) == name;
     });

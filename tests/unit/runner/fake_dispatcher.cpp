@@ -4,9 +4,10 @@
 
 namespace ci::runner::test_peer {
 
-void FakeDispatcher::start(uint16_t port) {
+void FakeDispatcher::start(uint16_t port, const std::string& token) {
   ServerOptions options;
   options.port = port;
+  options.token = token;
   server_ = std::make_unique<LineServer>(
       options, request_has_body,
       [this](const Frame& frame, const std::string&) { return handle(frame); });
@@ -73,26 +74,28 @@ uint16_t reserve_port() {
   return probe.port();
 }
 
-Result<Reply> call(uint16_t port, const Frame& frame) {
-  LineClient client("127.0.0.1", port);
+Result<Reply> call(uint16_t port, const Frame& frame, const std::string& token) {
+  ClientOptions options;
+  options.token = token;
+  LineClient client("127.0.0.1", port, options);
   auto reply = client.call_frame(frame);
   if (!reply) return Error{reply.error()};
   return parse_reply(*reply);
 }
 
-Result<Reply> call(uint16_t port, const Request& request) {
-  return call(port, serialize_request(request));
+Result<Reply> call(uint16_t port, const Request& request, const std::string& token) {
+  return call(port, serialize_request(request), token);
 }
 
-std::string pong(uint16_t port) {
-  auto reply = call(port, Request{PingRequest{}});
+std::string pong(uint16_t port, const std::string& token) {
+  auto reply = call(port, Request{PingRequest{}}, token);
   if (!reply) return "no reply: " + reply.error();
   if (reply->kind != Reply::Kind::Pong) return "not a pong";
   return "pong " + reply->reason();
 }
 
-Reply::Kind runtest(uint16_t port, JobId job, const std::string& commit) {
-  auto reply = call(port, Request{RuntestRequest{job, 1, commit, "master"}});
+Reply::Kind runtest(uint16_t port, JobId job, const std::string& commit, const std::string& token) {
+  auto reply = call(port, Request{RuntestRequest{job, 1, commit, "master"}}, token);
   EXPECT_TRUE(reply.ok()) << reply.error();
   return reply ? reply->kind : Reply::Kind::Err;
 }

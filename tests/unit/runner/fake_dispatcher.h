@@ -18,8 +18,9 @@ class FakeDispatcher {
  public:
   ~FakeDispatcher() { stop(); }
 
-  // On `port`, or an ephemeral one; fails the current test if it cannot listen.
-  void start(uint16_t port = 0);
+  // On `port`, or an ephemeral one; fails the current test if it cannot listen. With a
+  // token, every peer must prove it.
+  void start(uint16_t port = 0, const std::string& token = "");
   void stop();
   uint16_t port() const { return port_; }
 
@@ -47,10 +48,12 @@ class FakeDispatcher {
 // A port that was free a moment ago, for a dispatcher started after the runner.
 uint16_t reserve_port();
 
-Result<Reply> call(uint16_t port, const Frame& frame);
-Result<Reply> call(uint16_t port, const Request& request);
+// Each on a new connection, proving `token` when one is given.
+Result<Reply> call(uint16_t port, const Frame& frame, const std::string& token = "");
+Result<Reply> call(uint16_t port, const Request& request, const std::string& token = "");
 // "pong idle", "pong busy <job> <attempt>", or what went wrong.
-std::string pong(uint16_t port);
-Reply::Kind runtest(uint16_t port, JobId job, const std::string& commit);
+std::string pong(uint16_t port, const std::string& token = "");
+Reply::Kind runtest(uint16_t port, JobId job, const std::string& commit,
+                    const std::string& token = "");
 
 }  // namespace ci::runner::test_peer

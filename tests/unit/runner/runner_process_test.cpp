@@ -150,5 +150,17 @@ TEST_F(RunnerProcessTest, ASecondSigtermCutsTheDrainShort) {
       << daemon->log();
 }
 
+TEST_F(RunnerProcessTest, ANonLoopbackAddressNeedsATokenOrInsecure) {
+  CommandSpec spec;
+  spec.argv = {test::bin("ci-runner"), "--host", "0.0.0.0", "--port", "0", dir / "clone"};
+  spec.env = current_environment();
+  std::erase_if(spec.env, [](const std::string& e) { return e.starts_with("CI_TOKEN_FILE="); });
+  spec.timeout = 20s;
+  auto ran = run_command(spec);
+  ASSERT_TRUE(ran.ok()) << ran.error();
+  EXPECT_EQ(ran->exit_code, 2) << ran->output;
+  EXPECT_NE(ran->output.find("without a token"), std::string::npos) << ran->output;
+}
+
 }  // namespace
 }  // namespace ci::runner

@@ -131,6 +131,23 @@ TEST_F(RunnerTest, DropsResultsTheDispatcherRefuses) {
   EXPECT_TRUE(test::list_dir(dir / "spool").empty());
 }
 
+TEST_F(RunnerTest, WithATokenEveryPeerProvesIt) {
+  const std::string token = "a-shared-secret-of-some-length";
+  options.token = token;
+  options.job.test_command = "echo with token";
+  fake.start(0, token);
+  start_runner();
+  ASSERT_TRUE(test::wait_until([&] { return !fake.registrations().empty(); }));
+  uint16_t port = runner->port();
+  EXPECT_NE(pong(port), "pong idle") << "a peer without the token gets nothing";
+  EXPECT_NE(pong(port, "not-the-shared-secret-at-all"), "pong idle");
+  EXPECT_EQ(pong(port, token), "pong idle");
+  ASSERT_EQ(runtest(port, 3, commit, token), Reply::Kind::Ok);
+  ASSERT_TRUE(test::wait_until([&] { return !fake.results().empty(); }));
+  EXPECT_EQ(fake.results().front().output, "with token\n");
+  EXPECT_EQ(log_count(token), 0u) << "the token is in no log";
+}
+
 TEST_F(RunnerTest, WithoutAPortTakesTheFirstFreeOneFrom8900) {
   options.port.reset();
   fake.start();

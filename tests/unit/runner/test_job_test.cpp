@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -97,6 +98,14 @@ TEST_F(TestJobTest, TestCommandOverridesTheRepositorysOwnAndGetsTheJobEnvironmen
   std::string workdir = std::filesystem::canonical(dir / "clone").string();
   EXPECT_EQ(outcome.results.status, TestStatus::Passed);
   EXPECT_EQ(outcome.results.output, "true " + commit + " master 42 3\n" + workdir + "\n");
+}
+
+TEST_F(TestJobTest, TheTestDoesNotLearnWhereTheTokenIs) {
+  ASSERT_EQ(::setenv("CI_TOKEN_FILE", (dir / "token").c_str(), 1), 0);
+  options.test_command = "echo \"${CI_TOKEN_FILE-unset}\"";
+  auto outcome = run(first_commit);
+  ::unsetenv("CI_TOKEN_FILE");
+  EXPECT_EQ(outcome.results.output, "unset\n");
 }
 
 TEST_F(TestJobTest, NextCheckoutRemovesUntrackedAndIgnoredFiles) {

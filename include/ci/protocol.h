@@ -12,6 +12,8 @@
 //   abandon <job> <attempt> <runner>                   OK: a stopping runner gives it back
 //   unregister <host> <port>                           OK: a stopping runner leaves
 //   ping                                               pong
+//   to the observer (with --listen)
+//   poll                                               OK: fetch and look now
 //   to a runner
 //   runtest <job> <attempt> <commit> <branch>          OK | BUSY
 //   ping                                               pong idle | pong busy <job> <attempt>
@@ -78,10 +80,11 @@ struct UnregisterRequest {
   std::string host;
   uint16_t port = 0;
 };
+struct PollRequest {};
 
 using Request = std::variant<StatusRequest, RegisterRequest, DispatchRequest, ResultsRequest,
                              RunnersRequest, JobsRequest, PingRequest, RuntestRequest, RetryRequest,
-                             AbandonRequest, UnregisterRequest>;
+                             AbandonRequest, UnregisterRequest, PollRequest>;
 
 // Body rule for requests: which request headers end with a body length.
 bool request_has_body(const std::vector<std::string>& words);

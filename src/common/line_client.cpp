@@ -168,6 +168,12 @@ Result<Frame> LineClient::call_frame(const Frame& request) {
       if (auto r = c.connect(); !r) return Error{r.error()};
     }
     auto ex = c.exchange(serialize(request), request.verb(), c.options.io_timeout);
+    if (ex.frame && ex.frame->verb() == "AUTH") {
+      // The server's greeting: it wants a token this client was not given.
+      c.drop();
+      return make_error(c.address() +
+                        " requires authentication: give --token-file or set CI_TOKEN_FILE");
+    }
     if (ex.frame) return std::move(ex.frame);
     c.drop();
     if (reused && !ex.got_bytes && !ex.timed_out) continue;

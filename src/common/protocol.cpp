@@ -58,6 +58,10 @@ Result<Request> parse_request(const Frame& f) {
     if (w.size() != 1) return wrong_args(verb, "");
     return Request{PingRequest{}};
   }
+  if (verb == "poll") {
+    if (w.size() != 1) return wrong_args(verb, "");
+    return Request{PollRequest{}};
+  }
   if (verb == "runners") {
     if (w.size() != 1) return wrong_args(verb, "");
     return Request{RunnersRequest{}};
@@ -151,6 +155,7 @@ Frame serialize_request(const Request& request) {
     Frame operator()(const StatusRequest&) const { return make_frame({"status"}); }
     Frame operator()(const PingRequest&) const { return make_frame({"ping"}); }
     Frame operator()(const RunnersRequest&) const { return make_frame({"runners"}); }
+    Frame operator()(const PollRequest&) const { return make_frame({"poll"}); }
     Frame operator()(const JobsRequest& r) const {
       return make_frame({"jobs", std::to_string(r.limit)});
     }

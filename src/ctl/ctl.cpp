@@ -51,6 +51,11 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       ->capture_default_str()
       ->check(CLI::Range(0.01, 3600.0));
   app.require_subcommand(1);
+  app.fallthrough();  // global options may also come after the subcommand
+  auto* notify = app.add_subcommand("notify", "make the observer fetch and look now");
+  std::string observer = "localhost:8887";
+  notify->add_option("--observer", observer, "the observer's --listen address")
+      ->capture_default_str();
   auto* retry = app.add_subcommand("retry", "run a finished job again");
   uint64_t retry_job = 0;
   retry->add_option("job", retry_job, "the job id")
@@ -92,9 +97,11 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   }
 
   std::string why;
-  auto hp = parse_host_port(server, &why);
+  const std::string& target = *notify ? observer : server;
+  auto hp = parse_host_port(target, &why);
   if (!hp) {
-    err << "cictl: --dispatcher-server '" << server << "': " << why << "\n";
+    err << "cictl: " << (*notify ? "--observer" : "--dispatcher-server") << " '" << target
+        << "': " << why << "\n";
     return 2;
   }
   Request request;
@@ -106,6 +113,8 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     request = JobsRequest{limit};
   } else if (*retry) {
     request = RetryRequest{retry_job};
+  } else if (*notify) {
+    request = PollRequest{};
   } else {
     if (std::string bad = check_commit_id(commit); !bad.empty()) {
       err << "cictl: '" << commit << "': " << bad << "\n";
@@ -134,11 +143,14 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     return 1;
   }
   if (reply->kind != Reply::Kind::Ok) {
-    err << "cictl: the dispatcher answered: " << (reply->kind == Reply::Kind::Err ? "ERR " : "")
-        << reply->reason() << "\n";
+    err << "cictl: " << (*notify ? "the observer" : "the dispatcher")
+        << " answered: " << (reply->kind == Reply::Kind::Err ? "ERR " : "") << reply->reason()
+        << "\n";
     return 1;
   }
-  if (*dispatch || *retry) {
+  if (*notify) {
+    // Quiet on success: it runs from git hooks.
+  } else if (*dispatch || *retry) {
     out << "job " << (reply->args.empty() ? "?" : reply->args[0]) << "\n";
   } else {
     out << align_columns(reply->body);

@@ -109,6 +109,9 @@ Response Dispatcher::handle(const Frame& frame, const std::string& peer) {
     Reply operator()(const RuntestRequest&) const {
       return Reply::err("runtest is for runners, not the dispatcher");
     }
+    Reply operator()(const PollRequest&) const {
+      return Reply::err("poll is for the observer, not the dispatcher");
+    }
     Reply operator()(const RetryRequest& r) const { return d->on_retry(r); }
     Reply operator()(const AbandonRequest& r) const { return d->on_abandon(r); }
     Reply operator()(const UnregisterRequest& r) const { return d->on_unregister(r); }

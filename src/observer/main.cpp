@@ -6,6 +6,8 @@
 #include <cmath>
 #include <exception>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "ci/signals.h"
 #include "ci/validate.h"
 #include "observer.h"
+#include "poke_listener.h"
 
 namespace {
 
@@ -45,6 +48,11 @@ int main(int argc, char** argv) {
                "Hand over only each changed branch's newest commit, not every new commit");
   app.add_option("--state-file", state_file,
                  "Where to remember what was handed over (default: REPO/.git/ci-observer.state)");
+  std::string listen;
+  bool insecure = false;
+  app.add_option("--listen", listen,
+                 "host:port to listen on for `poll` pokes from git hooks (cictl notify)");
+  app.add_flag("--insecure", insecure, "allow a non-loopback --listen without a token");
   std::string token_file;
   app.add_option("--token-file", token_file,
                  "File holding the shared token (default: $CI_TOKEN_FILE, if set)");
@@ -76,6 +84,17 @@ int main(int argc, char** argv) {
   auto token = ci::load_token(token_file);
   if (!token) return usage_error("--token-file", token.error());
   options.client.token = *token;
+  std::optional<ci::HostPort> listen_at;
+  if (!listen.empty()) {
+    // Port 0 asks for any free port (the log says which).
+    bool any_port = listen.size() > 2 && listen.compare(listen.size() - 2, 2, ":0") == 0;
+    listen_at =
+        ci::parse_host_port(any_port ? listen.substr(0, listen.size() - 1) + "1" : listen, &why);
+    if (!listen_at) return usage_error("--listen", why);
+    if (any_port) listen_at->port = 0;
+    if (auto r = ci::check_bind_policy(listen_at->host, !token->empty(), insecure); !r)
+      return usage_error("--listen", r.error());
+  }
 
   // Before any thread starts, so that every thread inherits the mask.
   ci::block_stop_signals();
@@ -89,8 +108,22 @@ int main(int argc, char** argv) {
       spdlog::error("{}", r.error());
       return 1;
     }
+    std::unique_ptr<ci::observer::PokeListener> listener;
+    if (listen_at) {
+      ci::ServerOptions so;
+      so.host = listen_at->host;
+      so.port = listen_at->port;
+      so.token = *token;
+      listener = std::make_unique<ci::observer::PokeListener>(so, [&] { observer.poll_now(); });
+      if (auto r = listener->start(); !r) {
+        spdlog::error("--listen: {}", r.error());
+        return 1;
+      }
+      spdlog::info("listening on {}:{} for poll pokes", listen_at->host, listener->port());
+    }
     int sig = ci::wait_for_stop_signal();
     spdlog::info("received {}, stopping", ci::signal_name(sig));
+    if (listener) listener->stop();
     observer.stop();
     spdlog::info("stopped");
   } catch (const std::exception& e) {

@@ -26,6 +26,7 @@ TEST(Protocol, EveryRequestRoundTrips) {
   EXPECT_TRUE(std::holds_alternative<StatusRequest>(round_trip(StatusRequest{})));
   EXPECT_TRUE(std::holds_alternative<PingRequest>(round_trip(PingRequest{})));
   EXPECT_TRUE(std::holds_alternative<RunnersRequest>(round_trip(RunnersRequest{})));
+  EXPECT_TRUE(std::holds_alternative<PollRequest>(round_trip(PollRequest{})));
   EXPECT_EQ(std::get<JobsRequest>(round_trip(JobsRequest{7})).limit, 7u);
 
   auto reg = std::get<RegisterRequest>(round_trip(RegisterRequest{"127.0.0.1", 8901}));

@@ -73,6 +73,24 @@ int main(int argc, char** argv) {
       ->check(host_port_validator());
   app.add_option("--test-command", test_command,
                  "Shell command to run the tests (default: .ci/run, else Python unittest)");
+  std::vector<std::string> pass_env;
+  app.add_option("--pass-env", pass_env,
+                 "A variable of the runner's environment the test also gets (repeatable); "
+                 "it gets PATH, HOME, USER, LOGNAME, LANG, LC_ALL, TZ, TMPDIR and the CI_ "
+                 "variables anyway")
+      ->allow_extra_args(false)
+      ->check(CLI::Validator(
+          [](std::string& name) -> std::string {
+            if (name.empty() ||
+                name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmno"
+                                       "pqrstuvwxyz0123456789_") != std::string::npos ||
+                (name[0] >= '0' && name[0] <= '9'))
+              return "not a variable name: '" + name + "'";
+            if (name == "CI" || name.rfind("CI_", 0) == 0)
+              return "the CI_ variables are set by the runner";
+            return {};
+          },
+          "NAME", ""));
   app.add_option("--timeout", timeout_s, "Seconds a test run may take")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{7 * 24 * 3600}));
@@ -127,6 +145,7 @@ int main(int argc, char** argv) {
   options.dispatcher = *ci::parse_host_port(dispatcher);
   options.job.repo = repo;
   options.job.test_command = test_command;
+  options.job.pass_env = pass_env;
   options.job.timeout = std::chrono::seconds(timeout_s);
   options.job.max_output = max_output;
   options.dispatcher_timeout = std::chrono::seconds(dispatcher_timeout_s);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "ci/git.h"
 #include "unittest_summary.h"
@@ -17,28 +18,6 @@ using Clock = std::chrono::steady_clock;
 uint64_t elapsed_ms(Clock::time_point since) {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count());
-}
-
-// The runner's environment with the job's variables, replacing any inherited ones,
-// and without the way to the shared token: a test is not to speak for the runner.
-std::vector<std::string> job_environment(const RuntestRequest& job) {
-  std::vector<std::string> job_vars{
-      "CI=true",
-      "CI_COMMIT=" + job.commit,
-      "CI_BRANCH=" + job.branch,
-      "CI_JOB_ID=" + std::to_string(job.job),
-      "CI_ATTEMPT=" + std::to_string(job.attempt),
-  };
-  std::vector<std::string> env = current_environment();
-  std::erase_if(env, [&](const std::string& entry) {
-    std::string_view name = std::string_view(entry).substr(0, entry.find('='));
-    if (name == "CI_TOKEN_FILE") return true;
-    return std::any_of(job_vars.begin(), job_vars.end(), [&](const std::string& var) {
-      return std::string_view(var).substr(0, var.find('=')) == name;
-    });
-  });
-  env.insert(env.end(), job_vars.begin(), job_vars.end());
-  return env;
 }
 
 // Brings the commit into the clone and checks it out; on failure, why.
@@ -56,6 +35,35 @@ Result<std::string> check_out(const std::string& repo_path, const std::string& c
 }
 
 }  // namespace
+
+const char* const kBaseEnvironment[] = {"PATH",   "HOME", "USER",   "LOGNAME", "LANG",
+                                        "LC_ALL", "TZ",   "TMPDIR", nullptr};
+
+// A clean environment: a test sees what the runner documents and nothing else, so no
+// secret of the runner's (its token file, credentials in its environment) leaks in.
+std::vector<std::string> job_environment(const RuntestRequest& job,
+                                         const std::vector<std::string>& pass_env) {
+  std::vector<std::string> names;
+  for (const char* const* n = kBaseEnvironment; *n; ++n) names.emplace_back(*n);
+  names.insert(names.end(), pass_env.begin(), pass_env.end());
+  std::vector<std::string> env;
+  bool has_path = false;
+  for (const auto& name : names) {
+    // The CI_ variables are the runner's to set, and CI_TOKEN_FILE never goes in.
+    if (name == "CI" || name.rfind("CI_", 0) == 0) continue;
+    const char* value = std::getenv(name.c_str());
+    if (!value) continue;
+    has_path = has_path || name == "PATH";
+    env.push_back(name + "=" + value);
+  }
+  if (!has_path) env.push_back("PATH=/usr/local/bin:/usr/bin:/bin");
+  env.push_back("CI=true");
+  env.push_back("CI_COMMIT=" + job.commit);
+  env.push_back("CI_BRANCH=" + job.branch);
+  env.push_back("CI_JOB_ID=" + std::to_string(job.job));
+  env.push_back("CI_ATTEMPT=" + std::to_string(job.attempt));
+  return env;
+}
 
 std::vector<std::string> test_argv(const TestJobOptions& options, const std::string& workdir) {
   if (!options.test_command.empty()) return {"/bin/sh", "-c", options.test_command};
@@ -91,7 +99,7 @@ TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest&
   CommandSpec spec;
   spec.argv = test_argv(options, *workdir);
   spec.cwd = *workdir;
-  spec.env = job_environment(job);
+  spec.env = job_environment(job, options.pass_env);
   spec.timeout = options.timeout;
   spec.output_cap = options.max_output;
   spec.kill_grace = options.kill_grace;

@@ -19,7 +19,16 @@ struct TestJobOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(1800)};
   size_t max_output = 4u << 20;
   std::chrono::milliseconds kill_grace{2000};  // SIGTERM, then SIGKILL, at a timeout
+  std::vector<std::string> pass_env;           // names of the runner's variables the test also gets
 };
+
+// The variables a test gets from the runner's environment besides those pass_env names.
+extern const char* const kBaseEnvironment[];
+
+// The test's whole environment: kBaseEnvironment and pass_env taken from the runner's
+// (when set there), then CI=true, CI_COMMIT, CI_BRANCH, CI_JOB_ID and CI_ATTEMPT.
+std::vector<std::string> job_environment(const RuntestRequest& job,
+                                         const std::vector<std::string>& pass_env);
 
 struct TestJobOutcome {
   ResultsRequest results;

@@ -220,3 +220,38 @@ TEST(TestArgv, PicksTheTestCommandThenCiRunThenUnittest) {
 
 }  // namespace
 }  // namespace ci::runner
+
+namespace ci::runner {
+namespace {
+
+TEST(JobEnvironment, OnlyTheDocumentedVariablesAndThosePassed) {
+  ::setenv("CI_TEST_SECRET_KEY", "hunter2", 1);
+  ::setenv("SOME_TOOL_HOME", "/opt/tool", 1);
+  ::setenv("PASSED_ALONG", "yes", 1);
+  RuntestRequest job{7, 2, std::string(40, 'a'), "feature/x"};
+  auto env = job_environment(job, {"PASSED_ALONG", "NOT_SET_ANYWHERE"});
+  ::unsetenv("CI_TEST_SECRET_KEY");
+  ::unsetenv("SOME_TOOL_HOME");
+  ::unsetenv("PASSED_ALONG");
+  auto has = [&](const std::string& entry) {
+    return std::find(env.begin(), env.end(), entry) != env.end();
+  };
+  auto has_name = [&](const std::string& name) {
+    return std::any_of(env.begin(), env.end(),
+                       [&](const std::string& e) { return e.rfind(name + "=", 0) == 0; });
+  };
+  EXPECT_TRUE(has("CI=true"));
+  EXPECT_TRUE(has("CI_COMMIT=" + std::string(40, 'a')));
+  EXPECT_TRUE(has("CI_BRANCH=feature/x"));
+  EXPECT_TRUE(has("CI_JOB_ID=7"));
+  EXPECT_TRUE(has("CI_ATTEMPT=2"));
+  EXPECT_TRUE(has("PASSED_ALONG=yes"));
+  EXPECT_TRUE(has_name("PATH"));
+  EXPECT_FALSE(has_name("SOME_TOOL_HOME"));
+  EXPECT_FALSE(has_name("CI_TEST_SECRET_KEY"));
+  EXPECT_FALSE(has_name("NOT_SET_ANYWHERE"));
+  EXPECT_FALSE(has_name("CI_TOKEN_FILE"));
+}
+
+}  // namespace
+}  // namespace ci::runner

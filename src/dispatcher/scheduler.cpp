@@ -258,6 +258,9 @@ void Scheduler::offer_accepted(const Offer& offer, TimePoint now) {
   r.state = RunnerState::Running;
   r.last_seen = now;
   r.misses = 0;
+  // A late result of an earlier attempt may have finished the job meanwhile: the
+  // runner runs it anyway, and its result will be a duplicate that frees it.
+  if (job.state != JobState::Offered) return;
   job.state = JobState::Running;
   job.started_at = now;
   touch(job);
@@ -300,6 +303,10 @@ ResultVerdict Scheduler::check_result(JobId id, uint32_t attempt, const std::str
     return ResultVerdict::WrongRunner;
   if (job.state == JobState::Finished || job.state == JobState::Finishing)
     return ResultVerdict::Duplicate;
+  // A late result for a job requeued since: it leaves the queue (rare, so the linear
+  // erase is fine; the common path never scans the queue).
+  if (job.state == JobState::Queued)
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
   job.state = JobState::Finishing;
   return ResultVerdict::Accept;
 }
@@ -309,9 +316,6 @@ void Scheduler::finish_result(JobId id, const JobOutcome& outcome, TimePoint now
   job.state = JobState::Finished;
   job.outcome = outcome;
   touch(job);
-  // A job requeued after losing its runner may sit in the queue when a late result
-  // from the earlier attempt completes it.
-  queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
   event("job " + std::to_string(id) + " " + to_string(outcome.status) + " on " + outcome.runner +
         " (attempt " + std::to_string(outcome.attempt) + "): " + job.commit);
   release_runner(outcome.runner, id, outcome.attempt, now);

@@ -402,3 +402,48 @@ TEST(SchedulerDirty, EveryChangeIsReportedForTheStore) {
 
 }  // namespace
 }  // namespace ci
+
+namespace ci {
+namespace {
+
+TEST(SchedulerRaces, LateResultWhileTheNextAttemptIsOfferedFinishesTheJobOnce) {
+  Scheduler s{Scheduler::Options{3, 3}};
+  TimePoint now{};
+  s.register_runner("r1:1", now);
+  auto id = s.submit(std::string(40, 'a'), "master", now).id;
+  auto first = s.next_offer(now);
+  s.offer_accepted(*first, now);
+  for (int i = 0; i < 3; ++i) s.ping_missed(s.ping_targets()[0], now);  // r1 presumed dead
+  s.register_runner("r2:2", now);
+  auto second = s.next_offer(now);  // in flight to r2...
+  ASSERT_TRUE(second);
+  // ...when r1's late result arrives.
+  ASSERT_EQ(s.check_result(id, 1, "r1:1"), ResultVerdict::Accept);
+  JobOutcome out;
+  out.runner = "r1:1";
+  out.attempt = 1;
+  s.finish_result(id, out, now);
+  s.offer_accepted(*second, now);  // r2 took it after all
+  EXPECT_EQ(s.job(id)->state, JobState::Finished);
+  EXPECT_EQ(s.check_result(id, 2, "r2:2"), ResultVerdict::Duplicate);
+  s.release_runner("r2:2", id, 2, now);
+  EXPECT_EQ(s.runners().at("r2:2").state, RunnerState::Idle);
+  EXPECT_EQ(s.queued(), 0u);
+}
+
+TEST(SchedulerRaces, LateResultForARequeuedJobTakesItOutOfTheQueue) {
+  Scheduler s{Scheduler::Options{3, 3}};
+  TimePoint now{};
+  s.register_runner("r1:1", now);
+  auto id = s.submit(std::string(40, 'a'), "master", now).id;
+  s.offer_accepted(*s.next_offer(now), now);
+  for (int i = 0; i < 3; ++i) s.ping_missed(s.ping_targets()[0], now);
+  ASSERT_EQ(s.queued(), 1u);
+  ASSERT_EQ(s.check_result(id, 1, "r1:1"), ResultVerdict::Accept);
+  EXPECT_EQ(s.queued(), 0u);
+  s.abandon_result(id, now);  // recording failed: back in the queue
+  EXPECT_EQ(s.queued(), 1u);
+}
+
+}  // namespace
+}  // namespace ci

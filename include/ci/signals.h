@@ -9,4 +9,8 @@ void block_stop_signals();
 int wait_for_stop_signal();
 const char* signal_name(int sig);
 
+// Raises the soft limit on open files to the hard limit: a dispatcher keeps a
+// connection to each of its runners, and a thousand runners need more than 1,024.
+void raise_open_file_limit();
+
 }  // namespace ci

@@ -83,6 +83,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   ci::block_stop_signals();
+  ci::raise_open_file_limit();
   ci::Dispatcher dispatcher(opts);
   if (auto r = dispatcher.start(); !r) {
     spdlog::error("{}", r.error());

@@ -1,0 +1,844 @@
+#!/usr/bin/env python3
+"""The benchmark suite: real daemons on loopback against real git repositories in a
+temporary folder, the load generator against a real dispatcher, and the micro
+benchmarks. Prints one table (measured figures beside their targets) and writes it as
+JSON to bench/results/<timestamp>.json. It reports and never gates on the figures: the
+exit status is non-zero only when something broke (a daemon did not start, a result
+never came within a generous deadline).
+
+Run through scripts/bench.sh, which builds the executables in Release first."""
+
+import argparse
+import ctypes
+import ctypes.util
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MiB = 1024 * 1024
+
+GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.com",
+               GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.com",
+               GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)
+
+
+class BenchError(Exception):
+    """Something broke: a daemon did not start, a result never came."""
+
+
+# ---------------------------------------------------------------------------------------
+# Small helpers
+
+
+def git(repo, *args, env=None, stdin=None):
+    proc = subprocess.run(["git", "-C", repo, *args], env=env or GIT_ENV, input=stdin,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise BenchError(f"git {' '.join(args)} in {repo}: {proc.stderr.decode().strip()}")
+    return proc.stdout.decode().strip()
+
+
+def percentile(values, p):
+    """Nearest rank on the sorted values (p in 0..100)."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1)))))
+    return s[k]
+
+
+def proc_status(pid):
+    """VmHWM, VmRSS and the parts of the RSS (anonymous, file-backed, shared), in bytes."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def wait_for(condition, timeout, what, step=0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) ")
+
+
+def log_time(line):
+    """The wall-clock time of a daemon's log line (local time, millisecond precision)."""
+    m = LOG_TIME.match(line)
+    if not m:
+        return None
+    return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+
+
+class Daemon:
+    """A daemon of the project as a real process, its output in a log file."""
+
+    def __init__(self, name, argv, log, cwd=None, stdin=None):
+        self.name, self.argv, self.log = name, argv, log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                                         cwd=cwd)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, pattern, timeout=30):
+        rx = re.compile(pattern)
+
+        def found():
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited ({self.proc.returncode}); see {self.log}")
+            return rx.search(self.text())
+        return wait_for(found, timeout, f"{self.name} to log '{pattern}'", step=0.02)
+
+    def wait_port(self, timeout=30):
+        m = self.wait_log(r"listening on [0-9.]+:(\d+)", timeout)
+        return int(m.group(1))
+
+    def memory(self):
+        if self.proc.poll() is not None:
+            raise BenchError(f"{self.name} exited ({self.proc.returncode}); see {self.log}")
+        return proc_status(self.pid)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class ResultWatch:
+    """Notes the moment each result file appears in a folder: inotify (through libc)
+    where available, else a scan every millisecond. Temporary files are ignored."""
+
+    IN_CREATE, IN_MOVED_TO = 0x100, 0x80
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.seen = {}
+        self.cond = threading.Condition()
+        self.stopped = False
+        self.fd = -1
+        libc_name = ctypes.util.find_library("c")
+        try:
+            libc = ctypes.CDLL(libc_name, use_errno=True)
+            self.fd = libc.inotify_init1(os.O_CLOEXEC)
+            if self.fd >= 0 and libc.inotify_add_watch(
+                    self.fd, folder.encode(), self.IN_CREATE | self.IN_MOVED_TO) < 0:
+                os.close(self.fd)
+                self.fd = -1
+        except (OSError, AttributeError):
+            self.fd = -1
+        self.how = "inotify" if self.fd >= 0 else "polling"
+        self.thread = threading.Thread(target=self._inotify if self.fd >= 0 else self._poll,
+                                       daemon=True)
+        self.thread.start()
+
+    def _note(self, names, t):
+        with self.cond:
+            for name in names:
+                if ".tmp." not in name and name not in self.seen:
+                    self.seen[name] = t
+            self.cond.notify_all()
+
+    def _inotify(self):
+        while not self.stopped:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except OSError:
+                return
+            t = time.monotonic()
+            names, off = [], 0
+            while off + 16 <= len(data):
+                _, _, _, length = struct.unpack_from("iIII", data, off)
+                raw = data[off + 16:off + 16 + length]
+                names.append(raw.split(b"\0", 1)[0].decode(errors="replace"))
+                off += 16 + length
+            self._note(names, t)
+
+    def _poll(self):
+        while not self.stopped:
+            t = time.monotonic()
+            try:
+                names = os.listdir(self.folder)
+            except OSError:
+                names = []
+            self._note(names, t)
+            time.sleep(0.001)
+
+    def wait(self, names, timeout):
+        """Waits until every name has appeared; returns the latest moment one did."""
+        names = set(names)
+        done, t_last = self.wait_some(names, timeout)
+        if done < len(names):
+            raise BenchError(f"{len(names) - done} of {len(names)} results did not come "
+                             f"within {timeout:g} s")
+        return t_last
+
+    def wait_some(self, names, timeout):
+        """Waits until every name has appeared or `timeout` has passed; returns how many
+        did and the latest moment one did."""
+        names = set(names)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not names <= self.seen.keys():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(min(left, 0.5))
+            times = [self.seen[n] for n in names if n in self.seen]
+            return len(times), max(times) if times else None
+
+    def close(self):
+        self.stopped = True
+        if self.fd >= 0:
+            os.close(self.fd)  # the reader thread is a daemon thread: it ends with us
+
+
+class Cluster:
+    """A master repository in a temporary folder, and the real daemons around it."""
+
+    def __init__(self, bins, work, name):
+        self.bins = bins
+        self.dir = os.path.join(work, name)
+        os.makedirs(self.dir)
+        self.master = os.path.join(self.dir, "master")
+        os.makedirs(self.master)
+        git(self.master, "init", "-q", "-b", "master")
+        with open(os.path.join(self.master, "file.txt"), "w") as f:
+            f.write("0\n")
+        git(self.master, "add", "file.txt")
+        git(self.master, "commit", "-q", "-m", "first")
+        self.first = git(self.master, "rev-parse", "HEAD")
+        self.results = os.path.join(self.dir, "test_results")
+        os.makedirs(self.results)
+        self.watch = ResultWatch(self.results)
+        self.daemons = []
+        self.dispatcher = None
+        self.dispatcher_port = None
+        self.runners = []
+        self.observer = None
+        self.observer_port = None
+
+    def bin(self, name):
+        return os.path.join(self.bins, name)
+
+    def start_dispatcher(self, *extra):
+        self.dispatcher = Daemon("dispatcher", [
+            self.bin("ci-dispatcher"), "--port", "0", "--results-dir", self.results,
+            "--state-dir", os.path.join(self.dir, "state"), *extra],
+            os.path.join(self.dir, "dispatcher.log"))
+        self.daemons.append(self.dispatcher)
+        self.dispatcher_port = self.dispatcher.wait_port()
+        return self.dispatcher
+
+    def start_runner(self, test_command="true", *extra):
+        i = len(self.runners)
+        clone = os.path.join(self.dir, f"runner{i}")
+        subprocess.run(["git", "clone", "-q", self.master, clone], check=True, env=GIT_ENV)
+        runner = Daemon(f"runner{i}", [
+            self.bin("ci-runner"), "--port", "0",
+            "--dispatcher-server", f"127.0.0.1:{self.dispatcher_port}",
+            "--test-command", test_command, *extra, clone],
+            os.path.join(self.dir, f"runner{i}.log"))
+        self.daemons.append(runner)
+        self.runners.append(runner)
+        runner.wait_log("registered with the dispatcher")
+        return runner
+
+    def start_observer(self):
+        clone = os.path.join(self.dir, "observer")
+        subprocess.run(["git", "clone", "-q", self.master, clone], check=True, env=GIT_ENV)
+        # A long interval: only the poke from the git hook triggers a look.
+        self.observer = Daemon("observer", [
+            self.bin("ci-observer"), "--dispatcher-server", f"127.0.0.1:{self.dispatcher_port}",
+            "--interval", "3600", "--listen", "127.0.0.1:0", clone],
+            os.path.join(self.dir, "observer.log"))
+        self.daemons.append(self.observer)
+        self.observer_port = self.observer.wait_port()
+        self.observer.wait_log("first look")
+        return self.observer
+
+    def install_hook(self):
+        hook = os.path.join(self.master, ".git", "hooks", "post-commit")
+        shutil.copy(os.path.join(ROOT, "scripts", "git-hooks", "post-commit"), hook)
+        os.chmod(hook, 0o755)
+        return dict(GIT_ENV, CICTL=self.bin("cictl"),
+                    CI_OBSERVER=f"127.0.0.1:{self.observer_port}")
+
+    def notify(self):
+        subprocess.run([self.bin("cictl"), "--timeout", "5", "notify", "--observer",
+                        f"127.0.0.1:{self.observer_port}"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def result_path(self, commit):
+        return os.path.join(self.results, commit)
+
+    def stop(self):
+        for d in reversed(self.daemons):
+            d.stop()
+        self.watch.close()
+
+
+def header_field(path, key):
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line == "\n":
+                break
+            k, _, v = line.partition(": ")
+            if k == key:
+                return v.strip()
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# The table
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, bench, metric, value, unit, target=None, better="lower", note=""):
+        """target: a number in `unit`; better: 'lower' (value <= target) or 'higher'."""
+        met = None
+        if target is not None and value is not None:
+            met = value <= target if better == "lower" else value >= target
+        self.rows.append({"benchmark": bench, "metric": metric, "value": value, "unit": unit,
+                          "target": target, "better": better, "met": met, "note": note})
+
+    def error(self, bench, message):
+        self.rows.append({"benchmark": bench, "metric": "error", "value": None, "unit": "",
+                          "target": None, "better": None, "met": None, "note": message})
+
+    @staticmethod
+    def fmt(value, unit):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            if abs(value) >= 100:
+                text = f"{value:,.0f}"
+            elif abs(value) >= 10:
+                text = f"{value:.1f}"
+            else:
+                text = f"{value:.2f}"
+        else:
+            text = f"{value:,}"
+        return f"{text} {unit}".strip()
+
+    def render(self, markdown=False):
+        header = ["benchmark", "metric", "measured", "target", "met"]
+        lines = []
+        for r in self.rows:
+            if r["metric"] == "error":
+                lines.append([r["benchmark"], "ERROR", r["note"], "", ""])
+                continue
+            target = ""
+            if r["target"] is not None:
+                op = "≤" if r["better"] == "lower" else "≥"
+                target = f"{op} {self.fmt(r['target'], r['unit'])}"
+            met = "" if r["met"] is None else ("yes" if r["met"] else "MISSED")
+            metric = r["metric"] + (f" ({r['note']})" if r["note"] else "")
+            lines.append([r["benchmark"], metric, self.fmt(r["value"], r["unit"]), target, met])
+        if markdown:
+            out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            out += ["| " + " | ".join(c.replace("|", "/") for c in line) + " |" for line in lines]
+            return "\n".join(out)
+        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
+                  for i, h in enumerate(header)]
+        sep = "  "
+        out = [sep.join(h.ljust(w) for h, w in zip(header, widths)),
+               sep.join("-" * w for w in widths)]
+        out += [sep.join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+        return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# The benchmarks
+
+
+def bench_latency(ctx, table, extra):
+    """Commits one after another in the master repository, each poking the observer
+    through the post-commit hook; the time from just before `git commit` to the result
+    file being there."""
+    n = ctx.latency_commits
+    c = Cluster(ctx.bins, ctx.work, "latency")
+    try:
+        c.start_dispatcher()
+        c.start_runner("true")
+        c.start_observer()
+        env = c.install_hook()
+        path = os.path.join(c.master, "file.txt")
+        samples = []  # (latency_s, duration_s, commit_s, commit, wall_t0)
+        for i in range(n + 1):  # the first one warms up and is not counted
+            with open(path, "a") as f:
+                f.write(f"{i}\n")
+            wall0 = time.time()
+            t0 = time.monotonic()
+            proc = subprocess.run(["git", "-C", c.master, "commit", "-q", "-a", "-m",
+                                   f"change {i}"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+            t_commit = time.monotonic()
+            if proc.returncode != 0:
+                raise BenchError(f"git commit: {proc.stderr.decode().strip()}")
+            commit = git(c.master, "rev-parse", "HEAD")
+            t_result = c.watch.wait([commit], 30)
+            duration = header_field(c.result_path(commit), "duration")
+            status = header_field(c.result_path(commit), "status")
+            if status != "passed":
+                raise BenchError(f"commit {commit}: status {status}")
+            dur_s = float(duration.split()[0])
+            if i > 0:
+                samples.append((t_result - t0, dur_s, t_commit - t0, commit, wall0))
+        lat = [s[0] * 1000 for s in samples]
+        over = [(s[0] - s[1]) * 1000 for s in samples]
+        durs = [s[1] * 1000 for s in samples]
+        commits = [s[2] * 1000 for s in samples]
+        table.add("latency", f"commit → result p50 ({n} commits)", percentile(lat, 50), "ms", 25)
+        table.add("latency", f"commit → result p99 ({n} commits)", percentile(lat, 99), "ms", 100)
+        table.add("latency", "per-job overhead median", statistics.median(over), "ms", 5,
+                  note="latency minus the test's duration")
+        table.add("latency", "git commit with its hook, median", statistics.median(commits), "ms")
+        table.add("latency", "test duration as reported, median", statistics.median(durs), "ms")
+        stages = latency_stages(c, samples)
+        extra["latency"] = {"samples_ms": lat, "overhead_ms": over, "duration_ms": durs,
+                            "git_commit_ms": commits, "stages_median_ms": stages,
+                            "watch": c.watch.how}
+    finally:
+        c.stop()
+
+
+def latency_stages(c, samples):
+    """Medians of the stages of a commit's way, from the daemons' logs (millisecond
+    timestamps): where the time goes."""
+    obs = c.observer.text().splitlines()
+    run = c.runners[0].text().splitlines()
+    disp = c.dispatcher.text().splitlines()
+
+    def first(lines, *needles):
+        for line in lines:
+            if all(n in line for n in needles):
+                return log_time(line)
+        return None
+
+    stages = {"git commit returned": [], "commit → job queued in the dispatcher": [],
+              "job queued → runner accepted it": [], "runner accepted → test started": [],
+              "test started → test ended (checkout, test)": [],
+              "test ended → results delivered (spool, dispatcher)": [],
+              "commit → dispatcher logged the result": []}
+    for lat, _, commit_s, commit, wall0 in samples:
+        t_queued = first(disp, "queued: " + commit)
+        t_acc = first(run, "commit " + commit + ": accepted")
+        t_run = first(run, "commit " + commit + ": running")
+        t_end = first(run, "commit " + commit + ": passed (")
+        m = None
+        for line in run:
+            if "commit " + commit + ": accepted" in line:
+                m = re.search(r"job (\d+) attempt (\d+)", line)
+                break
+        if not m or None in (t_queued, t_acc, t_run, t_end):
+            continue
+        t_deliv = first(run, f"job {m.group(1)} attempt {m.group(2)}: results delivered")
+        t_logged = first(disp, f"job {m.group(1)} passed")
+        if None in (t_deliv, t_logged):
+            continue
+        stages["git commit returned"].append(commit_s)
+        stages["commit → job queued in the dispatcher"].append(t_queued - wall0)
+        stages["job queued → runner accepted it"].append(t_acc - t_queued)
+        stages["runner accepted → test started"].append(t_run - t_acc)
+        stages["test started → test ended (checkout, test)"].append(t_end - t_run)
+        stages["test ended → results delivered (spool, dispatcher)"].append(t_deliv - t_end)
+        stages["commit → dispatcher logged the result"].append(t_logged - wall0)
+    return {k: round(statistics.median(v) * 1000, 2) if v else None for k, v in stages.items()}
+
+
+def fast_import(repo, parent, count):
+    """Makes `count` commits on master at once with git fast-import; returns their ids,
+    oldest first."""
+    chunks = []
+    base = 1700000000
+    for i in range(count):
+        msg = f"bulk {i}\n".encode()
+        content = f"{i}\n".encode()
+        chunks.append(b"commit refs/heads/master\n")
+        chunks.append(f"mark :{i + 1}\n".encode())
+        chunks.append(f"committer Bench <bench@example.com> {base + i} +0000\n".encode())
+        chunks.append(f"data {len(msg)}\n".encode() + msg)
+        if i == 0:
+            chunks.append(f"from {parent}\n".encode())
+        chunks.append(b"M 100644 inline file.txt\n")
+        chunks.append(f"data {len(content)}\n".encode() + content + b"\n")
+    git(repo, "fast-import", "--quiet", stdin=b"".join(chunks))
+    return git(repo, "rev-list", "--reverse", f"{parent}..master").split()
+
+
+def bench_throughput(ctx, table, extra):
+    """N commits made at once on one branch, the observer poked once, per-commit mode,
+    test command `true`: jobs per second until every result file is there. A run that
+    would take longer than the time budget is measured over the results that came
+    within it (the table says how many)."""
+    n = ctx.throughput_commits
+    extra["throughput"] = {}
+    runs = [(r, [], "") for r in ctx.throughput_runners]
+    if ctx.throughput_diagnostic:
+        # The same with a dispatcher that pings every 50 ms: how fast the rest of the
+        # system is once a runner wrongly marked busy is found idle again at once.
+        runs.append((4, ["--heartbeat-interval", "0.05"], "heartbeat 0.05 s, diagnostic"))
+    for runners, dispatcher_args, label in runs:
+        key = f"{runners}" + (" diagnostic" if label else "")
+        c = Cluster(ctx.bins, ctx.work, "throughput-" + key.replace(" ", "-"))
+        try:
+            c.start_dispatcher(*dispatcher_args)
+            for _ in range(runners):
+                c.start_runner("true")
+            c.start_observer()
+            commits = fast_import(c.master, c.first, n)
+            if len(commits) != n:
+                raise BenchError(f"fast-import made {len(commits)} commits, not {n}")
+            t0 = time.monotonic()
+            c.notify()
+            done, t_last = c.watch.wait_some(commits, ctx.throughput_budget)
+            if not done:
+                raise BenchError(f"no result within {ctx.throughput_budget:g} s")
+            seconds = t_last - t0
+            rate = done / seconds
+            target = 500 if runners == 4 and not label else None
+            note = label
+            if done < n:
+                note = (note + "; " if note else "") + \
+                    f"only {done} of {n} within the {ctx.throughput_budget:g} s budget"
+            table.add("throughput", f"{n} trivial jobs, {runners} runner(s)", rate, "jobs/s",
+                      target, better="higher", note=note)
+            log = c.dispatcher.text()
+            extra["throughput"][key] = {
+                "commits": n, "results": done, "seconds": seconds, "jobs_per_s": rate,
+                "busy_refusals": log.count(" is busy; job "), "requeued": log.count(" requeued: ")}
+        finally:
+            c.stop()
+
+
+def run_generator(ctx, port, *args, stdin=None):
+    return subprocess.Popen([os.path.join(ctx.bins, "ci-load-generator"), "--dispatcher",
+                             f"127.0.0.1:{port}", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=stdin, text=True)
+
+
+def bench_capacity(ctx, table, extra):
+    """The load generator plays M runners against a real dispatcher (real SQLite
+    store): jobs per second through it, and the dispatch latency."""
+    extra["capacity"] = {}
+    runs = [(m, None) for m in ctx.capacity_runners]
+    if ctx.capacity_diagnostic and os.access("/dev/shm", os.W_OK):
+        # The same at 1,000 runners with the state and the result files in memory
+        # (tmpfs): what the dispatcher does when flushing to disk costs nothing.
+        runs.append((1000, tempfile.mkdtemp(prefix="ci-bench-", dir="/dev/shm")))
+    for m, shm in runs:
+        key = f"{m}" + (" tmpfs" if shm else "")
+        work = os.path.join(ctx.work, "capacity-" + key.replace(" ", "-"))
+        os.makedirs(work)
+        store = shm or work
+        d = Daemon("dispatcher", [os.path.join(ctx.bins, "ci-dispatcher"), "--port", "0",
+                                  "--results-dir", os.path.join(store, "test_results"),
+                                  "--state-dir", os.path.join(store, "state")],
+                   os.path.join(work, "dispatcher.log"))
+        try:
+            port = d.wait_port()
+            gen = run_generator(ctx, port, "--runners", str(m), "--jobs", str(ctx.capacity_jobs),
+                                "--paced-jobs", str(ctx.capacity_paced),
+                                "--unloaded-jobs", str(ctx.capacity_unloaded),
+                                "--deadline", str(ctx.deadline))
+            out, err = gen.communicate()
+            if gen.returncode != 0:
+                raise BenchError(f"load generator with {m} runners failed ({gen.returncode}): "
+                                 f"{err.strip()[-500:]}")
+            res = json.loads(out)
+            extra["capacity"][key] = res
+            sat, paced, unl = res["saturated"], res["paced"], res["unloaded"]
+            big = m == 1000 and not shm
+            note = "state and results on tmpfs, diagnostic" if shm else ""
+            table.add("capacity", f"M={m}: {sat['jobs']:,} jobs through the dispatcher",
+                      sat["jobs_per_s"], "jobs/s", 10000 if big else None, better="higher",
+                      note=note)
+            table.add("capacity", f"M={m}: dispatch OK → runtest p50, at "
+                      f"{paced['target_per_s']:.0f} jobs/s", paced["latency"]["p50_ms"], "ms",
+                      note=note)
+            table.add("capacity", f"M={m}: dispatch OK → runtest p99, at "
+                      f"{paced['target_per_s']:.0f} jobs/s", paced["latency"]["p99_ms"], "ms",
+                      2 if big else None, note=note)
+            if m == 1000:
+                table.add("capacity", f"M={m}: dispatch OK → runtest p99, one job at a time",
+                          unl["latency"]["p99_ms"], "ms", note=note)
+                table.add("capacity", f"M={m}: dispatch sent → runtest p99, at "
+                          f"{paced['target_per_s']:.0f} jobs/s",
+                          paced["latency_from_send"]["p99_ms"], "ms", note=note)
+            if res["repeated_runtests"] or res["result_errors"]:
+                table.add("capacity", f"M={m}: jobs offered again after their result",
+                          res["repeated_runtests"], "",
+                          note=f"{res['result_errors']} results refused")
+        finally:
+            d.stop()
+            if shm:
+                shutil.rmtree(shm, ignore_errors=True)
+
+
+def bench_memory(ctx, table, extra):
+    """Peak RSS (VmHWM) of each daemon idle; of the dispatcher with 1,000 runners and
+    100,000 queued jobs; the rise of each daemon's while a job prints 50 MiB."""
+    extra["memory"] = {}
+    c = Cluster(ctx.bins, ctx.work, "memory-idle")
+    try:
+        c.start_dispatcher()
+        c.start_runner("true")
+        c.start_observer()
+        time.sleep(ctx.idle_seconds)
+        idle = {"dispatcher": c.dispatcher.memory(), "runner": c.runners[0].memory(),
+                "observer": c.observer.memory()}
+    finally:
+        c.stop()
+    extra["memory"]["idle"] = idle
+    for name, target in (("dispatcher", 8), ("runner", 6), ("observer", 6)):
+        table.add("memory", f"{name} idle, peak RSS", idle[name]["VmHWM"] / MiB, "MiB", target)
+    if ctx.quick:
+        return
+
+    # The dispatcher with 1,000 runners registered (all BUSY) and 100,000 jobs queued.
+    work = os.path.join(ctx.work, "memory-queue")
+    os.makedirs(work)
+    d = Daemon("dispatcher", [os.path.join(ctx.bins, "ci-dispatcher"), "--port", "0",
+                              "--results-dir", os.path.join(work, "test_results"),
+                              "--state-dir", os.path.join(work, "state")],
+               os.path.join(work, "dispatcher.log"))
+    gen = None
+    try:
+        port = d.wait_port()
+        gen = run_generator(ctx, port, "--mode", "fill", "--runners", str(ctx.fill_runners),
+                            "--jobs", str(ctx.fill_jobs), stdin=subprocess.PIPE)
+        line = gen.stdout.readline()
+        if not line:
+            raise BenchError(f"load generator (fill) failed: {gen.stderr.read().strip()[-500:]}")
+        filled = json.loads(line)
+        # A few heartbeats, so that every runner has been pinged (and its connection kept).
+        time.sleep(5)
+        mem = d.memory()
+        fds = len(os.listdir(f"/proc/{d.pid}/fd"))
+        threads = len(os.listdir(f"/proc/{d.pid}/task"))
+        extra["memory"]["queued"] = dict(filled, **mem, fds=fds, threads=threads)
+        table.add("memory", f"dispatcher, {ctx.fill_runners:,} runners + "
+                  f"{filled['queued']:,} queued, peak RSS", mem["VmHWM"] / MiB, "MiB", 64)
+        table.add("memory", "dispatcher open descriptors in that state", fds, "")
+    finally:
+        if gen:
+            gen.stdin.close()
+            try:
+                gen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                gen.kill()
+        d.stop()
+
+    # Every daemon while a job prints 50 MiB.
+    c = Cluster(ctx.bins, ctx.work, "memory-output")
+    try:
+        c.start_dispatcher()
+        c.start_runner("head -c 52428800 /dev/zero | tr '\\0' x")
+        c.start_observer()
+        time.sleep(1)
+        daemons = {"dispatcher": c.dispatcher, "runner": c.runners[0], "observer": c.observer}
+        before = {k: v.memory() for k, v in daemons.items()}
+        with open(os.path.join(c.master, "file.txt"), "a") as f:
+            f.write("big\n")
+        git(c.master, "commit", "-q", "-a", "-m", "prints 50 MiB")
+        commit = git(c.master, "rev-parse", "HEAD")
+        c.notify()
+        c.watch.wait([commit], ctx.deadline)
+        time.sleep(0.5)
+        after = {k: v.memory() for k, v in daemons.items()}
+        size = os.path.getsize(c.result_path(commit))
+    finally:
+        c.stop()
+    extra["memory"]["output"] = {"before": before, "after": after, "result_bytes": size}
+    for name in ("dispatcher", "runner", "observer"):
+        rise = (after[name]["VmHWM"] - before[name]["VmHWM"]) / MiB
+        table.add("memory", f"{name} peak RSS rise, job printing 50 MiB", rise, "MiB", 16)
+
+
+def bench_micro(ctx, table, extra):
+    """Google Benchmark: the protocol's parser and serializer, one scheduling decision."""
+    args = [os.path.join(ctx.bins, "ci-micro-bench"), "--benchmark_format=json"]
+    if ctx.quick:
+        args.append("--benchmark_min_time=0.05")
+    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise BenchError(f"ci-micro-bench failed: {proc.stderr.strip()[-500:]}")
+    res = json.loads(proc.stdout)
+    extra["micro"] = res["benchmarks"]
+    names = {
+        "BM_ParseDispatch": "frame + parse a dispatch",
+        "BM_ParseResults4KiB": "frame + parse a results with 4 KiB body",
+        "BM_SerializeDispatch": "serialize a dispatch",
+        "BM_SerializeResults4KiB": "serialize a results with 4 KiB body",
+        "BM_SerializeRuntest": "serialize a runtest",
+        "BM_SchedulerDecision": "one scheduling decision, 1,000 runners, 100,000 queued",
+        "BM_SchedulerDecisionCore": "the same without taking the changes for store and log",
+    }
+    scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}
+    for b in res["benchmarks"]:
+        base = b["name"].split("/")[0]
+        if base not in names or b.get("error_occurred"):
+            if b.get("error_occurred"):
+                raise BenchError(f"{b['name']}: {b.get('error_message')}")
+            continue
+        ns = b["real_time"] * scale[b["time_unit"]]
+        if ns >= 1000:
+            table.add("micro", names[base], ns / 1000, "µs")
+        else:
+            table.add("micro", names[base], ns, "ns")
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem / 2**30, 1),
+            "kernel": platform.release(), "load_before": os.getloadavg()}
+
+
+class Context:
+    pass
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="a run of a few seconds (for CI): small counts, idle memory only")
+    parser.add_argument("--bin", default=os.path.join(ROOT, "build", "release-bench", "bin"),
+                        help="folder of the executables")
+    parser.add_argument("--only", action="append",
+                        choices=["latency", "throughput", "capacity", "memory", "micro"],
+                        help="run only this benchmark (repeatable)")
+    parser.add_argument("--results", default=os.path.join(HERE, "results"),
+                        help="folder for the JSON of the run")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+
+    ctx = Context()
+    ctx.quick = args.quick
+    ctx.bins = os.path.abspath(args.bin)
+    for exe in ("ci-dispatcher", "ci-runner", "ci-observer", "cictl", "ci-load-generator",
+                "ci-micro-bench"):
+        if not os.access(os.path.join(ctx.bins, exe), os.X_OK):
+            print(f"bench: {exe} not found in {ctx.bins}; run scripts/bench.sh",
+                  file=sys.stderr)
+            return 2
+    if args.quick:
+        ctx.latency_commits = 10
+        ctx.throughput_commits, ctx.throughput_runners = 50, [2]
+        ctx.throughput_budget, ctx.throughput_diagnostic = 5, False
+        ctx.capacity_runners, ctx.capacity_jobs = [10], 500
+        ctx.capacity_paced, ctx.capacity_unloaded = 100, 50
+        ctx.capacity_diagnostic = False
+        ctx.idle_seconds = 2
+    else:
+        ctx.latency_commits = 100
+        ctx.throughput_commits, ctx.throughput_runners = 1000, [1, 2, 4]
+        ctx.throughput_budget, ctx.throughput_diagnostic = 120, True
+        ctx.capacity_runners, ctx.capacity_jobs = [1, 10, 100, 1000], 20000
+        ctx.capacity_paced, ctx.capacity_unloaded = 2000, 500
+        ctx.capacity_diagnostic = True
+        ctx.idle_seconds = 5
+    ctx.fill_runners, ctx.fill_jobs = 1000, 100000
+    ctx.deadline = 900
+
+    ctx.work = tempfile.mkdtemp(prefix="ci-bench-")
+    table = Table()
+    extra = {}
+    broken = False
+    started = time.monotonic()
+    benches = [("latency", bench_latency), ("throughput", bench_throughput),
+               ("capacity", bench_capacity), ("memory", bench_memory), ("micro", bench_micro)]
+    info = machine()
+    try:
+        for name, fn in benches:
+            if args.only and name not in args.only:
+                continue
+            t = time.monotonic()
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            try:
+                fn(ctx, table, extra)
+            except (BenchError, OSError, subprocess.SubprocessError, ValueError) as e:
+                broken = True
+                table.error(name, str(e))
+                print(f"bench: {name} broke: {e}", file=sys.stderr)
+            print(f"bench: {name} took {time.monotonic() - t:.1f} s", file=sys.stderr,
+                  flush=True)
+    finally:
+        if args.keep or broken:
+            print(f"bench: work folder kept in {ctx.work}", file=sys.stderr)
+        else:
+            shutil.rmtree(ctx.work, ignore_errors=True)
+
+    info["load_after"] = os.getloadavg()
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True).stdout.strip()
+    report = {"timestamp": stamp, "commit": commit, "quick": args.quick, "machine": info,
+              "seconds": round(time.monotonic() - started, 1), "rows": table.rows,
+              "details": extra}
+    os.makedirs(args.results, exist_ok=True)
+    out = os.path.join(args.results, f"{stamp}{'-quick' if args.quick else ''}.json")
+    with open(out, "w") as f:
+        json.dump(report, f, indent=1)
+    sys.stderr.flush()
+    print(table.render(markdown=args.markdown))
+    print(f"\n{info['cores']} cores, {info['cpu']}, {info['memory_gib']} GiB; load average "
+          f"{info['load_before'][0]:.2f} before, {info['load_after'][0]:.2f} after; "
+          f"{report['seconds']:.0f} s; written to {os.path.relpath(out, ROOT)}")
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

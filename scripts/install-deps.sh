@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the project needs from Debian's packages. Idempotent, and quiet when
-# everything is already there.
+# everything is already there. clang-14 with libclang-rt-14-dev (libFuzzer and the
+# sanitizer runtimes) builds the fuzz target; llvm-14 brings llvm-symbolizer-14.
 set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git python3 netcat-openbsd
   libasio-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   libgit2-dev libsqlite3-dev libssl-dev
+  clang-14 libclang-rt-14-dev llvm-14
 )
 
 missing=()

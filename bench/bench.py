@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import select
 import shutil
 import signal
 import statistics
@@ -69,6 +70,17 @@ def proc_status(pid):
             if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
                 out[key] = int(value.split()[0]) * 1024
     return out
+
+
+def cpu_seconds(pid):
+    """CPU time of a process so far: its own, and that of its children it has reaped
+    (a runner's test processes), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / tick
+    children = (int(fields[13]) + int(fields[14])) / tick
+    return own, children
 
 
 def wait_for(condition, timeout, what, step=0.01):
@@ -161,6 +173,7 @@ class ResultWatch:
         except (OSError, AttributeError):
             self.fd = -1
         self.how = "inotify" if self.fd >= 0 else "polling"
+        self.wake_r, self.wake_w = os.pipe()
         self.thread = threading.Thread(target=self._inotify if self.fd >= 0 else self._poll,
                                        daemon=True)
         self.thread.start()
@@ -173,19 +186,26 @@ class ResultWatch:
             self.cond.notify_all()
 
     def _inotify(self):
-        while not self.stopped:
-            try:
+        # The descriptors are closed by this thread only, once told to stop through the
+        # pipe: closing one under a blocked read would let the number be reused by a
+        # descriptor opened meanwhile (a child's pipe) and read from here.
+        try:
+            while True:
+                ready, _, _ = select.select([self.fd, self.wake_r], [], [])
+                if self.wake_r in ready:
+                    return
                 data = os.read(self.fd, 1 << 16)
-            except OSError:
-                return
-            t = time.monotonic()
-            names, off = [], 0
-            while off + 16 <= len(data):
-                _, _, _, length = struct.unpack_from("iIII", data, off)
-                raw = data[off + 16:off + 16 + length]
-                names.append(raw.split(b"\0", 1)[0].decode(errors="replace"))
-                off += 16 + length
-            self._note(names, t)
+                t = time.monotonic()
+                names, off = [], 0
+                while off + 16 <= len(data):
+                    _, _, _, length = struct.unpack_from("iIII", data, off)
+                    raw = data[off + 16:off + 16 + length]
+                    names.append(raw.split(b"\0", 1)[0].decode(errors="replace"))
+                    off += 16 + length
+                self._note(names, t)
+        finally:
+            os.close(self.fd)
+            os.close(self.wake_r)
 
     def _poll(self):
         while not self.stopped:
@@ -222,8 +242,11 @@ class ResultWatch:
 
     def close(self):
         self.stopped = True
-        if self.fd >= 0:
-            os.close(self.fd)  # the reader thread is a daemon thread: it ends with us
+        os.write(self.wake_w, b"x")
+        self.thread.join()
+        os.close(self.wake_w)
+        if self.fd < 0:
+            os.close(self.wake_r)
 
 
 class Cluster:
@@ -339,13 +362,17 @@ class Table:
                           "target": target, "better": better, "met": met, "note": note})
 
     def error(self, bench, message):
+        lines = message.strip().splitlines() or ["?"]
         self.rows.append({"benchmark": bench, "metric": "error", "value": None, "unit": "",
-                          "target": None, "better": None, "met": None, "note": message})
+                          "target": None, "better": None, "met": None,
+                          "note": lines[0][:160], "message": message})
 
     @staticmethod
     def fmt(value, unit):
         if value is None:
             return "-"
+        if isinstance(value, str):
+            return value
         if isinstance(value, float):
             if abs(value) >= 100:
                 text = f"{value:,.0f}"
@@ -401,7 +428,11 @@ def bench_latency(ctx, table, extra):
         env = c.install_hook()
         path = os.path.join(c.master, "file.txt")
         samples = []  # (latency_s, duration_s, commit_s, commit, wall_t0)
+        daemons = {"dispatcher": c.dispatcher, "runner": c.runners[0], "observer": c.observer}
+        cpu0 = None
         for i in range(n + 1):  # the first one warms up and is not counted
+            if i == 1:
+                cpu0 = {k: cpu_seconds(d.pid) for k, d in daemons.items()}
             with open(path, "a") as f:
                 f.write(f"{i}\n")
             wall0 = time.time()
@@ -421,6 +452,10 @@ def bench_latency(ctx, table, extra):
             dur_s = float(duration.split()[0])
             if i > 0:
                 samples.append((t_result - t0, dur_s, t_commit - t0, commit, wall0))
+        cpu1 = {k: cpu_seconds(d.pid) for k, d in daemons.items()}
+        cpu = {k: {"own_ms_per_job": (cpu1[k][0] - cpu0[k][0]) * 1000 / n,
+                   "children_ms_per_job": (cpu1[k][1] - cpu0[k][1]) * 1000 / n}
+               for k in daemons}
         lat = [s[0] * 1000 for s in samples]
         over = [(s[0] - s[1]) * 1000 for s in samples]
         durs = [s[1] * 1000 for s in samples]
@@ -431,10 +466,15 @@ def bench_latency(ctx, table, extra):
                   note="latency minus the test's duration")
         table.add("latency", "git commit with its hook, median", statistics.median(commits), "ms")
         table.add("latency", "test duration as reported, median", statistics.median(durs), "ms")
+        table.add("latency", "CPU per job: dispatcher / runner (+ its test processes) / observer",
+                  f"{cpu['dispatcher']['own_ms_per_job']:.1f} / "
+                  f"{cpu['runner']['own_ms_per_job']:.1f} "
+                  f"(+{cpu['runner']['children_ms_per_job']:.1f}) / "
+                  f"{cpu['observer']['own_ms_per_job']:.1f} ms", "")
         stages = latency_stages(c, samples)
         extra["latency"] = {"samples_ms": lat, "overhead_ms": over, "duration_ms": durs,
                             "git_commit_ms": commits, "stages_median_ms": stages,
-                            "watch": c.watch.how}
+                            "cpu": cpu, "watch": c.watch.how}
     finally:
         c.stop()
 

@@ -110,7 +110,7 @@ void Scheduler::ping_missed(const PingTarget& target, TimePoint now) {
   if (++r.misses >= options_.heartbeat_misses) drop_runner(r.address, now);
 }
 
-void Scheduler::drop_runner(const std::string& address, TimePoint now) {
+void Scheduler::drop_runner(std::string address, TimePoint now) {
   auto it = runners_.find(address);
   if (it == runners_.end()) return;
   Runner& r = it->second;

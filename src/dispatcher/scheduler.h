@@ -188,7 +188,8 @@ class Scheduler {
   // `counts` says whether it counts towards max_attempts.
   void lose_job(Runner& r, const std::string& why, TimePoint now, bool counts = true);
   void requeue_front(Job& job);
-  void drop_runner(const std::string& address, TimePoint now);
+  // By value: callers pass the runner's own address, which erasing it frees.
+  void drop_runner(std::string address, TimePoint now);
   void event(std::string text) { events_.push_back({std::move(text)}); }
   void touch(const Job& job) { dirty_jobs_.insert(job.id); }
   void touch_runner(const std::string& address, bool present) { dirty_runners_[address] = present; }

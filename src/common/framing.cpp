@@ -93,7 +93,9 @@ FrameParser::Status FrameParser::finish_header() {
     frame_.words.pop_back();
     frame_.has_body = true;
     body_left_ = *len;
-    frame_.body.reserve(body_left_);
+    // Grows as bytes arrive: a header alone must not make the server reserve the
+    // declared size (a connection could claim --max-body and send nothing).
+    frame_.body.reserve(std::min<size_t>(body_left_, 64u << 10));
     if (body_left_ > 0) {
       state_ = State::Body;
       return Status::NeedMore;

@@ -175,7 +175,11 @@ Reply Runner::handle_runtest(const RuntestRequest& request) {
     for (const auto& result : pending_) {
       if (result->job == request.job && result->attempt == request.attempt) return Reply::ok();
     }
-    if (stopping_ || draining_ || !pending_.empty()) return Reply::busy();
+    // The one result left is on its way and the dispatcher already offers the next
+    // job: it has recorded the result and only the reply is still in flight. Taking the
+    // job now saves a heartbeat's wait; the result stays pending until its OK arrives.
+    bool only_in_flight = pending_.size() == 1 && delivering_front_;
+    if (stopping_ || draining_ || (!pending_.empty() && !only_in_flight)) return Reply::busy();
     job_ = request;
     job_started_ = false;
   }
@@ -285,6 +289,7 @@ void Runner::register_once(LineClient& dispatcher, std::unique_lock<std::mutex>&
 
 void Runner::deliver_oldest(LineClient& dispatcher, std::unique_lock<std::mutex>& lock) {
   std::shared_ptr<const SpooledResult> result = pending_.front();
+  delivering_front_ = true;
   lock.unlock();
   Answer answer = ask(dispatcher, result->message);
   if (answer.kind == Answer::Kind::Ok) {
@@ -298,6 +303,7 @@ void Runner::deliver_oldest(LineClient& dispatcher, std::unique_lock<std::mutex>
       spdlog::warn("{}: {}", describe(*result), removed.error());
   }
   lock.lock();
+  delivering_front_ = false;
   if (answer.kind == Answer::Kind::Failed) {
     if (!delivery_failing_) {
       spdlog::warn("{}: cannot deliver the results ({}); they stay in the spool, retrying",

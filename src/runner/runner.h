@@ -115,6 +115,7 @@ class Runner {
   // Spooled results the dispatcher has not answered for, oldest first. Only the
   // liaison (and stop(), after it) removes them.
   std::deque<std::shared_ptr<const SpooledResult>> pending_;
+  bool delivering_front_ = false;  // pending_.front() has been sent; its reply is awaited
   std::chrono::steady_clock::time_point deliver_at_;
   Backoff delivery_backoff_;
   bool delivery_failing_ = false;

@@ -8,9 +8,10 @@
 
 namespace ci {
 
-// Writes to a temporary name in the same folder, flushes it to disk, renames it over
-// `path` and flushes the folder.
-Result<void> write_file_atomic(const std::string& path, const std::string& data);
+// Writes to a temporary name in the same folder and renames it over `path`. With
+// `flush`, the file and then the folder are flushed to disk too: that survives power
+// loss; without, the rename alone survives any crash of the process.
+Result<void> write_file_atomic(const std::string& path, const std::string& data, bool flush = true);
 Result<std::string> read_file(const std::string& path);
 // Creates the folder and its parents if missing.
 Result<void> make_dirs(const std::string& path);

@@ -16,7 +16,7 @@ namespace {
 std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 }  // namespace
 
-Result<void> write_file_atomic(const std::string& path, const std::string& data) {
+Result<void> write_file_atomic(const std::string& path, const std::string& data, bool flush) {
   static std::atomic<uint64_t> counter{0};
   std::string tmp =
       path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
@@ -34,7 +34,7 @@ Result<void> write_file_atomic(const std::string& path, const std::string& data)
     }
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
+  if (flush && ::fsync(fd) != 0) {
     auto err = sys_error("cannot flush " + tmp);
     ::close(fd);
     ::unlink(tmp.c_str());
@@ -46,6 +46,7 @@ Result<void> write_file_atomic(const std::string& path, const std::string& data)
     ::unlink(tmp.c_str());
     return make_error(err);
   }
+  if (!flush) return {};
   std::string dir = std::filesystem::path(path).parent_path().string();
   int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {

@@ -36,7 +36,8 @@ const char* to_string(JobState s) {
 
 Dispatcher::Dispatcher(DispatcherOptions options)
     : options_(std::move(options)),
-      writer_(options_.results_dir),
+      // Result files are as durable as the store: --sync full flushes both.
+      writer_(options_.results_dir, options_.sync == SyncMode::Full),
       scheduler_(Scheduler::Options{options_.heartbeat_misses, options_.max_attempts}) {}
 
 Dispatcher::~Dispatcher() { stop(); }

@@ -49,7 +49,7 @@ std::string ResultWriter::format(const Job& job, const JobOutcome& outcome,
 Result<void> ResultWriter::write(const Job& job, const JobOutcome& outcome,
                                  std::string_view output) const {
   // The commit id was validated as hex when the job was created: a safe file name.
-  return write_file_atomic(path_for(job.commit), format(job, outcome, output));
+  return write_file_atomic(path_for(job.commit), format(job, outcome, output), flush_);
 }
 
 }  // namespace ci

@@ -13,7 +13,8 @@ namespace ci {
 
 class ResultWriter {
  public:
-  explicit ResultWriter(std::string dir) : dir_(std::move(dir)) {}
+  // `flush`: each file is also flushed to disk (survives power loss, as --sync full).
+  explicit ResultWriter(std::string dir, bool flush = true) : dir_(std::move(dir)), flush_(flush) {}
   Result<void> prepare() const;  // creates the folder
   const std::string& dir() const { return dir_; }
   std::string path_for(const std::string& commit) const { return dir_ + "/" + commit; }
@@ -22,6 +23,7 @@ class ResultWriter {
 
  private:
   std::string dir_;
+  bool flush_;
 };
 
 }  // namespace ci

@@ -7,6 +7,7 @@
 #   CHAOS_MINUTES=N      length of the soak (default 3; 0 skips it)
 #   SANITIZERS="..."     sanitizer suites to run (default "asan tsan"; "" skips them)
 #   FUZZ_SECONDS=N       length of the fuzz run (default 60; 0 skips it)
+#   BENCH_QUICK=0        skips the quick benchmark run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,10 +77,17 @@ fi
 if [[ "$sanitizers" == *" tsan "* ]]; then
   sanitizer_build tsan
 fi
-# The fuzz run comes before the last suite, so that the run ends with ctest's summary.
+# The fuzz run and the benchmark come before the last suite, so that the run ends with
+# ctest's summary.
 if [[ "$fuzz_seconds" != 0 ]]; then
   stage fuzz
   scripts/fuzz.sh --seconds "$fuzz_seconds"
+fi
+# A few seconds of every benchmark, so that the benchmark itself never rots. It reports;
+# it does not gate on the figures (the machines are shared and noisy).
+if [[ "${BENCH_QUICK:-1}" != 0 ]]; then
+  stage "benchmark (quick)"
+  scripts/bench.sh --quick
 fi
 if [[ "$sanitizers" == *" tsan "* ]]; then
   sanitizer_ctest tsan

@@ -41,6 +41,18 @@ Error wrong_args(const std::string& verb, const char* usage) {
 
 std::string count_word(int64_t n) { return n < 0 ? "-" : std::to_string(n); }
 
+// The <job> <attempt> pair of runtest, results and abandon; "" when both are valid.
+std::string parse_job_attempt(const std::string& job_word, const std::string& attempt_word,
+                              JobId* job, uint32_t* attempt) {
+  auto j = parse_u64(job_word, INT64_MAX);
+  auto a = parse_u64(attempt_word, UINT32_MAX);
+  if (!j || *j == 0) return "job id must be a positive number";
+  if (!a || *a == 0) return "attempt must be a positive number";
+  *job = *j;
+  *attempt = static_cast<uint32_t>(*a);
+  return {};
+}
+
 }  // namespace
 
 bool request_has_body(const std::vector<std::string>& words) {
@@ -84,13 +96,12 @@ Result<Request> parse_request(const Frame& f) {
   }
   if (verb == "abandon") {
     if (w.size() != 4) return wrong_args(verb, "<job> <attempt> <runner>");
-    auto job = parse_u64(w[1], INT64_MAX);
-    auto attempt = parse_u64(w[2], UINT32_MAX);
-    if (!job || *job == 0) return bad("job id must be a positive number");
-    if (!attempt || *attempt == 0) return bad("attempt must be a positive number");
+    AbandonRequest r;
+    if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
     std::string why;
     if (!parse_host_port(w[3], &why)) return bad("runner: " + why);
-    return Request{AbandonRequest{*job, static_cast<uint32_t>(*attempt), w[3]}};
+    r.runner = w[3];
+    return Request{r};
   }
   if (verb == "register" || verb == "unregister") {
     if (w.size() != 3) return wrong_args(verb, "<host> <port>");
@@ -109,14 +120,9 @@ Result<Request> parse_request(const Frame& f) {
   if (verb == "runtest") {
     if (w.size() != 5) return wrong_args(verb, "<job> <attempt> <commit> <branch>");
     RuntestRequest r;
-    auto job = parse_u64(w[1], INT64_MAX);
-    auto attempt = parse_u64(w[2], UINT32_MAX);
-    if (!job || *job == 0) return bad("job id must be a positive number");
-    if (!attempt || *attempt == 0) return bad("attempt must be a positive number");
+    if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
     if (std::string why = check_commit_id(w[3]); !why.empty()) return bad(why);
     if (std::string why = check_branch_name(w[4]); !why.empty()) return bad(why);
-    r.job = *job;
-    r.attempt = static_cast<uint32_t>(*attempt);
     r.commit = w[3];
     r.branch = w[4];
     return Request{r};
@@ -125,10 +131,7 @@ Result<Request> parse_request(const Frame& f) {
     if (!f.has_body || w.size() != 8)
       return wrong_args(verb, "<job> <attempt> <runner> <status> <run> <failed> <ms> <length>");
     ResultsRequest r;
-    auto job = parse_u64(w[1], INT64_MAX);
-    auto attempt = parse_u64(w[2], UINT32_MAX);
-    if (!job || *job == 0) return bad("job id must be a positive number");
-    if (!attempt || *attempt == 0) return bad("attempt must be a positive number");
+    if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
     std::string why;
     if (!parse_host_port(w[3], &why)) return bad("runner: " + why);
     if (!parse_test_status(w[4], &r.status))
@@ -138,8 +141,6 @@ Result<Request> parse_request(const Frame& f) {
     auto ms = parse_u64(w[7]);
     if (!run || !failed) return bad("test counts must be numbers or '-'");
     if (!ms) return bad("duration must be a number of milliseconds");
-    r.job = *job;
-    r.attempt = static_cast<uint32_t>(*attempt);
     r.runner = w[3];
     r.tests_run = *run;
     r.tests_failed = *failed;

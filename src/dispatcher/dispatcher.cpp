@@ -16,22 +16,6 @@ TimePoint now() { return std::chrono::steady_clock::now(); }
 
 std::string count_text(int64_t n) { return n < 0 ? "-" : std::to_string(n); }
 
-const char* to_string(JobState s) {
-  switch (s) {
-    case JobState::Queued:
-      return "queued";
-    case JobState::Offered:
-      return "offered";
-    case JobState::Running:
-      return "running";
-    case JobState::Finishing:
-      return "finishing";
-    case JobState::Finished:
-      return "finished";
-  }
-  return "unknown";
-}
-
 }  // namespace
 
 Dispatcher::Dispatcher(DispatcherOptions options)

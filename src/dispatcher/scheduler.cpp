@@ -4,6 +4,28 @@
 
 namespace ci {
 
+const char* to_string(JobState s) {
+  switch (s) {
+    case JobState::Queued:
+      return "queued";
+    case JobState::Offered:
+      return "offered";
+    case JobState::Running:
+      return "running";
+    case JobState::Finishing:
+      return "finishing";
+    case JobState::Finished:
+      return "finished";
+  }
+  return "queued";
+}
+
+JobState parse_job_state(const std::string& name) {
+  for (JobState s : {JobState::Offered, JobState::Running, JobState::Finishing, JobState::Finished})
+    if (name == to_string(s)) return s;
+  return JobState::Queued;
+}
+
 const char* to_string(RunnerState s) {
   switch (s) {
     case RunnerState::Idle:

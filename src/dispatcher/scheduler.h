@@ -19,6 +19,9 @@ namespace ci {
 using TimePoint = std::chrono::steady_clock::time_point;
 
 enum class JobState { Queued, Offered, Running, Finishing, Finished };
+const char* to_string(JobState s);
+// The state named by to_string; Queued for anything else.
+JobState parse_job_state(const std::string& name);
 
 struct JobOutcome {
   TestStatus status = TestStatus::Error;

@@ -37,30 +37,6 @@ const char* const kMigrations[] = {
     )sql",
 };
 
-const char* state_name(JobState s) {
-  switch (s) {
-    case JobState::Queued:
-      return "queued";
-    case JobState::Offered:
-      return "offered";
-    case JobState::Running:
-      return "running";
-    case JobState::Finishing:
-      return "finishing";
-    case JobState::Finished:
-      return "finished";
-  }
-  return "queued";
-}
-
-JobState parse_state(const std::string& s) {
-  if (s == "offered") return JobState::Offered;
-  if (s == "running") return JobState::Running;
-  if (s == "finishing") return JobState::Finishing;
-  if (s == "finished") return JobState::Finished;
-  return JobState::Queued;
-}
-
 int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -140,7 +116,7 @@ class SqliteStore : public Store {
       job.id = static_cast<JobId>(jobs->column_int(0));
       job.commit = jobs->column_text(1);
       job.branch = jobs->column_text(2);
-      job.state = parse_state(jobs->column_text(3));
+      job.state = parse_job_state(jobs->column_text(3));
       job.attempt = static_cast<uint32_t>(jobs->column_int(4));
       job.runners = split(jobs->column_text(5));
       job.infra_failures = static_cast<uint32_t>(jobs->column_int(6));
@@ -227,7 +203,7 @@ class SqliteStore : public Store {
       s.bind(1, static_cast<int64_t>(job->id))
           .bind(2, job->commit)
           .bind(3, job->branch)
-          .bind(4, std::string(state_name(job->state)))
+          .bind(4, std::string(to_string(job->state)))
           .bind(5, static_cast<int64_t>(job->attempt))
           .bind(6, join(job->runners))
           .bind(7, static_cast<int64_t>(job->infra_failures))

@@ -465,6 +465,8 @@ def bench_latency(ctx, table, extra):
         table.add("latency", "per-job overhead median", statistics.median(over), "ms", 5,
                   note="latency minus the test's duration")
         table.add("latency", "git commit with its hook, median", statistics.median(commits), "ms")
+        table.add("latency", "git commit alone (no hook, no CI), median",
+                  git_commit_baseline(ctx.work, 10), "ms")
         table.add("latency", "test duration as reported, median", statistics.median(durs), "ms")
         table.add("latency", "CPU per job: dispatcher / runner (+ its test processes) / observer",
                   f"{cpu['dispatcher']['own_ms_per_job']:.1f} / "
@@ -477,6 +479,26 @@ def bench_latency(ctx, table, extra):
                             "cpu": cpu, "watch": c.watch.how}
     finally:
         c.stop()
+
+
+def git_commit_baseline(work, n):
+    """The median time of a bare `git commit` on this machine: the part of the latency
+    that is git's own."""
+    repo = os.path.join(work, "git-baseline")
+    os.makedirs(repo)
+    git(repo, "init", "-q", "-b", "master")
+    path = os.path.join(repo, "file.txt")
+    times = []
+    for i in range(n + 1):
+        with open(path, "a") as f:
+            f.write(f"{i}\n")
+        if i == 0:
+            git(repo, "add", "file.txt")
+        t0 = time.monotonic()
+        git(repo, "commit", "-q", "-a", "-m", f"change {i}")
+        if i > 0:
+            times.append((time.monotonic() - t0) * 1000)
+    return statistics.median(times)
 
 
 def latency_stages(c, samples):
@@ -552,9 +574,9 @@ def bench_throughput(ctx, table, extra):
     extra["throughput"] = {}
     runs = [(r, [], "") for r in ctx.throughput_runners]
     if ctx.throughput_diagnostic:
-        # The same with a dispatcher that pings every 50 ms: how fast the rest of the
-        # system is once a runner wrongly marked busy is found idle again at once.
-        runs.append((4, ["--heartbeat-interval", "0.05"], "heartbeat 0.05 s, diagnostic"))
+        # The same with a dispatcher that pings every 10 ms: how fast the rest of the
+        # system is when a runner marked busy is found idle again almost at once.
+        runs.append((4, ["--heartbeat-interval", "0.01"], "heartbeat 0.01 s, diagnostic"))
     for runners, dispatcher_args, label in runs:
         key = f"{runners}" + (" diagnostic" if label else "")
         c = Cluster(ctx.bins, ctx.work, "throughput-" + key.replace(" ", "-"))
@@ -581,9 +603,15 @@ def bench_throughput(ctx, table, extra):
             table.add("throughput", f"{n} trivial jobs, {runners} runner(s)", rate, "jobs/s",
                       target, better="higher", note=note)
             log = c.dispatcher.text()
+            queued = [log_time(line) for line in log.splitlines() if " queued: " in line]
+            handover = (queued[-1] - queued[0]) if len(queued) > 1 else None
             extra["throughput"][key] = {
                 "commits": n, "results": done, "seconds": seconds, "jobs_per_s": rate,
+                "jobs_queued": len(queued), "handover_seconds": handover,
                 "busy_refusals": log.count(" is busy; job "), "requeued": log.count(" requeued: ")}
+            if handover and len(queued) == n:
+                table.add("throughput", f"observer handing {n} commits over, {runners} runner(s)",
+                          n / handover, "commits/s", note=label)
         finally:
             c.stop()
 

@@ -73,7 +73,10 @@ SpooledResult ResultSpool::prepare(const ResultsRequest& results) const {
 }
 
 Result<void> ResultSpool::write(const SpooledResult& result) const {
-  return write_file_atomic(result.path, serialize(result.message));
+  // Not flushed to disk: the spool outlives a crash of the runner, which is what it is
+  // for. After a power loss the job is simply run again (the dispatcher requeues it
+  // when the runner comes back without it), and a flush here would delay every result.
+  return write_file_atomic(result.path, serialize(result.message), /*flush=*/false);
 }
 
 Result<void> ResultSpool::remove(const SpooledResult& result) const {

@@ -86,8 +86,12 @@ std::vector<pid_t> processes_in_group(pid_t group) {
 TestGroupRecord::TestGroupRecord(std::string path) : path_(std::move(path)) {}
 
 Result<void> TestGroupRecord::write(pid_t group, const RuntestRequest& job) const {
-  return write_file_atomic(path_, std::to_string(group) + " " + std::to_string(job.job) + " " +
-                                      std::to_string(job.attempt) + " " + job.commit + "\n");
+  // Not flushed: it is read after a crash of the runner; a power loss ends the test's
+  // processes anyway. It is written as each test starts, on the path of every job.
+  return write_file_atomic(path_,
+                           std::to_string(group) + " " + std::to_string(job.job) + " " +
+                               std::to_string(job.attempt) + " " + job.commit + "\n",
+                           /*flush=*/false);
 }
 
 void TestGroupRecord::clear() const { ::unlink(path_.c_str()); }

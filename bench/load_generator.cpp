@@ -62,6 +62,10 @@ struct Options {
   size_t paced_jobs = 0;    // 0: jobs / 4, at most 5,000
   size_t unloaded_jobs = 0; // 0: jobs / 10, at most 500
   double deadline_s = 600;  // for each phase
+  // > 0: the saturated phase stops waiting after this long and is measured over the
+  // results accepted by then (the other phases are then skipped).
+  double budget_s = 0;
+  double phase_s = 20;  // the paced and unloaded phases take about this long at most
 };
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
@@ -143,6 +147,10 @@ class Generator {
   void sender_loop();
   // Waits until every job in [first, last] has an accepted result.
   bool wait_accepted(JobId first, JobId last);
+  // Waits as long as `seconds` for every job in `ids` to have an accepted result;
+  // returns how many have one, and when the last of those was accepted.
+  std::pair<size_t, Clock::time_point> wait_some_accepted(const std::vector<JobId>& ids,
+                                                         double seconds);
   bool wait_runtest(JobId job);
   int run_capacity();
   int run_fill();
@@ -392,6 +400,31 @@ bool Generator::wait_accepted(JobId first, JobId last) {
   return true;
 }
 
+std::pair<size_t, Clock::time_point> Generator::wait_some_accepted(const std::vector<JobId>& ids,
+                                                                  double seconds) {
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(seconds));
+  std::unique_lock lock(mu_);
+  size_t next = 0;
+  while (next < ids.size()) {
+    auto it = jobs_.find(ids[next]);
+    if (it != jobs_.end() && it->second.has_accepted) {
+      ++next;
+      continue;
+    }
+    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+  }
+  size_t done = 0;
+  Clock::time_point last{};
+  for (JobId id : ids) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || !it->second.has_accepted) continue;
+    ++done;
+    last = std::max(last, it->second.accepted);
+  }
+  return {done, last};
+}
+
 bool Generator::wait_runtest(JobId job) {
   auto deadline = Clock::now() + std::chrono::duration<double>(options_.deadline_s);
   std::unique_lock lock(mu_);
@@ -449,8 +482,18 @@ int Generator::run_capacity() {
   for (auto& v : ids) all.insert(all.end(), v.begin(), v.end());
   std::sort(all.begin(), all.end());
   if (all.size() != options_.jobs) ok = false;
-  ok = ok && wait_accepted(all.front(), all.back());
-  auto t1 = Clock::now();
+  size_t accepted = 0;
+  Clock::time_point t1;
+  if (ok && options_.budget_s > 0) {
+    auto [done, last] = wait_some_accepted(all, options_.budget_s);
+    accepted = done;
+    t1 = done ? last : Clock::now();
+  } else {
+    ok = ok && wait_accepted(all.front(), all.back());
+    accepted = ok ? all.size() : 0;
+    t1 = Clock::now();
+  }
+  bool complete = ok && accepted == all.size();
   double seconds = std::chrono::duration<double>(t1 - t0).count();
   std::vector<double> queued_latency;
   {
@@ -461,16 +504,25 @@ int Generator::run_capacity() {
         queued_latency.push_back(ms_between(rec.dispatched, rec.runtest));
     }
   }
-  json << ", \"saturated\": {\"jobs\": " << all.size() << ", \"seconds\": " << seconds
-       << ", \"jobs_per_s\": " << (seconds > 0 ? static_cast<double>(all.size()) / seconds : 0)
+  json << ", \"saturated\": {\"jobs\": " << all.size() << ", \"accepted\": " << accepted
+       << ", \"complete\": " << (complete ? "true" : "false") << ", \"seconds\": " << seconds
+       << ", \"jobs_per_s\": " << (seconds > 0 ? static_cast<double>(accepted) / seconds : 0)
        << ", \"dispatch_seconds\": " << std::chrono::duration<double>(t_dispatched - t0).count()
        << ", \"latency\": " << latency_json(queued_latency) << "}";
-  double rate = seconds > 0 ? static_cast<double>(all.size()) / seconds : 100;
+  double rate = seconds > 0 ? static_cast<double>(accepted) / seconds : 100;
+  // A saturated phase cut short by the budget leaves jobs queued: the other phases
+  // would measure that queue, not the dispatcher.
+  if (!complete) {
+    if (ok) std::cerr << "load-generator: " << accepted << " of " << all.size()
+                      << " results within the budget; skipping the other phases\n";
+    ok = ok && accepted > 0;
+  }
 
   // Paced: one dispatching thread at a share of the saturated rate.
   size_t paced = options_.paced_jobs ? options_.paced_jobs : std::min<size_t>(options_.jobs / 4, 5000);
-  if (ok && paced > 0) {
-    double target = std::max(1.0, rate * options_.paced_load);
+  double target = std::max(1.0, rate * options_.paced_load);
+  paced = std::min(paced, std::max<size_t>(20, static_cast<size_t>(target * options_.phase_s)));
+  if (complete && paced > 0) {
     std::cerr << "load-generator: paced phase, " << paced << " jobs at " << target << "/s\n";
     auto c = client();
     std::vector<JobId> pids;
@@ -504,11 +556,13 @@ int Generator::run_capacity() {
   // Unloaded: one job at a time, the next once the previous one's result is accepted.
   size_t unloaded =
       options_.unloaded_jobs ? options_.unloaded_jobs : std::min<size_t>(options_.jobs / 10, 500);
-  if (ok && unloaded > 0) {
+  if (complete && ok && unloaded > 0) {
     std::cerr << "load-generator: unloaded phase, " << unloaded << " jobs\n";
     auto c = client();
     std::vector<double> lat, from_send;
-    for (size_t i = 0; i < unloaded && ok; ++i) {
+    auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                    std::chrono::duration<double>(options_.phase_s));
+    for (size_t i = 0; i < unloaded && ok && Clock::now() < until; ++i) {
       JobId id = dispatch(*c);
       ok = id != 0 && wait_runtest(id) && wait_accepted(id, id);
       if (!ok) break;
@@ -582,7 +636,7 @@ int usage() {
   std::cerr << "usage: ci-load-generator --dispatcher HOST:PORT [--mode capacity|fill]\n"
                "         [--runners M] [--jobs N] [--dispatchers D] [--senders S]\n"
                "         [--paced-load FRACTION] [--paced-jobs K] [--unloaded-jobs K]\n"
-               "         [--deadline SECONDS]\n";
+               "         [--deadline SECONDS] [--budget SECONDS] [--phase-seconds SECONDS]\n";
   return 2;
 }
 
@@ -625,6 +679,10 @@ int main(int argc, char** argv) {
       options.unloaded_jobs = static_cast<size_t>(n);
     } else if (arg == "--deadline" && n > 0) {
       options.deadline_s = n;
+    } else if (arg == "--budget") {
+      options.budget_s = n;
+    } else if (arg == "--phase-seconds" && n > 0) {
+      options.phase_s = n;
     } else {
       return usage();
     }

@@ -856,7 +856,16 @@ def main():
                         help="folder for the JSON of the run")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--show", metavar="JSON",
+                        help="print the table of an earlier run's JSON and exit")
     args = parser.parse_args()
+    if args.show:
+        with open(args.show) as f:
+            saved = json.load(f)
+        table = Table()
+        table.rows = saved["rows"]
+        print(table.render(markdown=args.markdown))
+        return 0
 
     ctx = Context()
     ctx.quick = args.quick

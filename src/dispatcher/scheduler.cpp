@@ -280,6 +280,9 @@ void Scheduler::offer_accepted(const Offer& offer, TimePoint now) {
   r.state = RunnerState::Running;
   r.last_seen = now;
   r.misses = 0;
+  // A pong the runner sent before the runtest reached it says "idle": it must not be
+  // taken for the runner having lost the job.
+  r.epoch = next_seq_++;
   // A late result of an earlier attempt may have finished the job meanwhile: the
   // runner runs it anyway, and its result will be a duplicate that frees it.
   if (job.state != JobState::Offered) return;
@@ -367,8 +370,10 @@ void Scheduler::release_runner(const std::string& runner, JobId job, uint32_t at
   Runner& r = it->second;
   r.last_seen = now;
   r.misses = 0;
+  // Offered too: a quick test's result can arrive before the runtest's OK is handled.
   bool its_job = r.job == job && r.attempt == attempt &&
-                 (r.state == RunnerState::Running || r.state == RunnerState::BusyUnknown);
+                 (r.state == RunnerState::Running || r.state == RunnerState::BusyUnknown ||
+                  r.state == RunnerState::Offered);
   if (its_job) set_idle(r);
 }
 

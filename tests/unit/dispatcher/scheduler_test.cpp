@@ -447,3 +447,41 @@ TEST(SchedulerRaces, LateResultForARequeuedJobTakesItOutOfTheQueue) {
 
 }  // namespace
 }  // namespace ci
+
+namespace ci {
+namespace {
+
+TEST(SchedulerRaces, ResultBeforeTheRuntestOkFreesTheRunnerAtOnce) {
+  Scheduler s{Scheduler::Options{3, 3}};
+  TimePoint now{};
+  s.register_runner("r1:1", now);
+  auto id = s.submit(std::string(40, 'a'), "master", now).id;
+  s.submit(std::string(40, 'b'), "master", now);
+  auto offer = s.next_offer(now);
+  // The runner ran the job and reported before the dispatcher saw its OK.
+  ASSERT_EQ(s.check_result(id, 1, "r1:1"), ResultVerdict::Accept);
+  JobOutcome out;
+  out.runner = "r1:1";
+  out.attempt = 1;
+  s.finish_result(id, out, now);
+  s.offer_accepted(*offer, now);
+  EXPECT_EQ(s.job(id)->state, JobState::Finished);
+  EXPECT_EQ(s.runners().at("r1:1").state, RunnerState::Idle);
+  EXPECT_TRUE(s.can_offer());  // the next job goes now, not after a heartbeat
+}
+
+TEST(SchedulerRaces, PongSentBeforeTheRuntestArrivedDoesNotLoseTheJob) {
+  Scheduler s{Scheduler::Options{3, 3}};
+  TimePoint now{};
+  s.register_runner("r1:1", now);
+  auto id = s.submit(std::string(40, 'a'), "master", now).id;
+  auto offer = s.next_offer(now);
+  auto target = s.ping_targets()[0];  // pinged while the offer is in flight
+  s.offer_accepted(*offer, now);
+  s.ping_answered(target, RunnerReport{true, false, 0, 0}, now);  // "idle", from before
+  EXPECT_EQ(s.job(id)->state, JobState::Running);
+  EXPECT_EQ(s.job(id)->infra_failures, 0u);
+}
+
+}  // namespace
+}  // namespace ci

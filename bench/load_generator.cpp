@@ -56,12 +56,12 @@ struct Options {
   std::string mode = "capacity";
   size_t runners = 10;
   size_t jobs = 1000;
-  size_t dispatchers = 2;   // client threads dispatching in the saturated phase
-  size_t senders = 8;       // connections delivering results
-  double paced_load = 0.5;  // the paced phase's rate, as a share of the saturated rate
-  size_t paced_jobs = 0;    // 0: jobs / 4, at most 5,000
-  size_t unloaded_jobs = 0; // 0: jobs / 10, at most 500
-  double deadline_s = 600;  // for each phase
+  size_t dispatchers = 2;    // client threads dispatching in the saturated phase
+  size_t senders = 8;        // connections delivering results
+  double paced_load = 0.5;   // the paced phase's rate, as a share of the saturated rate
+  size_t paced_jobs = 0;     // 0: jobs / 4, at most 5,000
+  size_t unloaded_jobs = 0;  // 0: jobs / 10, at most 500
+  double deadline_s = 600;   // for each phase
   // > 0: the saturated phase stops waiting after this long and is measured over the
   // results accepted by then (the other phases are then skipped).
   double budget_s = 0;
@@ -150,7 +150,7 @@ class Generator {
   // Waits as long as `seconds` for every job in `ids` to have an accepted result;
   // returns how many have one, and when the last of those was accepted.
   std::pair<size_t, Clock::time_point> wait_some_accepted(const std::vector<JobId>& ids,
-                                                         double seconds);
+                                                          double seconds);
   bool wait_runtest(JobId job);
   int run_capacity();
   int run_fill();
@@ -176,29 +176,29 @@ class Generator {
 };
 
 void Session::read() {
-  socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](
-                                                  const asio::error_code& ec, size_t n) {
-    if (ec) return;
-    std::string_view data(self->buf_.data(), n);
-    std::string out;
-    while (!data.empty()) {
-      size_t used = 0;
-      auto status = self->parser_.feed(data, &used);
-      data.remove_prefix(used);
-      if (status == ci::FrameParser::Status::NeedMore) break;
-      if (status == ci::FrameParser::Status::Bad) {
-        std::cerr << "load-generator: bad frame from the dispatcher: " << self->parser_.error()
-                  << "\n";
-        return;
-      }
-      out += self->gen_->reply_to(self->runner_, self->parser_.take());
-    }
-    if (out.empty()) {
-      self->read();
-    } else {
-      self->write(std::move(out));
-    }
-  });
+  socket_.async_read_some(
+      asio::buffer(buf_), [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+        if (ec) return;
+        std::string_view data(self->buf_.data(), n);
+        std::string out;
+        while (!data.empty()) {
+          size_t used = 0;
+          auto status = self->parser_.feed(data, &used);
+          data.remove_prefix(used);
+          if (status == ci::FrameParser::Status::NeedMore) break;
+          if (status == ci::FrameParser::Status::Bad) {
+            std::cerr << "load-generator: bad frame from the dispatcher: " << self->parser_.error()
+                      << "\n";
+            return;
+          }
+          out += self->gen_->reply_to(self->runner_, self->parser_.take());
+        }
+        if (out.empty()) {
+          self->read();
+        } else {
+          self->write(std::move(out));
+        }
+      });
 }
 
 void Session::write(std::string out) {
@@ -245,14 +245,14 @@ std::string Generator::reply_to(size_t index, const ci::Frame& frame) {
 }
 
 void Generator::accept(size_t index) {
-  runners_[index].acceptor->async_accept([this, index](const asio::error_code& ec,
-                                                       tcp::socket socket) {
-    if (ec) return;
-    asio::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    std::make_shared<Session>(std::move(socket), this, index)->start();
-    accept(index);
-  });
+  runners_[index].acceptor->async_accept(
+      [this, index](const asio::error_code& ec, tcp::socket socket) {
+        if (ec) return;
+        asio::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        std::make_shared<Session>(std::move(socket), this, index)->start();
+        accept(index);
+      });
 }
 
 bool Generator::open_runners() {
@@ -277,8 +277,7 @@ bool Generator::open_runners() {
     if (!ec) r.acceptor->bind(ep, ec);
     if (!ec) r.acceptor->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-      std::cerr << "load-generator: cannot listen for runner " << i << ": " << ec.message()
-                << "\n";
+      std::cerr << "load-generator: cannot listen for runner " << i << ": " << ec.message() << "\n";
       return false;
     }
     r.address = "127.0.0.1:" + std::to_string(r.acceptor->local_endpoint().port());
@@ -365,8 +364,8 @@ void Generator::sender_loop() {
     }
     if (reply->kind != ci::Reply::Kind::Ok) {
       if (result_errors_++ < 5)
-        std::cerr << "load-generator: results for job " << p.job << " refused: "
-                  << reply->reason() << "\n";
+        std::cerr << "load-generator: results for job " << p.job << " refused: " << reply->reason()
+                  << "\n";
     }
     auto& unacked = runners_[p.runner].unacked;
     unacked.erase(std::remove(unacked.begin(), unacked.end(), std::make_pair(p.job, p.attempt)),
@@ -401,7 +400,7 @@ bool Generator::wait_accepted(JobId first, JobId last) {
 }
 
 std::pair<size_t, Clock::time_point> Generator::wait_some_accepted(const std::vector<JobId>& ids,
-                                                                  double seconds) {
+                                                                   double seconds) {
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(seconds));
   std::unique_lock lock(mu_);
@@ -513,13 +512,15 @@ int Generator::run_capacity() {
   // A saturated phase cut short by the budget leaves jobs queued: the other phases
   // would measure that queue, not the dispatcher.
   if (!complete) {
-    if (ok) std::cerr << "load-generator: " << accepted << " of " << all.size()
-                      << " results within the budget; skipping the other phases\n";
+    if (ok)
+      std::cerr << "load-generator: " << accepted << " of " << all.size()
+                << " results within the budget; skipping the other phases\n";
     ok = ok && accepted > 0;
   }
 
   // Paced: one dispatching thread at a share of the saturated rate.
-  size_t paced = options_.paced_jobs ? options_.paced_jobs : std::min<size_t>(options_.jobs / 4, 5000);
+  size_t paced =
+      options_.paced_jobs ? options_.paced_jobs : std::min<size_t>(options_.jobs / 4, 5000);
   double target = std::max(1.0, rate * options_.paced_load);
   paced = std::min(paced, std::max<size_t>(20, static_cast<size_t>(target * options_.phase_s)));
   if (complete && paced > 0) {

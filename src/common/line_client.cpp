@@ -42,7 +42,7 @@ struct LineClient::Impl {
     FrameParser parser(options.limits, [&request_verb](const std::vector<std::string>& words) {
       return reply_has_body(request_verb, words);
     });
-    std::array<char, 16384> buf{};
+    std::array<char, 16384> buf;  // not zero-filled: only the bytes read are used
     asio::error_code failure;
     bool done = false;
     Exchange ex;

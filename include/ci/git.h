@@ -29,7 +29,23 @@ class Repository {
   std::string workdir() const;
   bool has_remote(const std::string& name) const;
   // Fetches the remote's configured refspecs, pruning branches it no longer has.
+  // Calls share_objects() first (once per Repository, and again after an error), so a
+  // clone of a master on this machine fetches a new commit without copying it.
   Result<void> fetch(const std::string& remote);
+
+  // When `remote` is a repository on this machine (an absolute path or a file:// URL,
+  // as `git clone` writes), makes this repository read that one's objects instead of
+  // copying them, as `git clone --shared` does: its object folder is listed in
+  // objects/info/alternates (added to the file if missing, never removed). A fetch
+  // then only moves refs. The clone then depends on the master: objects reachable from
+  // the master's refs stay readable through any `git gc` or repack there, but the clone
+  // breaks if the master is deleted, and a commit the master drops (a branch deleted or
+  // rewritten) becomes unreadable once the master prunes it (`git gc` waits two weeks by
+  // default). True when the objects are shared (now or already); false when the remote
+  // is elsewhere, or the configuration value tinyci.shareObjects is false (which keeps
+  // a clone that does not share yet independent).
+  Result<bool> share_objects(const std::string& remote);
+  static constexpr const char* kShareObjectsKey = "tinyci.shareObjects";
   // With a remote: its tracking branches (refs/remotes/<remote>/*, not HEAD);
   // without: the local branches (refs/heads/*). Sorted by name.
   Result<std::vector<BranchTip>> branch_tips(const std::string& remote) const;
@@ -44,6 +60,7 @@ class Repository {
  private:
   explicit Repository(git_repository* repo) : repo_(repo) {}
   git_repository* repo_ = nullptr;
+  bool sharing_settled_ = false;  // share_objects() has given its answer
 };
 
 }  // namespace ci::git

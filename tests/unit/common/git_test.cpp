@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "test_support.h"
 
@@ -92,6 +94,200 @@ TEST_F(GitTest, CheckoutRemovesUntrackedAndIgnoredFiles) {
   ASSERT_TRUE(repo.checkout_detached(second).ok());
   EXPECT_TRUE(test::file_exists(master_ + "/.gitignore"));
   EXPECT_FALSE(repo.checkout_detached(std::string(40, 'e')).ok());
+}
+
+// The files a repository holds objects in: loose objects and packs (not info/).
+std::vector<std::string> object_files(const std::string& repo) {
+  std::vector<std::string> out;
+  std::string objects = repo + "/.git/objects";
+  for (const auto& e : std::filesystem::recursive_directory_iterator(objects)) {
+    std::string rel = std::filesystem::relative(e.path(), objects).string();
+    if (e.is_regular_file() && !rel.starts_with("info/")) out.push_back(rel);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string alternates_of(const std::string& repo) {
+  return test::read_text(repo + "/.git/objects/info/alternates");
+}
+
+std::string canonical(const std::string& path) { return std::filesystem::canonical(path).string(); }
+
+// The observer's and the runner's clones of a master repository on the same machine.
+class SharedCloneTest : public GitTest {
+ protected:
+  void SetUp() override {
+    GitTest::SetUp();
+    clone_ = dir_ / "clone";
+  }
+  git::Repository open_clone() {
+    auto repo = git::Repository::open(clone_);
+    EXPECT_TRUE(repo.ok()) << repo.error();
+    return std::move(*repo);
+  }
+  std::string master_objects() { return canonical(master_ + "/.git/objects"); }
+  std::string clone_;
+};
+
+// A clone made with a plain `git clone`, before sharing existed, gains it at its first
+// fetch: the new commit is read from the master, nothing is copied, and it checks out.
+TEST_F(SharedCloneTest, CloneOfALocalMasterFetchesANewCommitWithoutCopyingIt) {
+  test::clone_repo(master_, clone_);
+  auto before = object_files(clone_);
+  std::string fresh = commit_file(master_, "tests/new.txt", "made after the clone\n");
+  auto repo = open_clone();
+  ASSERT_FALSE(repo.has_commit(fresh));
+  ASSERT_TRUE(repo.fetch("origin").ok());
+  EXPECT_TRUE(repo.has_commit(fresh));
+  auto tips = repo.branch_tips("origin");
+  ASSERT_TRUE(tips.ok()) << tips.error();
+  ASSERT_EQ(tips->size(), 1u);
+  EXPECT_EQ((*tips)[0].commit, fresh);
+  EXPECT_EQ(alternates_of(clone_), master_objects() + "\n");
+  EXPECT_EQ(object_files(clone_), before) << "the fetch copied objects";
+
+  ASSERT_TRUE(repo.checkout_detached(fresh).ok());
+  EXPECT_EQ(test::read_text(clone_ + "/tests/new.txt"), "made after the clone\n");
+  // git itself reads the clone the same way.
+  EXPECT_EQ(git(clone_, {"cat-file", "-t", fresh}), "commit\n");
+  git(clone_, {"fsck", "--no-progress", "--connectivity-only"});
+}
+
+// What the runner does for each job: a fresh open, then the commit is already there.
+TEST_F(SharedCloneTest, OnceSharedANewCommitNeedsNoFetchAtAll) {
+  test::clone_repo(master_, clone_);
+  ASSERT_TRUE(open_clone().fetch("origin").ok());
+  std::string fresh = commit_file(master_, "b.txt", "b");
+  auto repo = open_clone();
+  EXPECT_TRUE(repo.has_commit(fresh));
+  ASSERT_TRUE(repo.checkout_detached(fresh).ok());
+  EXPECT_EQ(test::read_text(clone_ + "/b.txt"), "b");
+}
+
+TEST_F(SharedCloneTest, ACloneMadeWithSharedIsLeftAsItIs) {
+  test::run({"git", "clone", "-q", "--shared", master_, clone_});
+  std::string listed = alternates_of(clone_);
+  ASSERT_FALSE(listed.empty());
+  std::string fresh = commit_file(master_, "c.txt", "c");
+  auto repo = open_clone();
+  auto shared = repo.share_objects("origin");
+  ASSERT_TRUE(shared.ok()) << shared.error();
+  EXPECT_TRUE(*shared);
+  ASSERT_TRUE(repo.fetch("origin").ok());
+  EXPECT_TRUE(repo.has_commit(fresh));
+  EXPECT_EQ(alternates_of(clone_), listed);
+}
+
+TEST_F(SharedCloneTest, AFileUrlMasterIsSharedToo) {
+  test::run({"git", "clone", "-q", "file://" + master_, clone_});
+  auto before = object_files(clone_);
+  std::string fresh = commit_file(master_, "d.txt", "d");
+  auto repo = open_clone();
+  ASSERT_TRUE(repo.fetch("origin").ok());
+  EXPECT_TRUE(repo.has_commit(fresh));
+  EXPECT_EQ(alternates_of(clone_), master_objects() + "\n");
+  EXPECT_EQ(object_files(clone_), before);
+}
+
+// The master people push to is bare (see scripts/git-hooks/post-receive).
+TEST_F(SharedCloneTest, ABareMasterIsSharedToo) {
+  std::string bare = dir_ / "bare.git";
+  test::run({"git", "clone", "-q", "--bare", master_, bare});
+  test::clone_repo(bare, clone_);
+  auto before = object_files(clone_);
+  std::string fresh = commit_file(master_, "g.txt", "g");
+  git(master_, {"push", "-q", bare, "master"});
+  auto repo = open_clone();
+  ASSERT_TRUE(repo.fetch("origin").ok());
+  EXPECT_TRUE(repo.has_commit(fresh));
+  EXPECT_EQ(alternates_of(clone_), canonical(bare + "/objects") + "\n");
+  EXPECT_EQ(object_files(clone_), before);
+}
+
+TEST_F(SharedCloneTest, SharingCanBeTurnedOffPerClone) {
+  test::clone_repo(master_, clone_);
+  git(clone_, {"config", git::Repository::kShareObjectsKey, "false"});
+  auto before = object_files(clone_);
+  std::string fresh = commit_file(master_, "e.txt", "e");
+  auto repo = open_clone();
+  ASSERT_TRUE(repo.fetch("origin").ok());
+  EXPECT_TRUE(repo.has_commit(fresh));
+  EXPECT_FALSE(test::file_exists(clone_ + "/.git/objects/info/alternates"));
+  EXPECT_NE(object_files(clone_), before) << "the commit should have been copied";
+  // A clone that does not share stands alone: the master can go.
+  std::filesystem::remove_all(master_);
+  auto reopened = open_clone();
+  EXPECT_TRUE(reopened.has_commit(fresh));
+  ASSERT_TRUE(reopened.checkout_detached(fresh).ok());
+}
+
+TEST_F(SharedCloneTest, ARemoteElsewhereIsNotShared) {
+  test::clone_repo(master_, clone_);
+  git(clone_, {"remote", "set-url", "origin", "https://git.example.invalid/master.git"});
+  auto shared = open_clone().share_objects("origin");
+  ASSERT_TRUE(shared.ok()) << shared.error();
+  EXPECT_FALSE(*shared);
+  git(clone_, {"remote", "set-url", "origin", "../master"});  // relative: not shared either
+  shared = open_clone().share_objects("origin");
+  ASSERT_TRUE(shared.ok()) << shared.error();
+  EXPECT_FALSE(*shared);
+  EXPECT_FALSE(test::file_exists(clone_ + "/.git/objects/info/alternates"));
+}
+
+// `git gc` in the master packs the loose objects the clone reads and deletes them:
+// the clone follows, through the repository it has open and a fresh one.
+TEST_F(SharedCloneTest, GarbageCollectingTheMasterKeepsTheCloneWhole) {
+  test::clone_repo(master_, clone_);
+  auto repo = open_clone();
+  std::string first = commit_file(master_, "f.txt", "1");
+  ASSERT_TRUE(repo.fetch("origin").ok());
+  ASSERT_TRUE(repo.checkout_detached(first).ok());
+  git(master_, {"gc", "-q", "--prune=now"});
+  git(master_, {"repack", "-q", "-a", "-d"});
+  std::string second = commit_file(master_, "f.txt", "2");
+  ASSERT_TRUE(repo.fetch("origin").ok());
+  EXPECT_TRUE(repo.has_commit(first));
+  ASSERT_TRUE(repo.checkout_detached(second).ok());
+  ASSERT_TRUE(repo.checkout_detached(first).ok());
+  EXPECT_EQ(test::read_text(clone_ + "/f.txt"), "1");
+  auto fresh = open_clone();
+  auto walked = fresh.commits_since(second, {test::head_commit(clone_)});
+  ASSERT_TRUE(walked.ok()) << walked.error();
+  EXPECT_EQ(*walked, std::vector<std::string>{second});
+}
+
+// A branch the master deletes, once pruned there, is gone from the clone too, even
+// the commit checked out last: the next checkout must not depend on it.
+TEST_F(SharedCloneTest, ACommitThePrunedMasterDroppedDoesNotBlockTheNextCheckout) {
+  test::clone_repo(master_, clone_);
+  git(master_, {"checkout", "-q", "-b", "doomed"});
+  std::string doomed = commit_file(master_, "doomed.txt", "x");
+  git(master_, {"checkout", "-q", "master"});
+  {
+    auto repo = open_clone();
+    ASSERT_TRUE(repo.fetch("origin").ok());
+    ASSERT_TRUE(repo.checkout_detached(doomed).ok());
+  }
+  git(master_, {"branch", "-q", "-D", "doomed"});
+  git(master_, {"reflog", "expire", "--expire=now", "--all"});
+  git(master_, {"gc", "-q", "--prune=now"});
+  std::string next = commit_file(master_, "next.txt", "y");
+  test::run({"sh", "-c", "echo left > " + clone_ + "/stray.txt"});
+
+  auto repo = open_clone();
+  EXPECT_FALSE(repo.has_commit(doomed));
+  ASSERT_TRUE(repo.has_commit(next));
+  auto done = repo.checkout_detached(next);
+  ASSERT_TRUE(done.ok()) << done.error();
+  EXPECT_EQ(test::read_text(clone_ + "/next.txt"), "y");
+  EXPECT_FALSE(test::file_exists(clone_ + "/doomed.txt"));
+  EXPECT_FALSE(test::file_exists(clone_ + "/stray.txt"));
+  ASSERT_TRUE(repo.fetch("origin").ok());
+  auto tips = repo.branch_tips("origin");
+  ASSERT_TRUE(tips.ok()) << tips.error();
+  ASSERT_EQ(tips->size(), 1u);
+  EXPECT_EQ((*tips)[0].commit, next);
 }
 
 TEST(Git, OpeningAMissingRepositoryNamesThePath) {

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -62,6 +63,30 @@ struct CommandResult {
 // command's main process ends, times out or is cancelled, the whole group is killed,
 // so nothing it started outlives it.
 Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* cancel = nullptr);
+
+// Keeps the first half and the last half of a command's output within `cap` bytes,
+// counting what was cut from the middle. The first half (the head) grows as output
+// arrives; the last half is a ring of exactly cap - cap / 2 bytes, made only once the
+// head is full. The ring lives in the same string as the head, after room for the
+// note on the cut, so that finish() puts the output together in place: the memory it
+// takes stays near `cap` however much the command prints.
+class CappedOutput {
+ public:
+  explicit CappedOutput(size_t cap);
+  void append(const char* data, size_t n);
+  uint64_t total() const { return total_; }  // bytes appended in all
+  // The head, then "\n[... N bytes of output cut here ...]\n" if anything was cut,
+  // then the tail. Leaves the object empty.
+  std::string finish();
+
+ private:
+  size_t head_cap_, tail_cap_;
+  // The head; once it is full, also the room for the note and the tail's ring.
+  std::string buf_;
+  size_t ring_pos_ = 0;  // where the next tail byte goes, from the ring's start
+  size_t ring_len_ = 0;  // tail bytes held, at most tail_cap_
+  uint64_t total_ = 0;
+};
 
 // The current environment as "NAME=value" strings.
 std::vector<std::string> current_environment();

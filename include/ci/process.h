@@ -40,11 +40,19 @@ struct CommandSpec {
   std::chrono::milliseconds timeout{0};        // 0: none
   size_t output_cap = 4u << 20;                // bytes kept: the first half and the last half
   std::chrono::milliseconds kill_grace{2000};  // SIGTERM, then SIGKILL after this
-  // With a guard, a small process leads the command's group and waits for it; if the
-  // caller dies, even by SIGKILL, the guard kills the whole group, so nothing the
-  // command started survives the caller. The guard ends as the command did (same exit
-  // code or signal) and the command gets no open file but stdin, stdout and stderr.
+  // With a guard, a small process (the program ci-test-guard) leads the command's group
+  // and waits for it; if the caller dies, even by SIGKILL, the guard kills the whole
+  // group, so nothing the command started survives the caller. The guard ends as the
+  // command did (same exit code or signal), and argv[0] is looked up in the PATH of
+  // `env`.
+  //
+  // Without a guard the command leads its group itself, but nothing kills it if the
+  // caller dies: that is for short commands whose caller waits for them (tools in
+  // tests and scripts), never for a repository's tests. argv[0] is looked up in the
+  // caller's PATH.
   bool guard = false;
+  // The guard's executable; "" for default_guard_program().
+  std::string guard_program;
   // Called on the calling thread once the command's process group exists, with its id.
   std::function<void(pid_t group)> on_started;
 };
@@ -59,10 +67,21 @@ struct CommandResult {
   std::chrono::milliseconds duration{0};
 };
 
-// Runs the command in a new process group with stdin from /dev/null. When the
-// command's main process ends, times out or is cancelled, the whole group is killed,
-// so nothing it started outlives it.
+// Runs the command in a new process group with stdin from /dev/null, stdout and
+// stderr captured and no other file open, no signal blocked and SIGPIPE at its
+// default. When the command's main process ends, times out or is cancelled, the whole
+// group is killed, so nothing it started outlives it.
+//
+// The command (or its guard) is started with posix_spawn: the caller, however large
+// and however many threads it has, is not copied. An error when it cannot be started:
+// no guard program, no working folder, or, without a guard, no such program (under a
+// guard, a program that cannot be executed ends the command with exit code 127 and a
+// line on its stderr saying why).
 Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* cancel = nullptr);
+
+// ci-test-guard in the folder of the running executable (ci-runner's, where it is
+// built and installed).
+const std::string& default_guard_program();
 
 // Keeps the first half and the last half of a command's output within `cap` bytes,
 // counting what was cut from the middle. The first half (the head) grows as output

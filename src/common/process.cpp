@@ -3,9 +3,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/eventfd.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 extern char** environ;
@@ -119,178 +119,176 @@ std::string CappedOutput::finish() {
 
 namespace {
 
-struct CStrings {
-  std::vector<std::string> storage;
-  std::vector<char*> ptrs;
-  explicit CStrings(const std::vector<std::string>& v) : storage(v) {
-    for (auto& s : storage) ptrs.push_back(s.data());
-    ptrs.push_back(nullptr);
-  }
-};
+// Pointers to the strings of `v` for an argv or envp, ended by a null pointer.
+std::vector<char*> c_strings(const std::vector<std::string>& v,
+                             std::initializer_list<const char*> before = {}) {
+  std::vector<char*> out;
+  out.reserve(before.size() + v.size() + 1);
+  // posix_spawn's arguments are char* const[] for historical reasons only: it does not
+  // write to the strings.
+  for (const char* s : before) out.push_back(const_cast<char*>(s));
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
 
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
-// What follows runs in forked children of a possibly multithreaded process: only
-// async-signal-safe calls, no allocation.
-
-void write_error(const char* what) {
-  (void)!::write(2, what, strlen(what));
-  const char* err = strerrordesc_np(errno);  // unlike strerror, no locale and no allocation
-  if (!err) err = "unknown error";
-  (void)!::write(2, err, strlen(err));
-  (void)!::write(2, "\n", 1);
+// A descriptor to hand to a child, moved to 10 or above if it is lower, so that
+// setting up the child's 0 to 3 cannot overwrite it. -1 on failure (`fd` is closed
+// either way when moved).
+int keep_high(int fd) {
+  if (fd >= 10) return fd;
+  int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  ::close(fd);
+  return high;
 }
 
-// stdin from /dev/null, stdout and stderr to `out`.
-void redirect_stdio(int out) {
-  int devnull = ::open("/dev/null", O_RDONLY);
-  if (devnull >= 0) ::dup2(devnull, 0);
-  ::dup2(out, 1);
-  ::dup2(out, 2);
-}
-
-[[noreturn]] void exec_command(char* const* argv, char* const* envp) {
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  // A daemon ignores SIGPIPE, and an ignored signal survives exec: a test's
-  // pipelines must get the default.
-  ::signal(SIGPIPE, SIG_DFL);
-  ::execvpe(argv[0], argv, envp);
-  write_error("cannot execute the test command: ");
-  ::_exit(127);
-}
-
-// Ends the calling process the way `status` says its child ended.
-[[noreturn]] void exit_like(int status) {
-  if (WIFEXITED(status)) ::_exit(WEXITSTATUS(status));
-  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
-  struct rlimit no_core = {0, 0};
-  ::setrlimit(RLIMIT_CORE, &no_core);  // the guard's core is of no interest
-  ::signal(sig, SIG_DFL);
-  ::kill(::getpid(), sig);
-  sigset_t only;
-  sigemptyset(&only);
-  sigaddset(&only, sig);
-  ::sigprocmask(SIG_UNBLOCK, &only, nullptr);
-  ::_exit(128 + sig);
-}
-
-// The guard: leads the group, runs the command in it and waits. The read end of a
-// pipe whose only writer is the caller reaches end of file when the caller dies,
-// however it dies; the guard then kills the whole group, itself included.
-[[noreturn]] void run_guard(pid_t caller, int alive_fd, int out_fd, const char* cwd,
-                            char* const* argv, char* const* envp) {
-  sigset_t all;
-  sigfillset(&all);
-  ::sigprocmask(SIG_SETMASK, &all, nullptr);  // a SIGTERM for the group is for the command
-  ::setpgid(0, 0);
-  // Out of the way of the descriptors about to be set up.
-  int alive = ::fcntl(alive_fd, F_DUPFD_CLOEXEC, 10);
-  int out = ::fcntl(out_fd, F_DUPFD_CLOEXEC, 10);
-  if (alive < 0 || out < 0 || ::getppid() != caller) ::_exit(127);
-  redirect_stdio(out);
-  if (::dup3(alive, 3, O_CLOEXEC) < 0) ::_exit(127);
-  // Nothing of the caller's (its sockets, its other pipes) reaches the command.
-  long closed = -1;
-#ifdef SYS_close_range
-  closed = ::syscall(SYS_close_range, 4u, ~0u, 0u);
-#endif
-  if (closed != 0) {
-    struct rlimit files {};
-    rlim_t last = ::getrlimit(RLIMIT_NOFILE, &files) == 0 ? files.rlim_cur : 1024;
-    for (rlim_t fd = 4; fd < last && fd < 65536; ++fd) ::close(static_cast<int>(fd));
-  }
-  alive = 3;
-  if (cwd && ::chdir(cwd) != 0) {
-    write_error("cannot enter the working folder: ");
-    ::_exit(127);
-  }
-  pid_t guard = ::getpid();
-  pid_t command = ::fork();
-  if (command < 0) {
-    write_error("cannot start the test command: ");
-    ::_exit(127);
-  }
-  if (command == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != guard) ::_exit(127);
-    exec_command(argv, envp);
-  }
-  int command_fd = pidfd_open(command);
-  while (true) {
-    struct pollfd fds[2] = {{alive, POLLIN, 0}, {command_fd, POLLIN, 0}};
-    // Without a pidfd (an old kernel), look for the command's end now and then.
-    int n = ::poll(fds, command_fd >= 0 ? 2 : 1, command_fd >= 0 ? -1 : 50);
-    if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-      ::kill(0, SIGKILL);
-      ::_exit(137);
+// posix_spawn's attributes and file actions, released on scope exit.
+class SpawnSetup {
+ public:
+  SpawnSetup() {
+    ok_ = ::posix_spawnattr_init(&attr_) == 0;
+    if (::posix_spawn_file_actions_init(&actions_) != 0) {
+      if (ok_) ::posix_spawnattr_destroy(&attr_);
+      ok_ = false;
     }
-    int status = 0;
-    pid_t ended = ::waitpid(command, &status, WNOHANG);
-    if (ended == command) exit_like(status);
-    if (ended < 0 && errno != EINTR) ::_exit(127);
   }
+  ~SpawnSetup() {
+    if (!ok_) return;
+    ::posix_spawn_file_actions_destroy(&actions_);
+    ::posix_spawnattr_destroy(&attr_);
+  }
+  SpawnSetup(const SpawnSetup&) = delete;
+  SpawnSetup& operator=(const SpawnSetup&) = delete;
+  bool ok() const { return ok_; }
+  posix_spawnattr_t* attr() { return &attr_; }
+  posix_spawn_file_actions_t* actions() { return &actions_; }
+
+ private:
+  bool ok_ = false;
+  posix_spawnattr_t attr_;
+  posix_spawn_file_actions_t actions_;
+};
+
+std::string errno_text(int error) {
+  const char* text = strerrordesc_np(error);
+  return text ? text : "error " + std::to_string(error);
 }
 
 }  // namespace
 
+const std::string& default_guard_program() {
+  static const std::string path = [] {
+    std::error_code ec;
+    std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec) return std::string("ci-test-guard");
+    return (self.parent_path() / "ci-test-guard").string();
+  }();
+  return path;
+}
+
 Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* cancel) {
   if (spec.argv.empty()) return make_error("empty command");
+  std::string guard_program =
+      spec.guard_program.empty() ? default_guard_program() : spec.guard_program;
+  // posix_spawn would look for a relative name in the command's working folder.
+  if (spec.guard && guard_program.front() != '/') {
+    std::error_code ec;
+    guard_program = std::filesystem::absolute(guard_program, ec).string();
+  }
+  if (spec.guard && ::access(guard_program.c_str(), X_OK) != 0) {
+    return make_error("the test guard " + guard_program + " cannot be run (" + errno_text(errno) +
+                      "): ci-test-guard belongs in the folder of the executable that runs tests");
+  }
+  SpawnSetup setup;
+  if (!setup.ok()) return make_error("posix_spawn: cannot set up the attributes");
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return make_error(std::string("pipe: ") + strerror(errno));
-  // With a guard: the guard's lifeline, a pipe this process never writes to.
+  int out_fd = pipefd[0];
+  int out_w = keep_high(pipefd[1]);
+  // With a guard: the guard's lifeline, a pipe this process never writes to. Its
+  // write end is close-on-exec like every descriptor here, so that no other child of
+  // this process keeps it open.
   int alive[2] = {-1, -1};
-  if (spec.guard && ::pipe2(alive, O_CLOEXEC) != 0) {
-    auto err = std::string("pipe: ") + strerror(errno);
-    ::close(pipefd[0]);
-    ::close(pipefd[1]);
-    return make_error(err);
-  }
-  auto close_alive = [&] {
-    for (int& fd : alive) {
-      if (fd >= 0) ::close(fd);
-      fd = -1;
+  auto close_all = [&] {
+    for (int* fd : {&out_fd, &out_w, &alive[0], &alive[1]}) {
+      if (*fd >= 0) ::close(*fd);
+      *fd = -1;
     }
   };
-  CStrings argv(spec.argv);
-  CStrings envp(spec.env);
-  const char* cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
-  pid_t parent = ::getpid();
-  auto start = Clock::now();
+  if (out_w < 0) {
+    auto err = std::string("pipe: ") + strerror(errno);
+    close_all();
+    return make_error(err);
+  }
+  if (spec.guard) {
+    if (::pipe2(alive, O_CLOEXEC) != 0 || (alive[0] = keep_high(alive[0])) < 0) {
+      auto err = std::string("pipe: ") + strerror(errno);
+      close_all();
+      return make_error(err);
+    }
+  }
 
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(pipefd[0]);
-    ::close(pipefd[1]);
-    close_alive();
-    return make_error(std::string("fork: ") + strerror(errno));
+  // The child: stdin from /dev/null, stdout and stderr into the pipe, the lifeline on 3
+  // (with a guard), nothing else open; its own process group; in `cwd`; SIGPIPE at its
+  // default (a daemon ignores it, and an ignored signal survives exec); the guard with
+  // every signal blocked (a SIGTERM for the group is for the command), the command
+  // with none.
+  posix_spawn_file_actions_t* actions = setup.actions();
+  int fa = ::posix_spawn_file_actions_addopen(actions, 0, "/dev/null", O_RDONLY, 0);
+  if (fa == 0) fa = ::posix_spawn_file_actions_adddup2(actions, out_w, 1);
+  if (fa == 0) fa = ::posix_spawn_file_actions_adddup2(actions, out_w, 2);
+  if (fa == 0 && spec.guard) fa = ::posix_spawn_file_actions_adddup2(actions, alive[0], 3);
+  if (fa == 0) fa = ::posix_spawn_file_actions_addclosefrom_np(actions, spec.guard ? 4 : 3);
+  if (fa == 0 && !spec.cwd.empty())
+    fa = ::posix_spawn_file_actions_addchdir_np(actions, spec.cwd.c_str());
+  posix_spawnattr_t* attr = setup.attr();
+  sigset_t mask, defaults;
+  if (spec.guard) {
+    sigfillset(&mask);
+  } else {
+    sigemptyset(&mask);
   }
-  if (pid == 0) {
-    // Child: only async-signal-safe calls from here on.
-    if (spec.guard) {
-      ::close(alive[1]);
-      run_guard(parent, alive[0], pipefd[1], cwd, argv.ptrs.data(), envp.ptrs.data());
-    }
-    ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    redirect_stdio(pipefd[1]);
-    if (cwd && ::chdir(cwd) != 0) {
-      const char msg[] = "cannot enter the working folder\n";
-      (void)!::write(2, msg, sizeof msg - 1);
-      ::_exit(127);
-    }
-    exec_command(argv.ptrs.data(), envp.ptrs.data());
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  if (fa == 0) fa = ::posix_spawnattr_setpgroup(attr, 0);
+  if (fa == 0) fa = ::posix_spawnattr_setsigmask(attr, &mask);
+  if (fa == 0) fa = ::posix_spawnattr_setsigdefault(attr, &defaults);
+  if (fa == 0) {
+    fa = ::posix_spawnattr_setflags(
+        attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   }
+  if (fa != 0) {
+    close_all();
+    return make_error("posix_spawn: " + errno_text(fa));
+  }
+
+  std::string caller = std::to_string(::getpid());
+  std::vector<char*> argv = spec.guard
+                                ? c_strings(spec.argv, {guard_program.c_str(), caller.c_str()})
+                                : c_strings(spec.argv);
+  std::vector<char*> envp = c_strings(spec.env);
+  auto start = Clock::now();
+  pid_t pid = -1;
+  // posix_spawn returns once the child has run exec (or failed to): the process group
+  // exists from here on.
+  int spawned = spec.guard ? ::posix_spawn(&pid, guard_program.c_str(), actions, attr, argv.data(),
+                                           envp.data())
+                           : ::posix_spawnp(&pid, argv[0], actions, attr, argv.data(), envp.data());
+  if (spawned != 0) {
+    close_all();
+    if (!spec.cwd.empty() && ::access(spec.cwd.c_str(), X_OK) != 0)
+      return make_error("cannot enter the working folder " + spec.cwd + ": " + errno_text(errno));
+    return make_error("cannot start " + std::string(argv[0]) + ": " + errno_text(spawned));
+  }
+  ::close(out_w);
+  out_w = -1;
   if (alive[0] >= 0) {
     ::close(alive[0]);
     alive[0] = -1;
   }
-  ::setpgid(pid, pid);  // also in the parent, so the group exists before we signal it
-  ::close(pipefd[1]);
   if (spec.on_started) spec.on_started(pid);
-  int out_fd = pipefd[0];
   ::fcntl(out_fd, F_SETFL, O_NONBLOCK);
   int pid_fd = pidfd_open(pid);
 
@@ -381,8 +379,7 @@ Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* ca
     ::waitpid(pid, &wstatus, 0);
   }
   if (pid_fd >= 0) ::close(pid_fd);
-  ::close(out_fd);
-  close_alive();
+  close_all();
   result.duration = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
   if (WIFEXITED(wstatus)) result.exit_code = WEXITSTATUS(wstatus);
   if (WIFSIGNALED(wstatus)) result.term_signal = WTERMSIG(wstatus);
@@ -417,27 +414,28 @@ Result<ChildProcess> ChildProcess::spawn(const std::vector<std::string>& argv,
                                          const std::string& output_file,
                                          const std::vector<std::string>& env) {
   if (argv.empty()) return make_error("empty command");
-  CStrings args(argv);
-  CStrings envp(env.empty() ? current_environment() : env);
+  std::vector<char*> args = c_strings(argv);
+  std::vector<char*> envp = c_strings(env);
+  SpawnSetup setup;
+  if (!setup.ok()) return make_error("posix_spawn: cannot set up the attributes");
   int out = ::open(output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (out < 0) return make_error("cannot open " + output_file + ": " + strerror(errno));
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(out);
-    return make_error(std::string("fork: ") + strerror(errno));
-  }
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, 0);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    ::execvpe(args.ptrs[0], args.ptrs.data(), envp.ptrs.data());
-    ::_exit(127);
+  out = keep_high(out);
+  if (out < 0) return make_error("cannot open " + output_file + ": " + strerror(errno));
+  sigset_t none;
+  sigemptyset(&none);
+  int fa = ::posix_spawn_file_actions_addopen(setup.actions(), 0, "/dev/null", O_RDONLY, 0);
+  if (fa == 0) fa = ::posix_spawn_file_actions_adddup2(setup.actions(), out, 1);
+  if (fa == 0) fa = ::posix_spawn_file_actions_adddup2(setup.actions(), out, 2);
+  if (fa == 0) fa = ::posix_spawnattr_setsigmask(setup.attr(), &none);
+  if (fa == 0) fa = ::posix_spawnattr_setflags(setup.attr(), POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = -1;
+  if (fa == 0) {
+    fa = ::posix_spawnp(&pid, args[0], setup.actions(), setup.attr(), args.data(),
+                        env.empty() ? environ : envp.data());
   }
   ::close(out);
+  if (fa != 0) return make_error("cannot start " + argv[0] + ": " + errno_text(fa));
   ChildProcess child;
   child.pid_ = pid;
   return child;

@@ -1,0 +1,137 @@
+// ci-test-guard: leads a test command's process group, runs the command in it and
+// waits for it. run_command (ci/process.h) starts it with posix_spawn as
+//
+//   ci-test-guard CALLER_PID PROGRAM [ARGUMENT...]
+//
+// already in a process group of its own and in the command's working folder, with the
+// command's environment, every signal blocked (a SIGTERM for the group is for the
+// command), SIGPIPE at its default, stdin on /dev/null, stdout and stderr on the output
+// pipe, descriptor 3 the read end of a pipe whose only writer is the caller (the
+// lifeline) and nothing else open.
+//
+// The lifeline reaches end of file when the caller dies, however it dies, even by
+// SIGKILL: the guard then kills the whole group, itself included. The command gets
+// SIGKILL if the guard dies. Otherwise the guard ends as the command did: the same exit
+// code, or the same signal. A command that cannot be started ends with 127 and says why
+// on stderr.
+//
+// Plain libc and no allocation: it starts for every test, so it must start fast.
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace {
+
+constexpr int kLifeline = 3;
+constexpr int kCannotRun = 127;
+
+void write_text(const char* text) { (void)!::write(2, text, strlen(text)); }
+
+// "<what><why>\n" on stderr, why from errno.
+void write_error(const char* what) {
+  const char* why = strerrordesc_np(errno);  // unlike strerror: no locale, no allocation
+  write_text(what);
+  write_text(why ? why : "unknown error");
+  write_text("\n");
+}
+
+bool parse_pid(const char* text, pid_t* pid) {
+  if (!text || *text < '0' || *text > '9') return false;
+  errno = 0;
+  char* end = nullptr;
+  long value = strtol(text, &end, 10);
+  if (errno != 0 || *end != '\0' || value <= 0 || value > 0x7fffffffL) return false;
+  *pid = static_cast<pid_t>(value);
+  return true;
+}
+
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+// Ends this process the way `status` says the command ended.
+[[noreturn]] void exit_like(int status) {
+  if (WIFEXITED(status)) ::_exit(WEXITSTATUS(status));
+  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+  struct rlimit no_core = {0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);  // the guard's core is of no interest
+  ::signal(sig, SIG_DFL);
+  ::kill(::getpid(), sig);
+  sigset_t only;
+  sigemptyset(&only);
+  sigaddset(&only, sig);
+  ::sigprocmask(SIG_UNBLOCK, &only, nullptr);
+  ::_exit(128 + sig);
+}
+
+// The command, in the forked child.
+[[noreturn]] void exec_command(pid_t guard, char* const* argv) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != guard) ::_exit(kCannotRun);  // the guard died before the line above
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::signal(SIGPIPE, SIG_DFL);
+  ::execvp(argv[0], argv);  // PATH from the command's environment
+  int error = errno;
+  write_text("cannot execute the test command '");
+  write_text(argv[0]);
+  write_text("': ");
+  errno = error;
+  write_error("");
+  ::_exit(kCannotRun);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pid_t caller = 0;
+  if (argc < 3 || !parse_pid(argv[1], &caller)) {
+    write_text("usage: ci-test-guard CALLER_PID PROGRAM [ARGUMENT...]\n");
+    write_text("(started by ci-runner for each test, with its lifeline on descriptor 3)\n");
+    return kCannotRun;
+  }
+  // The caller died before this line: its lifeline may already be closed and this
+  // process is no longer its child. Nothing has started yet, so nothing is left.
+  if (::getppid() != caller) return kCannotRun;
+  if (::fcntl(kLifeline, F_SETFD, FD_CLOEXEC) != 0) {
+    write_error("ci-test-guard: no lifeline on descriptor 3: ");
+    return kCannotRun;
+  }
+  // Every signal stays blocked here; the caller's posix_spawn blocked them already.
+  // Block them anyway for a guard started some other way.
+  sigset_t all;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+
+  pid_t guard = ::getpid();
+  pid_t command = ::fork();
+  if (command < 0) {
+    write_error("cannot start the test command: ");
+    return kCannotRun;
+  }
+  if (command == 0) exec_command(guard, argv + 2);
+
+  int command_fd = pidfd_open(command);
+  while (true) {
+    struct pollfd fds[2] = {{kLifeline, POLLIN, 0}, {command_fd, POLLIN, 0}};
+    // Without a pidfd (an old kernel), look for the command's end now and then.
+    int n = ::poll(fds, command_fd >= 0 ? 2 : 1, command_fd >= 0 ? -1 : 50);
+    if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ::kill(0, SIGKILL);
+      ::_exit(128 + SIGKILL);
+    }
+    int status = 0;
+    pid_t ended = ::waitpid(command, &status, WNOHANG);
+    if (ended == command) exit_like(status);
+    if (ended < 0 && errno != EINTR) return kCannotRun;
+  }
+}

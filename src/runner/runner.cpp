@@ -59,6 +59,7 @@ Runner::Runner(RunnerOptions options)
       spool_(options_.spool_dir.empty() ? default_spool_dir(options_.job.repo)
                                         : options_.spool_dir),
       test_group_((std::filesystem::path(spool_.dir()) / "running-test").string()),
+      clone_(options_.job.repo),
       delivery_backoff_(options_.retry_initial, options_.retry_max),
       registration_(Clock::now(), options_.dispatcher_timeout,
                     Backoff(options_.retry_initial, options_.retry_max)) {}
@@ -202,7 +203,8 @@ void Runner::work() {
       if (auto noted = test_group_.write(group, job); !noted)
         spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
     };
-    TestJobOutcome outcome = run_test_job(options_.job, job, address(), &cancel_, note_group);
+    TestJobOutcome outcome =
+        run_test_job(clone_, options_.job, job, address(), &cancel_, note_group);
     test_group_.clear();
     if (outcome.cancelled) {
       spdlog::info("{}: cancelled by shutdown, not reported", describe(job));

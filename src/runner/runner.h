@@ -98,6 +98,7 @@ class Runner {
   const RunnerOptions options_;
   const ResultSpool spool_;
   const TestGroupRecord test_group_;
+  Clone clone_;  // options_.job.repo, the worker's
   uint16_t port_ = 0;
   std::unique_ptr<LineServer> server_;
   CancelToken cancel_;

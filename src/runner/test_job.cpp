@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "ci/git.h"
 #include "unittest_summary.h"
 
 namespace ci::runner {
@@ -18,20 +17,6 @@ using Clock = std::chrono::steady_clock;
 uint64_t elapsed_ms(Clock::time_point since) {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count());
-}
-
-// Brings the commit into the clone and checks it out; on failure, why.
-Result<std::string> check_out(const std::string& repo_path, const std::string& commit) {
-  auto repo = git::Repository::open(repo_path);
-  if (!repo) return Error{repo.error()};
-  if (!repo->has_commit(commit)) {
-    spdlog::debug("commit {} not in the clone, fetching origin", commit);
-    if (auto fetched = repo->fetch("origin"); !fetched)
-      return make_error("commit " + commit + " not found and " + fetched.error());
-    if (!repo->has_commit(commit)) return make_error("commit " + commit + " not found in origin");
-  }
-  if (auto done = repo->checkout_detached(commit); !done) return Error{done.error()};
-  return repo->workdir();
 }
 
 }  // namespace
@@ -78,7 +63,59 @@ std::vector<std::string> test_argv(const TestJobOptions& options, const std::str
   return {"python3", "-m", "unittest", "discover", "-s", "tests", "-v"};
 }
 
+Clone::Clone(std::string path, unsigned reuse_limit)
+    : path_(std::move(path)), reuse_limit_(std::max(reuse_limit, 1u)) {}
+
+Result<std::string> Clone::check_out(const std::string& commit) {
+  bool reused = repo_.has_value();
+  if (reused && uses_ >= reuse_limit_) {
+    repo_.reset();
+    reused = false;
+  }
+  auto done = try_check_out(commit);
+  if (done) return done;
+  repo_.reset();
+  // A commit that origin does not have either is not the handle's fault.
+  if (!reused || missing_) return done;
+  spdlog::debug("checking out {} failed ({}); again with the repository opened anew", commit,
+                done.error());
+  done = try_check_out(commit);
+  if (!done) repo_.reset();
+  return done;
+}
+
+Result<std::string> Clone::try_check_out(const std::string& commit) {
+  if (!repo_) {
+    auto opened = git::Repository::open(path_);
+    if (!opened) return Error{opened.error()};
+    repo_.emplace(std::move(opened.value()));
+    uses_ = 0;
+    ++opens_;
+  }
+  ++uses_;
+  missing_ = false;
+  git::Repository& repo = *repo_;
+  if (!repo.has_commit(commit)) {
+    spdlog::debug("commit {} not in the clone, fetching origin", commit);
+    if (auto fetched = repo.fetch("origin"); !fetched)
+      return make_error("commit " + commit + " not found and " + fetched.error());
+    if (!repo.has_commit(commit)) {
+      missing_ = true;
+      return make_error("commit " + commit + " not found in origin");
+    }
+  }
+  if (auto done = repo.checkout_detached(commit); !done) return Error{done.error()};
+  return repo.workdir();
+}
+
 TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest& job,
+                            const std::string& runner, const CancelToken* cancel,
+                            const std::function<void(pid_t group)>& on_started) {
+  Clone clone(options.repo);
+  return run_test_job(clone, options, job, runner, cancel, on_started);
+}
+
+TestJobOutcome run_test_job(Clone& clone, const TestJobOptions& options, const RuntestRequest& job,
                             const std::string& runner, const CancelToken* cancel,
                             const std::function<void(pid_t group)>& on_started) {
   auto start = Clock::now();
@@ -89,7 +126,7 @@ TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest&
   results.runner = runner;
   results.status = TestStatus::Error;
 
-  auto workdir = check_out(options.repo, job.commit);
+  auto workdir = clone.check_out(job.commit);
   if (!workdir) {
     results.output = workdir.error();
     results.duration_ms = elapsed_ms(start);

@@ -5,9 +5,11 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "ci/git.h"
 #include "ci/process.h"
 #include "ci/protocol.h"
 
@@ -41,10 +43,41 @@ struct TestJobOutcome {
 // else the repository's .ci/run, else Python unittest discovery of tests/.
 std::vector<std::string> test_argv(const TestJobOptions& options, const std::string& workdir);
 
-// Runs the job to its end on the calling thread. `runner` is the runner's host:port
-// for the results message; `cancel` stops a running command. The command runs under a
-// guard (see CommandSpec::guard): nothing of it outlives the runner. `on_started` gets
-// the id of its process group once it exists.
+// The runner's clone, kept open from one job to the next: opening it costs more than a
+// trivial test. libgit2 reads again what a test may have changed in the clone (refs,
+// packs, the index, the configuration) when it finds it changed. After any git error
+// the clone is opened anew, and the checkout is tried once more at once if the error
+// came from a handle that earlier jobs had used (unless origin lacks the commit). It is
+// also opened anew every `reuse_limit` jobs: libgit2's object cache grows with every
+// commit checked out. Used by one thread at a time.
+class Clone {
+ public:
+  explicit Clone(std::string path, unsigned reuse_limit = 100);
+  // Brings the commit into the clone and force-checks it out; the work tree, or why not.
+  Result<std::string> check_out(const std::string& commit);
+  const std::string& path() const { return path_; }
+  // How many times the repository was opened.
+  unsigned opens() const { return opens_; }
+
+ private:
+  Result<std::string> try_check_out(const std::string& commit);
+
+  std::string path_;
+  unsigned reuse_limit_;
+  std::optional<git::Repository> repo_;
+  unsigned uses_ = 0;     // jobs checked out with repo_
+  bool missing_ = false;  // the last try fetched and origin has no such commit
+  unsigned opens_ = 0;
+};
+
+// Runs the job to its end on the calling thread, in `clone` (options.repo's). `runner`
+// is the runner's host:port for the results message; `cancel` stops a running command.
+// The command runs under a guard (see CommandSpec::guard): nothing of it outlives the
+// runner. `on_started` gets the id of its process group once it exists.
+TestJobOutcome run_test_job(Clone& clone, const TestJobOptions& options, const RuntestRequest& job,
+                            const std::string& runner, const CancelToken* cancel,
+                            const std::function<void(pid_t group)>& on_started = nullptr);
+// The same in options.repo, opened for this job only.
 TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest& job,
                             const std::string& runner, const CancelToken* cancel,
                             const std::function<void(pid_t group)>& on_started = nullptr);

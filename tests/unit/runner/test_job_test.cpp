@@ -202,6 +202,96 @@ TEST_F(TestJobTest, TestsGetTheDefaultSigpipeEvenWhenTheRunnerIgnoresIt) {
   EXPECT_EQ(outcome.results.output, "");
 }
 
+TEST_F(TestJobTest, TheCloneStaysOpenFromOneJobToTheNext) {
+  Clone clone(dir / "clone");
+  options.test_command = "cat fresh.txt";
+  for (int i = 0; i < 3; ++i) {
+    std::string content = "fresh " + std::to_string(i) + "\n";
+    std::string commit = test::commit_file(dir / "master", "fresh.txt", content);
+    auto outcome = run_test_job(clone, options, job(commit, i + 1), "h:1", nullptr);
+    EXPECT_EQ(outcome.results.status, TestStatus::Passed) << outcome.results.output;
+    EXPECT_EQ(outcome.results.output, content);
+    EXPECT_EQ(test::head_commit(dir / "clone"), commit);
+  }
+  EXPECT_EQ(clone.opens(), 1u);
+}
+
+TEST_F(TestJobTest, AfterAGitErrorTheCloneIsOpenedAnew) {
+  Clone clone(dir / "clone");
+  options.test_command = "true";
+  EXPECT_EQ(run_test_job(clone, options, job(first_commit), "h:1", nullptr).results.status,
+            TestStatus::Passed);
+  std::string missing(40, 'b');
+  auto failed = run_test_job(clone, options, job(missing, 2), "h:1", nullptr);
+  EXPECT_EQ(failed.results.status, TestStatus::Error);
+  EXPECT_EQ(failed.results.output, "commit " + missing + " not found in origin");
+  EXPECT_EQ(clone.opens(), 1u) << "origin lacking the commit is no reason to try again";
+  EXPECT_EQ(run_test_job(clone, options, job(first_commit, 3), "h:1", nullptr).results.status,
+            TestStatus::Passed);
+  EXPECT_EQ(clone.opens(), 2u);
+}
+
+TEST_F(TestJobTest, TheCloneIsOpenedAnewAfterItsReuseLimit) {
+  Clone clone(dir / "clone", 2);
+  options.test_command = "true";
+  for (JobId id = 1; id <= 5; ++id) {
+    EXPECT_EQ(run_test_job(clone, options, job(first_commit, id), "h:1", nullptr).results.status,
+              TestStatus::Passed);
+  }
+  EXPECT_EQ(clone.opens(), 3u);
+}
+
+TEST_F(TestJobTest, ATestThatRepacksTheCloneLeavesTheNextJobWorking) {
+  // The objects and refs the clone's handle knows of move into a new pack and packed-refs.
+  Clone clone(dir / "clone");
+  std::string second = test::commit_file(dir / "master", "second.txt", "second\n");
+  options.test_command = "git repack -a -d -q && git pack-refs --all && ls .git/objects/pack";
+  auto repacked = run_test_job(clone, options, job(second), "h:1", nullptr);
+  ASSERT_EQ(repacked.results.status, TestStatus::Passed) << repacked.results.output;
+  ASSERT_NE(repacked.results.output.find(".pack"), std::string::npos) << repacked.results.output;
+
+  std::string third = test::commit_file(dir / "master", "third.txt", "third\n");
+  options.test_command = "cat second.txt third.txt";
+  auto next = run_test_job(clone, options, job(third, 2), "h:1", nullptr);
+  EXPECT_EQ(next.results.status, TestStatus::Passed) << next.results.output;
+  EXPECT_EQ(next.results.output, "second\nthird\n");
+  auto back = run_test_job(clone, options, job(first_commit, 3), "h:1", nullptr);
+  EXPECT_EQ(back.results.status, TestStatus::Failed) << "second.txt is not in the first commit";
+  EXPECT_EQ(test::head_commit(dir / "clone"), first_commit);
+  EXPECT_EQ(clone.opens(), 1u) << "the handle read the new pack and packed-refs by itself";
+}
+
+TEST_F(TestJobTest, ATestThatReplacesTheClonesGitFolderLeavesTheNextJobWorking) {
+  Clone clone(dir / "clone");
+  options.test_command =
+      "rm -rf .git && git init -q && git remote add origin '" + (dir / "master") + "'";
+  auto replaced = run_test_job(clone, options, job(first_commit), "h:1", nullptr);
+  ASSERT_EQ(replaced.results.status, TestStatus::Passed) << replaced.results.output;
+
+  std::string fresh = test::commit_file(dir / "master", "fresh.txt", "fresh\n");
+  options.test_command = "cat fresh.txt";
+  auto next = run_test_job(clone, options, job(fresh, 2), "h:1", nullptr);
+  EXPECT_EQ(next.results.status, TestStatus::Passed) << next.results.output;
+  EXPECT_EQ(next.results.output, "fresh\n");
+}
+
+TEST_F(TestJobTest, WhenTheOpenCloneFailsTheJobIsTriedWithTheCloneOpenedAnew) {
+  // The git folder moves elsewhere and .git becomes a link to it, as `git submodule
+  // absorbgitdirs` does: the handle kept open still looks in the old place.
+  Clone clone(dir / "clone");
+  options.test_command = "mv .git ../moved.git && echo 'gitdir: ../moved.git' > .git";
+  auto moved = run_test_job(clone, options, job(first_commit), "h:1", nullptr);
+  ASSERT_EQ(moved.results.status, TestStatus::Passed) << moved.results.output;
+
+  std::string fresh = test::commit_file(dir / "master", "fresh.txt", "fresh\n");
+  options.test_command = "cat fresh.txt";
+  auto next = run_test_job(clone, options, job(fresh, 2), "h:1", nullptr);
+  EXPECT_EQ(next.results.status, TestStatus::Passed) << next.results.output;
+  EXPECT_EQ(next.results.output, "fresh\n");
+  EXPECT_EQ(clone.opens(), 2u);
+  EXPECT_EQ(test::head_commit(dir / "clone"), fresh);
+}
+
 TEST(TestArgv, PicksTheTestCommandThenCiRunThenUnittest) {
   TempDir dir;
   TestJobOptions options;

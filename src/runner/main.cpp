@@ -1,4 +1,5 @@
 // ci-runner: runs the dispatcher's test jobs in its own clone of the master repository.
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -47,6 +48,12 @@ int wait_for_stop_signal_for(std::chrono::milliseconds timeout) {
 int main(int argc, char** argv) {
   // Before any thread starts, so that every thread inherits the mask.
   ci::block_stop_signals();
+  // Blocks of 128 KiB and more (a test's output, its results message) come straight
+  // from the system and go straight back when freed. By default glibc raises that
+  // threshold, and the one for giving back the top of a thread's heap, to the largest
+  // block freed so far: after a test printing megabytes, as many stayed resident in
+  // the worker's and the liaison's heaps, where malloc_trim does not reach.
+  ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
   CLI::App app{
       "ci-runner: runs test jobs for the CI dispatcher in its own clone of the repository"};

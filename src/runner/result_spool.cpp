@@ -61,14 +61,14 @@ ResultSpool::ResultSpool(std::string dir) : dir_(std::move(dir)) {}
 
 Result<void> ResultSpool::open() const { return make_dirs(dir_); }
 
-SpooledResult ResultSpool::prepare(const ResultsRequest& results) const {
+SpooledResult ResultSpool::prepare(ResultsRequest results) const {
   SpooledResult out;
   out.job = results.job;
   out.attempt = results.attempt;
-  out.message = serialize_request(Request{results});
   out.path = (fs::path(dir_) / (std::to_string(results.job) + "-" +
                                 std::to_string(results.attempt) + std::string(kSuffix)))
                  .string();
+  out.message = serialize_request(Request{std::move(results)});
   return out;
 }
 

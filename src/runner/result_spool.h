@@ -30,8 +30,9 @@ class ResultSpool {
 
   // Creates the folder if missing.
   Result<void> open() const;
-  // The message for `results`, with the name of its file (not yet written).
-  SpooledResult prepare(const ResultsRequest& results) const;
+  // The message for `results`, with the name of its file (not yet written). Pass the
+  // results as an rvalue to spare a copy of their output.
+  SpooledResult prepare(ResultsRequest results) const;
   Result<void> write(const SpooledResult& result) const;
   // Once the dispatcher has answered for it.
   Result<void> remove(const SpooledResult& result) const;

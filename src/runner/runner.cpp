@@ -1,5 +1,6 @@
 #include "runner.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -13,6 +14,19 @@ using Clock = std::chrono::steady_clock;
 
 constexpr uint16_t kFirstPort = 8900;
 constexpr uint16_t kLastPort = 9000;
+
+// Once a job's output of this size or more is freed, malloc_trim gives back the free
+// pages it may leave inside the malloc arenas. (Its large blocks themselves go back to
+// the system when freed: see main.)
+constexpr size_t kTrimAfter = 256u << 10;
+
+// After `freed` bytes of output are let go; `lock` is released meanwhile.
+void release_memory(size_t freed, std::unique_lock<std::mutex>& lock) {
+  if (freed < kTrimAfter) return;
+  lock.unlock();
+  ::malloc_trim(0);
+  lock.lock();
+}
 
 Response error_response(const std::string& reason, const std::string& peer) {
   spdlog::warn("refused a message from {}: {}", peer, reason);
@@ -198,37 +212,45 @@ void Runner::work() {
     const RuntestRequest job = *job_;
     lock.unlock();
 
-    spdlog::info("{}: running", describe(job));
-    auto note_group = [&](pid_t group) {
-      if (auto noted = test_group_.write(group, job); !noted)
-        spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
-    };
-    TestJobOutcome outcome =
-        run_test_job(clone_, options_.job, job, address(), &cancel_, note_group);
-    test_group_.clear();
-    if (outcome.cancelled) {
-      spdlog::info("{}: cancelled by shutdown, not reported", describe(job));
-      return;  // job_ stays set: stop() gives it back
-    }
-    const ResultsRequest& results = outcome.results;
-    spdlog::info("{}: {} ({} run, {} failed, {} ms)", describe(job), to_string(results.status),
-                 count_text(results.tests_run), count_text(results.tests_failed),
-                 results.duration_ms);
-    SpooledResult spooled = spool_.prepare(results);
-    if (auto written = spool_.write(spooled); !written) {
-      spdlog::error(
-          "{}: cannot keep the results in the spool ({}); they are lost if the runner "
-          "stops before delivering them",
-          describe(job), written.error());
-      spooled.path.clear();
-    }
+    std::shared_ptr<const SpooledResult> spooled = run_job(job);
+    if (!spooled) return;  // job_ stays set: stop() gives it back
+    size_t size = spooled->message.body.size();
 
     lock.lock();
-    pending_.push_back(std::make_shared<const SpooledResult>(std::move(spooled)));
+    pending_.push_back(std::move(spooled));
     job_.reset();
     deliver_at_ = Clock::now();
     changed_.notify_all();
+    // The test's output is gone, its copy in the results message waits for delivery.
+    release_memory(size, lock);
   }
+}
+
+std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job) {
+  spdlog::info("{}: running", describe(job));
+  auto note_group = [&](pid_t group) {
+    if (auto noted = test_group_.write(group, job); !noted)
+      spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
+  };
+  TestJobOutcome outcome = run_test_job(clone_, options_.job, job, address(), &cancel_, note_group);
+  test_group_.clear();
+  if (outcome.cancelled) {
+    spdlog::info("{}: cancelled by shutdown, not reported", describe(job));
+    return nullptr;
+  }
+  const ResultsRequest& results = outcome.results;
+  spdlog::info("{}: {} ({} run, {} failed, {} ms)", describe(job), to_string(results.status),
+               count_text(results.tests_run), count_text(results.tests_failed),
+               results.duration_ms);
+  SpooledResult spooled = spool_.prepare(std::move(outcome.results));
+  if (auto written = spool_.write(spooled); !written) {
+    spdlog::error(
+        "{}: cannot keep the results in the spool ({}); they are lost if the runner "
+        "stops before delivering them",
+        describe(job), written.error());
+    spooled.path.clear();
+  }
+  return std::make_shared<const SpooledResult>(std::move(spooled));
 }
 
 void Runner::keep_in_touch() {
@@ -321,6 +343,9 @@ void Runner::deliver_oldest(LineClient& dispatcher, std::unique_lock<std::mutex>
   deliver_at_ = Clock::now();
   if (pending_.empty() && !job_ && !draining_) spdlog::info("idle");
   changed_.notify_all();
+  size_t size = result->message.body.size();
+  result.reset();
+  release_memory(size, lock);  // the results are handed over: their message is gone
 }
 
 void Runner::drain() {

@@ -89,6 +89,8 @@ class Runner {
   void heard_from_dispatcher();
   bool drained() const;
   void work();
+  // Runs the job and spools its results; nullptr when stop() cancelled it.
+  std::shared_ptr<const SpooledResult> run_job(const RuntestRequest& job);
   void keep_in_touch();
   void register_once(LineClient& dispatcher, std::unique_lock<std::mutex>& lock);
   void deliver_oldest(LineClient& dispatcher, std::unique_lock<std::mutex>& lock);

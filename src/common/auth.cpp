@@ -1,14 +1,15 @@
 #include "ci/auth.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "ci/files.h"
+#include "ci/sha256.h"
 
 namespace ci {
 
@@ -23,6 +24,32 @@ std::string to_hex(const unsigned char* data, size_t n) {
     out += digits[data[i] & 15];
   }
   return out;
+}
+
+// Fills the buffer from the kernel's random number generator. getrandom(2) without
+// flags blocks only until the generator is first seeded at boot; a signal can interrupt
+// it, and it may return fewer bytes than asked.
+Result<void> random_bytes(unsigned char* out, size_t size) {
+  size_t filled = 0;
+  while (filled < size) {
+    ssize_t n = getrandom(out + filled, size - filled, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return make_error(std::string("getrandom: ") + std::strerror(errno));
+    }
+    filled += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+// Compares without a data-dependent branch or early exit, so the time taken says
+// nothing about where the first difference is. The lengths are not secret.
+bool constant_time_equal(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  volatile unsigned char difference = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    difference = difference | static_cast<unsigned char>(a[i] ^ b[i]);
+  return difference == 0;
 }
 
 bool is_loopback(const std::string& host) {
@@ -51,22 +78,22 @@ Result<std::string> load_token(const std::string& token_file_flag) {
 
 std::string make_nonce() {
   unsigned char bytes[32];
-  if (RAND_bytes(bytes, sizeof bytes) != 1) std::abort();  // no safe way on without entropy
+  if (auto r = random_bytes(bytes, sizeof bytes); !r) {
+    // No safe way on: a predictable nonce would let a recorded proof be replayed.
+    std::fprintf(stderr, "fatal: cannot draw a random authentication nonce: %s\n",
+                 r.error().c_str());
+    std::abort();
+  }
   return to_hex(bytes, sizeof bytes);
 }
 
 std::string prove_token(const std::string& token, const std::string& nonce) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), token.data(), static_cast<int>(token.size()),
-       reinterpret_cast<const unsigned char*>(nonce.data()), nonce.size(), mac, &len);
-  return to_hex(mac, len);
+  Sha256::Digest mac = hmac_sha256(token, nonce);
+  return to_hex(mac.data(), mac.size());
 }
 
 bool check_proof(const std::string& token, const std::string& nonce, const std::string& proof) {
-  std::string expected = prove_token(token, nonce);
-  if (proof.size() != expected.size()) return false;
-  return CRYPTO_memcmp(proof.data(), expected.data(), expected.size()) == 0;
+  return constant_time_equal(proof, prove_token(token, nonce));
 }
 
 Result<void> check_bind_policy(const std::string& host, bool has_token, bool insecure) {

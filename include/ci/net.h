@@ -36,11 +36,20 @@ struct Response {
 // Called on a server thread for each complete message; `peer` is "ip:port".
 using FrameHandler = std::function<Response(const Frame& request, const std::string& peer)>;
 
+// Answers one message; may be called from any thread, exactly once.
+using Responder = std::function<void(Response)>;
+// Like FrameHandler, but the answer may come later (after a disk write, say): the
+// connection reads no further message until `respond` has been called. The handler
+// must not block: a slow answer holds only its own connection.
+using AsyncFrameHandler =
+    std::function<void(const Frame& request, const std::string& peer, Responder respond)>;
+
 // A server answering one message at a time per connection, many connections at
 // once. Malformed framing is answered "ERR <reason>" and the connection closed.
 class LineServer {
  public:
   LineServer(ServerOptions options, BodyRule body_rule, FrameHandler handler);
+  LineServer(ServerOptions options, BodyRule body_rule, AsyncFrameHandler handler);
   ~LineServer();
   LineServer(const LineServer&) = delete;
   LineServer& operator=(const LineServer&) = delete;

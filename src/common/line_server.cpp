@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ci/auth.h"
@@ -24,7 +25,7 @@ class Session;
 struct LineServer::Impl {
   ServerOptions options;
   BodyRule body_rule;
-  FrameHandler handler;
+  AsyncFrameHandler handler;
   std::atomic<size_t> connections{0};
   std::atomic<bool> stopped{false};
   uint16_t bound_port = 0;
@@ -107,18 +108,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // Parses every complete message in `data`, queueing the replies, then writes them.
+  // When a handler answers later, what is left of `data` waits in rest_ until then.
   void process(std::string_view data) {
-    bool close = false;
-    std::chrono::milliseconds delay{0};
-    std::string out;
-    while (!data.empty() && !close) {
+    while (!data.empty() && !close_) {
       size_t used = 0;
       auto status = parser_.feed(data, &used);
       data.remove_prefix(used);
       if (status == FrameParser::Status::NeedMore) break;
       if (status == FrameParser::Status::Bad) {
-        out += serialize(serialize_reply(Reply::err(parser_.error())));
-        close = true;
+        out_ += serialize(serialize_reply(Reply::err(parser_.error())));
+        close_ = true;
         break;
       }
       Frame request = parser_.take();
@@ -129,28 +128,71 @@ class Session : public std::enable_shared_from_this<Session> {
         if (w.size() == 2 && w[0] == "auth" && check_proof(server_->options.token, nonce_, w[1])) {
           authenticated_ = true;
           server_->auth_succeeded(ip_);
-          out += "OK\n";
+          out_ += "OK\n";
           continue;
         }
-        delay = server_->auth_failed(ip_);
-        out += serialize(serialize_reply(Reply::err("auth")));
-        close = true;
+        delay_ = server_->auth_failed(ip_);
+        out_ += serialize(serialize_reply(Reply::err("auth")));
+        close_ = true;
         break;
       }
-      Response response = server_->handler(request, peer_);
-      out += serialize(response.frame);
-      close = response.close || ++messages_ >= server_->options.max_messages;
+      {
+        std::lock_guard<std::mutex> lock(answer_mutex_);
+        answer_state_ = AnswerState::Asked;
+      }
+      server_->handler(request, peer_, [self = shared_from_this()](Response response) {
+        self->answered(std::move(response));
+      });
+      {
+        std::lock_guard<std::mutex> lock(answer_mutex_);
+        if (answer_state_ == AnswerState::Asked) {
+          // Later: no reading, and no idle deadline, until the answer comes.
+          answer_state_ = AnswerState::Waiting;
+          rest_ = std::string(data);
+          in_message_ = true;
+          timer_.cancel();
+          return;
+        }
+        answer_state_ = AnswerState::None;
+      }
+      take_answer(std::move(answer_));
     }
     in_message_ = parser_.in_message();
-    if (out.empty()) {
-      if (close) {
+    if (out_.empty()) {
+      if (close_) {
         shutdown();
       } else {
         read();
       }
       return;
     }
-    write(std::move(out), close, delay);
+    auto delay = delay_;
+    delay_ = std::chrono::milliseconds(0);
+    write(std::exchange(out_, std::string()), close_, delay);
+  }
+
+  // The handler's answer, on whatever thread it came.
+  void answered(Response response) {
+    std::unique_lock<std::mutex> lock(answer_mutex_);
+    if (answer_state_ == AnswerState::Asked) {  // still inside the handler: taken there
+      answer_ = std::move(response);
+      answer_state_ = AnswerState::Answered;
+      return;
+    }
+    answer_state_ = AnswerState::None;
+    lock.unlock();
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this(), response = std::move(response)]() mutable {
+                 self->take_answer(std::move(response));
+                 self->arm_deadline();
+                 std::string rest = std::exchange(self->rest_, std::string());
+                 self->process(rest);
+               });
+  }
+
+  void take_answer(Response response) {
+    out_ += serialize(response.frame);
+    close_ = response.close || ++messages_ >= server_->options.max_messages;
   }
 
   void write(std::string text, bool close, std::chrono::milliseconds delay) {
@@ -186,6 +228,14 @@ class Session : public std::enable_shared_from_this<Session> {
   LineServer::Impl* server_;
   FrameParser parser_;
   std::array<char, 16384> buf_{};
+  std::string out_;   // replies not written yet
+  std::string rest_;  // input not parsed yet, while an answer is awaited
+  bool close_ = false;
+  std::chrono::milliseconds delay_{0};
+  enum class AnswerState { None, Asked, Answered, Waiting };
+  std::mutex answer_mutex_;
+  AnswerState answer_state_ = AnswerState::None;
+  Response answer_;
   std::string peer_;
   std::string ip_;
   std::string nonce_;
@@ -260,6 +310,12 @@ void LineServer::Impl::accept() {
 }
 
 LineServer::LineServer(ServerOptions options, BodyRule body_rule, FrameHandler handler)
+    : LineServer(
+          std::move(options), std::move(body_rule),
+          [handler = std::move(handler)](const Frame& request, const std::string& peer,
+                                         Responder respond) { respond(handler(request, peer)); }) {}
+
+LineServer::LineServer(ServerOptions options, BodyRule body_rule, AsyncFrameHandler handler)
     : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->body_rule = std::move(body_rule);

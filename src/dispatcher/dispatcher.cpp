@@ -42,7 +42,9 @@ Result<void> Dispatcher::start() {
     size_t jobs = stored->jobs.size(), runners = stored->runners.size();
     std::unique_lock<std::mutex> lock(mutex_);
     scheduler_.restore(std::move(stored->jobs), stored->runners, now());
-    if (auto r = settle(lock); !r) return r;
+    for (bool more = true; more;) {
+      if (auto r = save_changes(lock, &more); !r) return r;
+    }
     if (jobs || runners)
       spdlog::info("state {}: {} jobs ({} queued, {} running), {} runners to ping", db_path, jobs,
                    scheduler_.queued(), scheduler_.count_jobs(JobState::Running), runners);
@@ -55,125 +57,203 @@ Result<void> Dispatcher::start() {
   so.max_connections = options_.max_connections;
   so.token = options_.token;
   server_ = std::make_unique<LineServer>(
-      so, request_has_body,
-      [this](const Frame& f, const std::string& peer) { return handle(f, peer); });
+      so, request_has_body, [this](const Frame& f, const std::string& peer, Responder respond) {
+        handle(f, peer, std::move(respond));
+      });
+  store_thread_ = std::thread([this] { store_loop(); });
   if (auto r = server_->start(); !r) return r;
   heartbeat_ = std::thread([this] { heartbeat_loop(); });
-  redistributor_ = std::thread([this] { redistribution_loop(); });
+  for (size_t i = 0; i < std::max<size_t>(1, options_.offer_threads); ++i)
+    redistributors_.emplace_back([this] { redistribution_loop(); });
   return {};
 }
 
 void Dispatcher::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_ && !heartbeat_.joinable()) return;
+    if (stopping_ && !store_thread_.joinable()) return;
     stopping_ = true;
   }
+  // No new requests first; then the threads, the store thread last so that it
+  // writes what they changed.
+  if (server_) server_->stop();
   changed_.notify_all();
   stop_cv_.notify_all();
+  saved_cv_.notify_all();
   if (heartbeat_.joinable()) heartbeat_.join();
-  if (redistributor_.joinable()) redistributor_.join();
-  if (server_) server_->stop();
+  for (auto& t : redistributors_) t.join();
+  redistributors_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    workers_stopped_ = true;
+  }
+  store_cv_.notify_all();
+  if (store_thread_.joinable()) store_thread_.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  waiters_.clear();  // none is left once the store thread has ended
 }
 
-Response Dispatcher::handle(const Frame& frame, const std::string& peer) {
+void Dispatcher::handle(const Frame& frame, const std::string& peer, Responder respond) {
   auto request = parse_request(frame);
   if (!request) {
     spdlog::warn("bad message from {}: {}", peer, request.error());
-    return {serialize_reply(Reply::err(request.error())), true};
+    respond({serialize_reply(Reply::err(request.error())), true});
+    return;
   }
+  Answer answer = [respond = std::move(respond)](const Reply& reply) {
+    respond({serialize_reply(reply), reply.kind == Reply::Kind::Err});
+  };
   struct Visitor {
     Dispatcher* d;
-    Reply operator()(const StatusRequest&) const { return d->on_status(); }
-    Reply operator()(const RegisterRequest& r) const { return d->on_register(r); }
-    Reply operator()(const DispatchRequest& r) const { return d->on_dispatch(r); }
-    Reply operator()(const ResultsRequest& r) const { return d->on_results(r); }
-    Reply operator()(const RunnersRequest&) const { return d->on_runners(); }
-    Reply operator()(const JobsRequest& r) const { return d->on_jobs(r); }
-    Reply operator()(const PingRequest&) const { return Reply::pong(); }
-    Reply operator()(const RuntestRequest&) const {
-      return Reply::err("runtest is for runners, not the dispatcher");
+    Answer& answer;
+    void operator()(const StatusRequest&) const { answer(d->on_status()); }
+    void operator()(const RegisterRequest& r) const { d->on_register(r, std::move(answer)); }
+    void operator()(const DispatchRequest& r) const { d->on_dispatch(r, std::move(answer)); }
+    void operator()(const ResultsRequest& r) const { d->on_results(r, std::move(answer)); }
+    void operator()(const RunnersRequest&) const { answer(d->on_runners()); }
+    void operator()(const JobsRequest& r) const { answer(d->on_jobs(r)); }
+    void operator()(const PingRequest&) const { answer(Reply::pong()); }
+    void operator()(const RuntestRequest&) const {
+      answer(Reply::err("runtest is for runners, not the dispatcher"));
     }
-    Reply operator()(const PollRequest&) const {
-      return Reply::err("poll is for the observer, not the dispatcher");
+    void operator()(const PollRequest&) const {
+      answer(Reply::err("poll is for the observer, not the dispatcher"));
     }
-    Reply operator()(const RetryRequest& r) const { return d->on_retry(r); }
-    Reply operator()(const AbandonRequest& r) const { return d->on_abandon(r); }
-    Reply operator()(const UnregisterRequest& r) const { return d->on_unregister(r); }
+    void operator()(const RetryRequest& r) const { d->on_retry(r, std::move(answer)); }
+    void operator()(const AbandonRequest& r) const { d->on_abandon(r, std::move(answer)); }
+    void operator()(const UnregisterRequest& r) const { d->on_unregister(r, std::move(answer)); }
   };
-  Reply reply = std::visit(Visitor{this}, *request);
-  bool close = reply.kind == Reply::Kind::Err;
-  return {serialize_reply(reply), close};
+  std::visit(Visitor{this, answer}, *request);
 }
 
-Reply Dispatcher::durable(std::unique_lock<std::mutex>& lock, Reply reply) {
-  auto saved = settle(lock);
+void Dispatcher::after_save(Saved saved) {
+  waiters_.push_back({++change_seq_, std::move(saved)});
+  store_cv_.notify_one();
+}
+
+void Dispatcher::note_change() {
+  ++change_seq_;
+  store_cv_.notify_one();
+}
+
+void Dispatcher::answer_when_saved(std::unique_lock<std::mutex>& lock, Reply reply, Answer answer) {
+  after_save([reply = std::move(reply), answer = std::move(answer)](const Result<void>& saved) {
+    if (saved) {
+      answer(reply);
+    } else {
+      answer(Reply::err("cannot store the change: " + saved.error()));
+    }
+  });
   lock.unlock();
   changed_.notify_all();
-  if (!saved) return Reply::err("cannot store the change: " + saved.error());
-  return reply;
 }
 
-Reply Dispatcher::on_register(const RegisterRequest& r) {
+Result<void> Dispatcher::wait_saved(std::unique_lock<std::mutex>& lock) {
+  bool done = false;
+  Result<void> result;
+  after_save([&](const Result<void>& saved) {
+    done = true;
+    result = saved;
+  });
+  saved_cv_.wait(lock, [&] { return done || store_done_; });
+  if (!done) return make_error("the dispatcher is stopping");
+  return result;
+}
+
+void Dispatcher::store_loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    store_cv_.wait(lock, [&] { return change_seq_ > saved_seq_ || workers_stopped_; });
+    if (change_seq_ == saved_seq_) {
+      if (workers_stopped_) break;  // nothing can change any more
+      continue;
+    }
+    uint64_t upto = change_seq_;
+    bool more = false;
+    auto saved = save_changes(lock, &more);
+    saved_seq_ = upto;
+    if (more) ++change_seq_;  // the gave-up jobs' results, in the next batch
+    while (!waiters_.empty() && waiters_.front().ticket <= upto) {
+      auto waiter = std::move(waiters_.front());
+      waiters_.pop_front();
+      waiter.saved(saved);
+    }
+    saved_cv_.notify_all();
+  }
+  store_done_ = true;
+  // Anyone still waiting hears that nothing more will be written.
+  auto stopped = make_error("the dispatcher is stopping");
+  for (auto& waiter : waiters_) waiter.saved(Result<void>(stopped));
+  waiters_.clear();
+  saved_cv_.notify_all();
+}
+
+void Dispatcher::on_register(const RegisterRequest& r, Answer answer) {
   std::string address = HostPort{r.host, r.port}.str();
   std::unique_lock<std::mutex> lock(mutex_);
   scheduler_.register_runner(address, now());
-  return durable(lock, Reply::ok());
+  answer_when_saved(lock, Reply::ok(), std::move(answer));
 }
 
-Reply Dispatcher::on_unregister(const UnregisterRequest& r) {
+void Dispatcher::on_unregister(const UnregisterRequest& r, Answer answer) {
   std::string address = HostPort{r.host, r.port}.str();
   std::unique_lock<std::mutex> lock(mutex_);
   scheduler_.unregister_runner(address, now());
-  return durable(lock, Reply::ok());
+  answer_when_saved(lock, Reply::ok(), std::move(answer));
 }
 
-Reply Dispatcher::on_retry(const RetryRequest& r) {
+void Dispatcher::on_retry(const RetryRequest& r, Answer answer) {
   std::unique_lock<std::mutex> lock(mutex_);
   auto change = scheduler_.retry(r.job, now());
-  if (change == Scheduler::Change::Unknown)
-    return Reply::err("unknown job " + std::to_string(r.job));
-  if (change == Scheduler::Change::NotApplicable)
-    return Reply::err("job " + std::to_string(r.job) + " has not finished");
-  return durable(lock, Reply::ok({std::to_string(r.job)}));
+  if (change == Scheduler::Change::Unknown) {
+    lock.unlock();
+    return answer(Reply::err("unknown job " + std::to_string(r.job)));
+  }
+  if (change == Scheduler::Change::NotApplicable) {
+    lock.unlock();
+    return answer(Reply::err("job " + std::to_string(r.job) + " has not finished"));
+  }
+  answer_when_saved(lock, Reply::ok({std::to_string(r.job)}), std::move(answer));
 }
 
-Reply Dispatcher::on_abandon(const AbandonRequest& r) {
+void Dispatcher::on_abandon(const AbandonRequest& r, Answer answer) {
   std::unique_lock<std::mutex> lock(mutex_);
   auto change = scheduler_.abandon(r.job, r.attempt, r.runner, now());
-  if (change == Scheduler::Change::Unknown)
-    return Reply::err("unknown job " + std::to_string(r.job));
+  if (change == Scheduler::Change::Unknown) {
+    lock.unlock();
+    return answer(Reply::err("unknown job " + std::to_string(r.job)));
+  }
   // NotApplicable: already finished or moved on; nothing for the runner to do either.
-  return durable(lock, Reply::ok());
+  answer_when_saved(lock, Reply::ok(), std::move(answer));
 }
 
-Reply Dispatcher::on_dispatch(const DispatchRequest& r) {
+void Dispatcher::on_dispatch(const DispatchRequest& r, Answer answer) {
   std::unique_lock<std::mutex> lock(mutex_);
   auto submitted = scheduler_.submit(r.commit, r.branch, now());
   if (!submitted.created)
     spdlog::info("dispatch of {} on {}: already job {}", r.commit, r.branch, submitted.id);
-  return durable(lock, Reply::ok({std::to_string(submitted.id)}));
+  answer_when_saved(lock, Reply::ok({std::to_string(submitted.id)}), std::move(answer));
 }
 
-Reply Dispatcher::on_results(const ResultsRequest& r) {
+void Dispatcher::on_results(const ResultsRequest& r, Answer answer) {
   std::unique_lock<std::mutex> lock(mutex_);
   ResultVerdict verdict = scheduler_.check_result(r.job, r.attempt, r.runner);
   switch (verdict) {
     case ResultVerdict::UnknownJob:
       lock.unlock();
       spdlog::warn("results for unknown job {} from {}", r.job, r.runner);
-      return Reply::err("unknown job " + std::to_string(r.job));
+      return answer(Reply::err("unknown job " + std::to_string(r.job)));
     case ResultVerdict::WrongRunner:
       lock.unlock();
       spdlog::warn("results for job {} attempt {} from {}, which was not given it", r.job,
                    r.attempt, r.runner);
-      return Reply::err("job " + std::to_string(r.job) + " attempt " + std::to_string(r.attempt) +
-                        " was not given to " + r.runner);
+      return answer(Reply::err("job " + std::to_string(r.job) + " attempt " +
+                               std::to_string(r.attempt) + " was not given to " + r.runner));
     case ResultVerdict::Duplicate:
       spdlog::info("job {} already has its result; dropped the one from {} (attempt {})", r.job,
                    r.runner, r.attempt);
       scheduler_.release_runner(r.runner, r.job, r.attempt, now());
-      return durable(lock, Reply::ok());
+      return answer_when_saved(lock, Reply::ok(), std::move(answer));
     case ResultVerdict::Accept:
       break;
   }
@@ -194,52 +274,54 @@ Reply Dispatcher::on_results(const ResultsRequest& r) {
   lock.lock();
   if (!written) {
     scheduler_.abandon_result(r.job, now());
-    (void)settle(lock);
+    note_change();
     lock.unlock();
     spdlog::error("cannot record the result of job {}: {}", r.job, written.error());
-    return Reply::err("cannot record the result: " + written.error());
+    return answer(Reply::err("cannot record the result: " + written.error()));
   }
   scheduler_.finish_result(r.job, outcome, now());
-  return durable(lock, Reply::ok());
+  answer_when_saved(lock, Reply::ok(), std::move(answer));
 }
 
-Result<void> Dispatcher::settle(std::unique_lock<std::mutex>& lock) {
-  Result<void> result;
-  while (true) {
-    auto dirty = scheduler_.take_dirty();
-    if (!dirty.empty()) {
-      std::vector<const Job*> jobs;
-      for (JobId id : dirty.jobs) jobs.push_back(scheduler_.job(id));
-      auto saved = store_->save(jobs, dirty.runners_added, dirty.runners_removed);
-      if (!saved) {
-        spdlog::error("cannot write the state database: {}", saved.error());
-        scheduler_.return_dirty(std::move(dirty));
-        result = saved;
-      }
-    }
-    auto events = scheduler_.take_events();
-    auto gave_up = scheduler_.take_gave_up();
-    if (events.empty() && gave_up.empty()) return result;
-    std::vector<Job> to_record;
-    for (JobId id : gave_up) to_record.push_back(*scheduler_.job(id));
-    lock.unlock();
-    for (const auto& e : events) spdlog::info("{}", e.text);
-    std::vector<bool> ok;
-    for (const auto& job : to_record) {
-      auto r = writer_.write(job, *job.outcome, "");
-      if (!r) spdlog::error("cannot record the result of job {}: {}", job.id, r.error());
-      ok.push_back(r.ok());
-    }
-    lock.lock();
-    for (size_t i = 0; i < to_record.size(); ++i) {
-      if (ok[i]) {
-        scheduler_.finish_result(to_record[i].id, *to_record[i].outcome, now());
-      } else {
-        scheduler_.abandon_result(to_record[i].id, now());
-      }
-    }
-    if (to_record.empty()) return result;
+Result<void> Dispatcher::save_changes(std::unique_lock<std::mutex>& lock, bool* more) {
+  *more = false;
+  auto dirty = scheduler_.take_dirty();
+  std::vector<Job> rows;
+  rows.reserve(dirty.jobs.size());
+  for (JobId id : dirty.jobs) rows.push_back(*scheduler_.job(id));
+  auto events = scheduler_.take_events();
+  std::vector<Job> gave_up;
+  for (JobId id : scheduler_.take_gave_up()) gave_up.push_back(*scheduler_.job(id));
+  if (dirty.empty() && events.empty() && gave_up.empty()) return {};
+  lock.unlock();
+
+  Result<void> saved;
+  if (!dirty.empty()) {
+    std::vector<const Job*> jobs;
+    jobs.reserve(rows.size());
+    for (const auto& job : rows) jobs.push_back(&job);
+    saved = store_->save(jobs, dirty.runners_added, dirty.runners_removed);
+    if (!saved) spdlog::error("cannot write the state database: {}", saved.error());
   }
+  for (const auto& e : events) spdlog::info("{}", e.text);
+  std::vector<bool> recorded;
+  for (const auto& job : gave_up) {
+    auto r = writer_.write(job, *job.outcome, "");
+    if (!r) spdlog::error("cannot record the result of job {}: {}", job.id, r.error());
+    recorded.push_back(r.ok());
+  }
+
+  lock.lock();
+  if (!saved) scheduler_.return_dirty(std::move(dirty));
+  for (size_t i = 0; i < gave_up.size(); ++i) {
+    if (recorded[i]) {
+      scheduler_.finish_result(gave_up[i].id, *gave_up[i].outcome, now());
+    } else {
+      scheduler_.abandon_result(gave_up[i].id, now());
+    }
+    *more = true;
+  }
+  return saved;
 }
 
 Reply Dispatcher::on_status() {
@@ -361,13 +443,38 @@ void Dispatcher::heartbeat_loop() {
         scheduler_.ping_missed(target, t);
       }
     }
-    (void)settle(lock);
+    note_change();
     if (scheduler_.can_offer()) changed_.notify_all();
   }
 }
 
+std::unique_ptr<LineClient> Dispatcher::take_client(const std::string& runner,
+                                                    std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard<std::mutex> lock(clients_mutex_);
+    auto it = clients_.find(runner);
+    if (it != clients_.end()) {
+      auto client = std::move(it->second);
+      clients_.erase(it);
+      return client;
+    }
+  }
+  auto hp = parse_host_port(runner);
+  ClientOptions co;
+  co.connect_timeout = std::min(timeout, std::chrono::milliseconds(2000));
+  co.io_timeout = timeout;
+  co.token = options_.token;
+  return std::make_unique<LineClient>(hp ? hp->host : "", hp ? hp->port : 0, co);
+}
+
+void Dispatcher::give_client(const std::string& runner, std::unique_ptr<LineClient> client) {
+  std::lock_guard<std::mutex> lock(clients_mutex_);
+  // Bounded: runners come and go.
+  if (clients_.size() >= 4096) clients_.clear();
+  clients_.emplace(runner, std::move(client));
+}
+
 void Dispatcher::redistribution_loop() {
-  std::map<std::string, std::unique_ptr<LineClient>> clients;
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     changed_.wait(lock, [&] { return stopping_ || scheduler_.can_offer(); });
@@ -375,26 +482,18 @@ void Dispatcher::redistribution_loop() {
     auto offer = scheduler_.next_offer(now());
     if (!offer) continue;
     // The runner hears of the attempt only once the store has it.
-    if (auto saved = settle(lock); !saved) {
+    if (auto saved = wait_saved(lock); !saved) {
       scheduler_.offer_refused(*offer, Scheduler::Refusal::Rejected, now());
-      (void)settle(lock);
+      note_change();
       stop_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
       continue;
     }
     lock.unlock();
 
-    auto& client = clients[offer->runner];
-    if (!client) {
-      auto hp = parse_host_port(offer->runner);
-      ClientOptions co;
-      co.connect_timeout = std::chrono::milliseconds(2000);
-      co.io_timeout = std::chrono::milliseconds(5000);
-      co.token = options_.token;
-      client = std::make_unique<LineClient>(hp ? hp->host : "", hp ? hp->port : 0, co);
-    }
+    auto client = take_client(offer->runner, std::chrono::milliseconds(5000));
     auto reply =
         client->call(RuntestRequest{offer->job, offer->attempt, offer->commit, offer->branch});
-    if (clients.size() > 4096) clients.clear();
+    give_client(offer->runner, std::move(client));
 
     lock.lock();
     auto t = now();
@@ -411,7 +510,7 @@ void Dispatcher::redistribution_loop() {
                    reply.error());
       scheduler_.offer_refused(*offer, Scheduler::Refusal::Unreachable, t);
     }
-    (void)settle(lock);
+    note_change();
   }
 }
 

@@ -6,10 +6,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "ci/net.h"
 #include "result_writer.h"
@@ -30,7 +34,8 @@ struct DispatcherOptions {
   size_t max_body = 16u << 20;
   std::chrono::milliseconds idle_timeout{10000};
   size_t max_connections = 256;
-  std::string token;  // non-empty: peers authenticate, and it answers runners' greetings
+  std::string token;         // non-empty: peers authenticate, and it answers runners' greetings
+  size_t offer_threads = 4;  // runtests in flight at once
 };
 
 class Dispatcher {
@@ -45,37 +50,74 @@ class Dispatcher {
   uint16_t port() const { return server_ ? server_->port() : 0; }
 
  private:
-  Response handle(const Frame& frame, const std::string& peer);
-  Reply on_register(const RegisterRequest& r);
-  Reply on_dispatch(const DispatchRequest& r);
-  Reply on_results(const ResultsRequest& r);
+  using Answer = std::function<void(const Reply&)>;
+  void handle(const Frame& frame, const std::string& peer, Responder respond);
+  void on_register(const RegisterRequest& r, Answer answer);
+  void on_dispatch(const DispatchRequest& r, Answer answer);
+  void on_results(const ResultsRequest& r, Answer answer);
   Reply on_status();
   Reply on_runners();
   Reply on_jobs(const JobsRequest& r);
-  Reply on_retry(const RetryRequest& r);
-  Reply on_abandon(const AbandonRequest& r);
-  Reply on_unregister(const UnregisterRequest& r);
+  void on_retry(const RetryRequest& r, Answer answer);
+  void on_abandon(const AbandonRequest& r, Answer answer);
+  void on_unregister(const UnregisterRequest& r, Answer answer);
 
   void heartbeat_loop();
   void redistribution_loop();
-  // Makes the scheduler's changes durable (the store, then the result files of jobs
-  // it gave up on) and logs them. Called with `lock` held; releases it while writing
-  // files. An error means the change is not durable: the peer must not hear OK.
-  Result<void> settle(std::unique_lock<std::mutex>& lock);
-  // settle(), then unlocks and answers `reply`, or ERR when the change is not durable.
-  Reply durable(std::unique_lock<std::mutex>& lock, Reply reply);
+  void store_loop();
+
+  // Group commit. Every change to the scheduler is followed by a ticket; the store
+  // thread writes all the changes made so far in one transaction and then calls
+  // back every ticket up to that point. So a peer hears OK only once its change is
+  // in the store, and changes that arrive together share one write.
+  using Saved = std::function<void(const Result<void>&)>;
+  // Called with mutex_ held: `saved` runs (under mutex_) once the changes made so far
+  // are durable, or failed to become so.
+  void after_save(Saved saved);
+  // A change no one waits for (with mutex_ held): written with the next batch.
+  void note_change();
+  // after_save() for a peer: unlocks and answers `reply` once the change is durable,
+  // ERR if it cannot be made so.
+  void answer_when_saved(std::unique_lock<std::mutex>& lock, Reply reply, Answer answer);
+  // Blocks (releasing `lock`) until the changes made so far are durable.
+  Result<void> wait_saved(std::unique_lock<std::mutex>& lock);
+  // Writes the scheduler's changes to the store, logs its events and records the
+  // jobs it gave up on. Called with `lock` held; releases it while writing. `more`:
+  // recording gave-up jobs made new changes.
+  Result<void> save_changes(std::unique_lock<std::mutex>& lock, bool* more);
+
+  struct Waiter {
+    uint64_t ticket;
+    Saved saved;
+  };
+
+  // Clients to runners, shared by the threads that talk to them: one connection per
+  // runner in the usual case.
+  std::unique_ptr<LineClient> take_client(const std::string& runner,
+                                          std::chrono::milliseconds timeout);
+  void give_client(const std::string& runner, std::unique_ptr<LineClient> client);
 
   DispatcherOptions options_;
   ResultWriter writer_;
   std::mutex mutex_;
   std::condition_variable changed_;  // a job or a runner may have become available
   std::condition_variable stop_cv_;
+  std::condition_variable store_cv_;  // changes wait for the store thread
+  std::condition_variable saved_cv_;  // the store thread wrote a batch
   bool stopping_ = false;
+  bool workers_stopped_ = false;  // no thread but the store thread changes anything
+  bool store_done_ = false;       // the store thread has ended
+  uint64_t change_seq_ = 0;       // tickets handed out
+  uint64_t saved_seq_ = 0;        // tickets written (or failed)
+  std::deque<Waiter> waiters_;
+  std::mutex clients_mutex_;
+  std::multimap<std::string, std::unique_ptr<LineClient>> clients_;
   Scheduler scheduler_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<LineServer> server_;
+  std::thread store_thread_;
   std::thread heartbeat_;
-  std::thread redistributor_;
+  std::vector<std::thread> redistributors_;
 };
 
 }  // namespace ci

@@ -98,6 +98,14 @@ class SqliteStore : public Store {
     auto remove = db_.prepare("DELETE FROM runners WHERE address = ?1");
     if (!remove) return Error{remove.error()};
     remove_runner_ = std::move(*remove);
+    // Prepared once: a transaction per batch of changes should not parse SQL.
+    for (auto [statement, sql] :
+         {std::pair{&begin_, "BEGIN IMMEDIATE"}, std::pair{&commit_, "COMMIT"},
+          std::pair{&rollback_, "ROLLBACK"}}) {
+      auto prepared = db_.prepare(sql);
+      if (!prepared) return Error{prepared.error()};
+      *statement = std::move(*prepared);
+    }
     return {};
   }
 
@@ -148,17 +156,11 @@ class SqliteStore : public Store {
                     const std::vector<std::string>& runners_added,
                     const std::vector<std::string>& runners_removed) override {
     if (jobs.empty() && runners_added.empty() && runners_removed.empty()) return {};
-    if (auto r = db_.exec("BEGIN IMMEDIATE"); !r) return r;
+    if (auto r = begin_.run(); !r) return r;
     auto result = write(jobs, runners_added, runners_removed);
-    if (!result) {
-      (void)db_.exec("ROLLBACK");
-      return result;
-    }
-    if (auto r = db_.exec("COMMIT"); !r) {
-      (void)db_.exec("ROLLBACK");
-      return r;
-    }
-    return {};
+    if (result) result = commit_.run();
+    if (!result) (void)rollback_.run();
+    return result;
   }
 
  private:
@@ -235,6 +237,9 @@ class SqliteStore : public Store {
   sql::Statement upsert_job_;
   sql::Statement add_runner_;
   sql::Statement remove_runner_;
+  sql::Statement begin_;
+  sql::Statement commit_;
+  sql::Statement rollback_;
 };
 
 }  // namespace

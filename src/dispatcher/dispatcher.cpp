@@ -132,7 +132,9 @@ void Dispatcher::after_save(Saved saved) {
 }
 
 void Dispatcher::note_change() {
-  ++change_seq_;
+  if (lazy_pending_) return;
+  lazy_pending_ = true;
+  lazy_due_ = now() + kLazyWriteDelay;
   store_cv_.notify_one();
 }
 
@@ -163,12 +165,19 @@ Result<void> Dispatcher::wait_saved(std::unique_lock<std::mutex>& lock) {
 void Dispatcher::store_loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    store_cv_.wait(lock, [&] { return change_seq_ > saved_seq_ || workers_stopped_; });
-    if (change_seq_ == saved_seq_) {
+    bool awaited = change_seq_ > saved_seq_;
+    bool lazy_due = lazy_pending_ && (workers_stopped_ || now() >= lazy_due_);
+    if (!awaited && !lazy_due) {
       if (workers_stopped_) break;  // nothing can change any more
+      if (lazy_pending_) {
+        store_cv_.wait_until(lock, lazy_due_);
+      } else {
+        store_cv_.wait(lock);
+      }
       continue;
     }
     uint64_t upto = change_seq_;
+    lazy_pending_ = false;
     bool more = false;
     auto saved = save_changes(lock, &more);
     saved_seq_ = upto;
@@ -398,7 +407,7 @@ void Dispatcher::heartbeat_loop() {
     auto next = now() + options_.heartbeat_interval;
     stop_cv_.wait_until(lock, next, [&] { return stopping_; });
     if (stopping_) break;
-    auto targets = scheduler_.ping_targets();
+    auto targets = scheduler_.ping_targets(now() - options_.heartbeat_interval);
     lock.unlock();
 
     std::map<std::string, std::unique_ptr<LineClient>> kept;

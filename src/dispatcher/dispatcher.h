@@ -74,8 +74,10 @@ class Dispatcher {
   // Called with mutex_ held: `saved` runs (under mutex_) once the changes made so far
   // are durable, or failed to become so.
   void after_save(Saved saved);
-  // A change no one waits for (with mutex_ held): written with the next batch.
+  // A change no one waits for (with mutex_ held): written with the next batch, and
+  // at the latest kLazyWriteDelay later.
   void note_change();
+  static constexpr std::chrono::milliseconds kLazyWriteDelay{20};
   // after_save() for a peer: unlocks and answers `reply` once the change is durable,
   // ERR if it cannot be made so.
   void answer_when_saved(std::unique_lock<std::mutex>& lock, Reply reply, Answer answer);
@@ -110,6 +112,8 @@ class Dispatcher {
   uint64_t change_seq_ = 0;       // tickets handed out
   uint64_t saved_seq_ = 0;        // tickets written (or failed)
   std::deque<Waiter> waiters_;
+  bool lazy_pending_ = false;  // changes no one waits for, not written yet
+  TimePoint lazy_due_{};
   std::mutex clients_mutex_;
   std::multimap<std::string, std::unique_ptr<LineClient>> clients_;
   Scheduler scheduler_;

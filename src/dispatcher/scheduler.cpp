@@ -79,10 +79,16 @@ bool Scheduler::register_runner(const std::string& address, TimePoint now) {
   return true;
 }
 
-std::vector<PingTarget> Scheduler::ping_targets() const {
+std::vector<PingTarget> Scheduler::ping_targets(TimePoint heard_since) const {
   std::vector<PingTarget> out;
   out.reserve(runners_.size());
-  for (const auto& [addr, r] : runners_) out.push_back({addr, r.epoch});
+  for (const auto& [addr, r] : runners_) {
+    // A runtest on its way answers for the runner; so does a message from it since
+    // `heard_since` (a result, an OK), unless it has missed pings.
+    if (r.state == RunnerState::Offered) continue;
+    if (r.state != RunnerState::Suspect && r.misses == 0 && r.last_seen > heard_since) continue;
+    out.push_back({addr, r.epoch});
+  }
   return out;
 }
 
@@ -399,13 +405,15 @@ void Scheduler::restore(std::vector<Job> jobs, const std::vector<std::string>& r
     job.queued_at = now;
     switch (job.state) {
       case JobState::Queued:
-      case JobState::Offered:
-        if (job.state == JobState::Offered) touch(job);
-        job.state = JobState::Queued;
         queue_.push_back(id);
         break;
+      // An offered job may have reached its runner (the runtest's OK is written
+      // lazily): like a running one, it stays with the runner while its pongs say it
+      // has it, and is requeued as soon as one says otherwise.
+      case JobState::Offered:
       case JobState::Running:
       case JobState::Finishing: {
+        if (job.state == JobState::Offered) touch(job);
         job.state = JobState::Running;
         job.started_at = now;
         Runner& r = runners_[job.current_runner()];

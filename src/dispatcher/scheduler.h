@@ -115,7 +115,9 @@ class Scheduler {
   // Runners.
   // Returns true for a runner not known before. A known one is refreshed.
   bool register_runner(const std::string& address, TimePoint now);
-  std::vector<PingTarget> ping_targets() const;
+  // The runners to ping: all but those with a runtest on its way and those heard from
+  // after `heard_since` (the default: all of them).
+  std::vector<PingTarget> ping_targets(TimePoint heard_since = TimePoint::max()) const;
   void ping_answered(const PingTarget& target, const RunnerReport& report, TimePoint now);
   // A missed ping; the K-th in a row drops the runner and requeues its job.
   void ping_missed(const PingTarget& target, TimePoint now);

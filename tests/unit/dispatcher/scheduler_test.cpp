@@ -287,6 +287,29 @@ namespace ci {
 namespace {
 
 // What a restarted dispatcher does with what its store had.
+TEST_F(SchedulerTest, RunnersHeardFromSinceTheLastRoundAreNotPinged) {
+  sched.register_runner("r1:1", now);
+  sched.register_runner("r2:2", now);
+  sched.submit(kCommitA, "master", now);
+  now += 1s;
+  Offer o = offer_and_accept();  // one runner speaks at 1 s
+  now += 500ms;
+  // Heard from since 1 s ago: only the other one, silent since it registered, is pinged.
+  auto targets = sched.ping_targets(now - 1s);
+  ASSERT_EQ(targets.size(), 1u);
+  EXPECT_NE(targets[0].runner, o.runner);
+  // With everyone silent for longer than that, everyone is pinged again.
+  now += 2s;
+  EXPECT_EQ(sched.ping_targets(now - 1s).size(), 2u);
+}
+
+TEST_F(SchedulerTest, ARunnerWithARuntestOnItsWayIsNotPinged) {
+  sched.register_runner("r1:1", now);
+  sched.submit(kCommitA, "master", now);
+  ASSERT_TRUE(sched.next_offer(now));
+  EXPECT_TRUE(sched.ping_targets().empty());
+}
+
 class RestoreTest : public ::testing::Test {
  protected:
   Scheduler before{Scheduler::Options{3, 3}};
@@ -350,11 +373,29 @@ TEST_F(RestoreTest, RunningJobWhoseRunnerNeverComesBackIsRequeued) {
   EXPECT_EQ(o->attempt, 2u);
 }
 
-TEST_F(RestoreTest, OfferedJobIsQueuedAgain) {
+TEST_F(RestoreTest, OfferedJobStaysWithItsRunnerWhileItSaysItHasIt) {
   before.register_runner("r1:1", now);
   auto id = before.submit(std::string(40, 'a'), "master", now).id;
-  ASSERT_TRUE(before.next_offer(now));  // crash before the runner answered
+  ASSERT_TRUE(before.next_offer(now));  // crash before the runner's OK was written
   restart();
+  EXPECT_EQ(after.job(id)->state, JobState::Running);
+  EXPECT_EQ(after.queued(), 0u);
+  // The runtest did reach it: its pong keeps the job with it, and its result counts.
+  auto targets = after.ping_targets();
+  ASSERT_EQ(targets.size(), 1u);
+  after.ping_answered(targets[0], RunnerReport{true, true, id, 1}, now);
+  EXPECT_EQ(after.job(id)->state, JobState::Running);
+  EXPECT_EQ(after.check_result(id, 1, "r1:1"), ResultVerdict::Accept);
+}
+
+TEST_F(RestoreTest, OfferedJobThatNeverReachedItsRunnerIsQueuedAgain) {
+  before.register_runner("r1:1", now);
+  auto id = before.submit(std::string(40, 'a'), "master", now).id;
+  ASSERT_TRUE(before.next_offer(now));
+  restart();
+  auto targets = after.ping_targets();
+  ASSERT_EQ(targets.size(), 1u);
+  after.ping_answered(targets[0], RunnerReport{true, false, 0, 0}, now);
   EXPECT_EQ(after.job(id)->state, JobState::Queued);
   EXPECT_EQ(after.queued(), 1u);
 }

@@ -236,16 +236,17 @@ Scheduler::Change Scheduler::abandon(JobId id, uint32_t attempt, const std::stri
 
 Scheduler::Submitted Scheduler::submit(const std::string& commit, const std::string& branch,
                                        TimePoint now) {
-  auto key = std::make_pair(commit, branch);
-  if (auto it = by_commit_.find(key); it != by_commit_.end()) return {it->second, false};
+  if (auto it = by_commit_.find(CommitKey{commit, branch}); it != by_commit_.end())
+    return {it->second, false};
   Job job;
   job.id = next_job_++;
   job.commit = commit;
   job.branch = branch;
   job.queued_at = now;
   JobId id = job.id;
-  touch(jobs_.emplace(id, std::move(job)).first->second);
-  by_commit_.emplace(key, id);
+  const Job& stored = jobs_.emplace(id, std::move(job)).first->second;
+  touch(stored);
+  by_commit_.emplace(CommitKey{stored.commit, stored.branch}, id);
   queue_.push_back(id);
   event("job " + std::to_string(id) + " queued: " + commit + " on " + branch);
   return {id, true};
@@ -401,7 +402,7 @@ void Scheduler::restore(std::vector<Job> jobs, const std::vector<std::string>& r
     JobId id = stored.id;
     next_job_ = std::max(next_job_, id + 1);
     Job& job = jobs_[id] = std::move(stored);
-    by_commit_[{job.commit, job.branch}] = id;
+    by_commit_[CommitKey{job.commit, job.branch}] = id;
     job.queued_at = now;
     switch (job.state) {
       case JobState::Queued:

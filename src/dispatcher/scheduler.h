@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ci/protocol.h"
@@ -33,6 +35,32 @@ struct JobOutcome {
   std::string reason;  // why the dispatcher ended it as an error, if it did
 };
 
+// A value kept on the heap: a job carries its outcome's pointer, not its size, until
+// it has one. Copies copy the value.
+template <typename T>
+class Boxed {
+ public:
+  Boxed() = default;
+  Boxed(const Boxed& other) : value_(other.value_ ? std::make_unique<T>(*other.value_) : nullptr) {}
+  Boxed(Boxed&&) noexcept = default;
+  Boxed& operator=(const Boxed& other) {
+    if (this != &other) value_ = other.value_ ? std::make_unique<T>(*other.value_) : nullptr;
+    return *this;
+  }
+  Boxed& operator=(Boxed&&) noexcept = default;
+  Boxed& operator=(T value) {
+    value_ = std::make_unique<T>(std::move(value));
+    return *this;
+  }
+  void reset() { value_.reset(); }
+  explicit operator bool() const { return value_ != nullptr; }
+  T& operator*() const { return *value_; }
+  T* operator->() const { return value_.get(); }
+
+ private:
+  std::unique_ptr<T> value_;
+};
+
 struct Job {
   JobId id = 0;
   std::string commit;
@@ -43,7 +71,7 @@ struct Job {
   uint32_t infra_failures = 0;       // attempts lost with their runner
   TimePoint queued_at{};
   TimePoint started_at{};
-  std::optional<JobOutcome> outcome;  // set once finished
+  Boxed<JobOutcome> outcome;  // set once finished
   std::string current_runner() const { return runners.empty() ? "" : runners.back(); }
 };
 
@@ -203,7 +231,9 @@ class Scheduler {
   JobId next_job_ = 1;
   uint64_t next_seq_ = 1;
   std::map<JobId, Job> jobs_;
-  std::map<std::pair<std::string, std::string>, JobId> by_commit_;  // (commit, branch)
+  // (commit, branch), viewing the job's own strings: map nodes never move.
+  using CommitKey = std::pair<std::string_view, std::string_view>;
+  std::map<CommitKey, JobId> by_commit_;
   std::deque<JobId> queue_;
   std::map<std::string, Runner> runners_;
   std::set<std::pair<uint64_t, std::string>> idle_;  // (idle_seq, address)

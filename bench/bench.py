@@ -680,7 +680,7 @@ def bench_capacity(ctx, table, extra):
                               paced["latency_from_send"]["p99_ms"], "ms", note=note)
             if res["overtaken"]:
                 table.add("capacity", f"M={m}: results that overtook the runner's OK",
-                          res["overtaken"], "", note="runner parked until the next ping")
+                          res["overtaken"], "", note="the runner is freed at once all the same")
             if res["repeated_runtests"] or res["result_errors"]:
                 table.add("capacity", f"M={m}: jobs offered again after their result",
                           res["repeated_runtests"], "",

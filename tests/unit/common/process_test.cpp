@@ -184,7 +184,9 @@ TEST_P(RunCommandTest, ACancelledCommandIsKilledAndMarkedCancelled) {
   auto r = run(shell("sleep 300"), &cancel);
   EXPECT_TRUE(r.cancelled);
   EXPECT_FALSE(r.timed_out);
-  EXPECT_EQ(r.term_signal, SIGTERM);
+  // SIGTERM, or SIGKILL after the grace period when the SIGTERM for the group came
+  // before the guard had started the command.
+  EXPECT_TRUE(r.term_signal == SIGTERM || r.term_signal == SIGKILL) << r.term_signal;
 }
 
 TEST_P(RunCommandTest, NothingTheCommandStartedOutlivesIt) {

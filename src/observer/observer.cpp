@@ -78,6 +78,16 @@ Result<void> Observer::start() {
       remote_ ? "fetching origin" : "its local branches, no remote to fetch",
       watched_.empty() ? "all branches" : "branches " + join(watched_), mode_name(options_.mode),
       options_.dispatcher.str(), std::chrono::duration<double>(options_.interval).count());
+  if (remote_) {
+    // fetch() would do it too; done here to say so once.
+    if (auto shared = repo->share_objects(*remote_); !shared) {
+      spdlog::warn("cannot read the objects of {} in place, so fetching copies them: {}", *remote_,
+                   shared.error());
+    } else if (*shared) {
+      spdlog::info("the clone reads the objects of {} in place (objects/info/alternates)",
+                   *remote_);
+    }
+  }
   if (tracker->has_state()) {
     spdlog::info("state file {}: {} branch(es) remembered", state_file_, tracker->state().size());
   } else {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -192,6 +193,20 @@ TEST_F(ObserverTest, RepositoryWithoutOriginIsReadWithoutFetching) {
   full_round(*observer);
   EXPECT_EQ(dispatcher_.commits(), (std::vector<std::string>{c1}));
   EXPECT_EQ(ci::test::read_text(tmp_ / "state/observer.state"), "master " + c1 + "\n");
+}
+
+// The clone reads the master's objects in place: a round fetches refs, not packs.
+TEST_F(ObserverTest, ANewCommitIsFetchedWithoutCopyingTheMastersObjects) {
+  auto packs = [&] { return ci::test::list_dir(clone_ + "/.git/objects/pack"); };
+  auto before = packs();
+  auto observer = start(options());
+  std::string c1 = commit_file(master_, "a.txt", "1");
+  std::string c2 = commit_file(master_, "b.txt", "2");
+  full_round(*observer);
+  EXPECT_EQ(dispatcher_.commits(), (std::vector<std::string>{c1, c2}));
+  EXPECT_EQ(packs(), before);
+  EXPECT_EQ(ci::test::read_text(clone_ + "/.git/objects/info/alternates"),
+            std::filesystem::canonical(master_ + "/.git/objects").string() + "\n");
 }
 
 TEST_F(ObserverTest, StopReturnsWithoutWaitingForTheInterval) {

@@ -176,10 +176,15 @@ void Observer::round() {
     if (first_look)
       spdlog::info("first look: the tips of {} branch(es) count as already seen", tips->size());
   }
+  if (!plan.empty()) hand_over_all(plan);
+  // Once a round, not once a commit: a crash before this line loses only the record
+  // of hand-overs the dispatcher already has, and handing those over again after a
+  // restart is answered with the same job, so nothing is missed or run twice.
   save_state();
-  if (plan.empty()) return;
-  spdlog::debug("{} commit(s) to hand over", plan.size());
+}
 
+void Observer::hand_over_all(const std::vector<HandOver>& plan) {
+  spdlog::debug("{} commit(s) to hand over", plan.size());
   // A connection a round: none is left idle between rounds for the dispatcher to
   // time out.
   LineClient client(options_.dispatcher.host, options_.dispatcher.port, options_.client);
@@ -242,7 +247,6 @@ bool Observer::hand_over(LineClient& client, const HandOver& item) {
     std::lock_guard lock(state_mu_);
     tracker_->mark_handed_over(item.branch, item.commit);
   }
-  save_state();
   std::string job = reply->args.empty() ? "?" : escape_for_log(reply->args.front(), 40);
   spdlog::info("dispatched commit {} on branch {}: job {}", item.commit, item.branch, job);
   return true;

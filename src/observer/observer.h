@@ -1,7 +1,7 @@
 // The observer daemon's loop: every interval (or at once when poked) it fetches
 // its clone, asks the CommitTracker what is new on the watched branches, checks
 // that the dispatcher answers `status`, and hands each commit over with
-// `dispatch <commit> <branch>`, saving its state after every change.
+// `dispatch <commit> <branch>`, saving its state once at the end of the round.
 #pragma once
 
 #include <atomic>
@@ -49,7 +49,7 @@ class Observer {
   // corrupt state file) is one line naming the path. Call once.
   Result<void> start();
   // Wakes the loop and joins it; a round in progress stops before its next
-  // hand-over. Idempotent; thread-safe.
+  // hand-over and saves the state. Idempotent; thread-safe.
   void stop();
   // Wakes the loop for a round now instead of at the next deadline. Thread-safe.
   void poll_now();
@@ -78,6 +78,7 @@ class Observer {
   void run();
   void round();
   std::optional<std::vector<git::BranchTip>> watched_tips();
+  void hand_over_all(const std::vector<HandOver>& plan);
   bool dispatcher_ready(LineClient& client);
   bool hand_over(LineClient& client, const HandOver& item);
   void save_state();

@@ -1,8 +1,12 @@
 // A dispatcher reduced to what the observer needs, on a real TCP port: it answers
-// `status` with OK and a body, `dispatch` with `OK <n>`, and records the dispatches.
+// `status` with OK and a body, `dispatch` with `OK <job>`, and records the dispatches.
+// As the real one, it makes one job of a (commit, branch) however often it is
+// dispatched, and answers a repeat with that job.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -20,7 +24,10 @@ class FakeDispatcher {
     std::string branch;
   };
 
-  ~FakeDispatcher() { stop(); }
+  ~FakeDispatcher() {
+    release_held(false);
+    stop();
+  }
 
   // port 0: an ephemeral port; otherwise the port of an earlier start.
   bool start(uint16_t port = 0) {
@@ -36,6 +43,7 @@ class FakeDispatcher {
   }
 
   void stop() {
+    release_held(false);
     if (server_) server_->stop();
   }
 
@@ -51,6 +59,34 @@ class FakeDispatcher {
     for (const auto& d : dispatches_) out.push_back(d.commit);
     return out;
   }
+  // The commits of the jobs made, in order: each (commit, branch) once.
+  std::vector<std::string> job_commits() const {
+    std::lock_guard lock(mu_);
+    return job_commits_;
+  }
+
+  // The n-th dispatch (counting from 1, repeats included) waits, before it is
+  // recorded, until release_held(): as a dispatcher slow to answer, with the
+  // observer in the middle of a round.
+  void hold_dispatch(size_t n) {
+    std::lock_guard lock(mu_);
+    hold_at_ = n;
+  }
+  bool holding() const {
+    std::lock_guard lock(mu_);
+    return holding_;
+  }
+  // Lets the held dispatch go: `accept` records and answers it as usual; otherwise
+  // it is answered ERR and not recorded.
+  void release_held(bool accept) {
+    {
+      std::lock_guard lock(mu_);
+      hold_at_ = 0;
+      accept_held_ = accept;
+      released_ = true;
+    }
+    released_cv_.notify_all();
+  }
   size_t status_calls() const {
     std::lock_guard lock(mu_);
     return status_calls_;
@@ -65,15 +101,28 @@ class FakeDispatcher {
   Response answer(const Frame& frame) {
     auto request = parse_request(frame);
     if (!request) return {serialize_reply(Reply::err(request.error())), true};
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (std::holds_alternative<StatusRequest>(*request)) {
       ++status_calls_;
       if (not_ready_) return {serialize_reply(Reply::err("not ready")), false};
       return {serialize_reply(Reply::ok_with_body("runners 0\nqueued 0\n")), false};
     }
     if (auto* d = std::get_if<DispatchRequest>(&*request)) {
+      if (++dispatch_requests_ == hold_at_) {
+        holding_ = true;
+        released_ = false;
+        released_cv_.wait(lock, [this] { return released_; });
+        holding_ = false;
+        if (!accept_held_) return {serialize_reply(Reply::err("dispatcher going away")), true};
+      }
       dispatches_.push_back({d->commit, d->branch});
-      return {serialize_reply(Reply::ok({std::to_string(dispatches_.size())})), false};
+      auto key = std::make_pair(d->commit, d->branch);
+      auto job = jobs_.find(key);
+      if (job == jobs_.end()) {
+        job = jobs_.emplace(key, jobs_.size() + 1).first;
+        job_commits_.push_back(d->commit);
+      }
+      return {serialize_reply(Reply::ok({std::to_string(job->second)})), false};
     }
     return {serialize_reply(Reply::err("unexpected request")), true};
   }
@@ -82,8 +131,16 @@ class FakeDispatcher {
   uint16_t port_ = 0;
   mutable std::mutex mu_;
   std::vector<Dispatch> dispatches_;
+  std::map<std::pair<std::string, std::string>, size_t> jobs_;  // (commit, branch) -> job
+  std::vector<std::string> job_commits_;
   size_t status_calls_ = 0;
   bool not_ready_ = false;
+  size_t dispatch_requests_ = 0;
+  size_t hold_at_ = 0;  // 0: hold none
+  bool holding_ = false;
+  bool released_ = true;
+  bool accept_held_ = true;
+  std::condition_variable released_cv_;
 };
 
 }  // namespace ci::observer::test

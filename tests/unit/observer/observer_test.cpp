@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ci/files.h"
@@ -207,6 +208,56 @@ TEST_F(ObserverTest, ANewCommitIsFetchedWithoutCopyingTheMastersObjects) {
   EXPECT_EQ(packs(), before);
   EXPECT_EQ(ci::test::read_text(clone_ + "/.git/objects/info/alternates"),
             std::filesystem::canonical(master_ + "/.git/objects").string() + "\n");
+}
+
+// Stopped while the dispatcher is slow to answer, in the middle of a round: the
+// state records exactly what the dispatcher accepted, and the next start hands over
+// the rest, nothing twice.
+TEST_F(ObserverTest, StopInTheMiddleOfARoundKeepsWhatWasHandedOver) {
+  auto observer = start(options());
+  std::vector<std::string> made;
+  for (int i = 0; i < 4; ++i) made.push_back(commit_file(master_, "a.txt", std::to_string(i)));
+  dispatcher_.hold_dispatch(3);
+  observer->poll_now();
+  ASSERT_TRUE(wait_until([&] { return dispatcher_.holding(); }));
+  std::thread stopper([&] { observer->stop(); });
+  dispatcher_.release_held(true);
+  stopper.join();
+  auto accepted = dispatcher_.commits();
+  ASSERT_GE(accepted.size(), 3u);
+  EXPECT_EQ(observer->handed_over().at("master"), accepted.back());
+  EXPECT_EQ(ci::test::read_text(clone_ + "/.git/ci-observer.state"),
+            "master " + accepted.back() + "\n");
+
+  auto again = start(options());
+  full_round(*again);
+  EXPECT_EQ(dispatcher_.commits(), made);
+}
+
+// A crash in the middle of a round leaves the state file as the round found it,
+// while the dispatcher already has some of the round's commits. After a restart
+// those are handed over again and answered with their jobs: every commit made is
+// one job, none is missed.
+TEST_F(ObserverTest, RestartAfterACrashInTheMiddleOfARoundMakesEachCommitOneJob) {
+  auto observer = start(options());
+  std::vector<std::string> made;
+  for (int i = 0; i < 4; ++i) made.push_back(commit_file(master_, "a.txt", std::to_string(i)));
+  dispatcher_.hold_dispatch(3);
+  observer->poll_now();
+  ASSERT_TRUE(wait_until([&] { return dispatcher_.holding(); }));
+  EXPECT_EQ(dispatcher_.job_commits(), (std::vector<std::string>{made[0], made[1]}));
+  // What a SIGKILL at this moment would leave on disk.
+  std::string state_file = clone_ + "/.git/ci-observer.state";
+  std::string on_disk = ci::test::read_text(state_file);
+  dispatcher_.release_held(false);
+  observer->stop();
+  ASSERT_TRUE(write_file_atomic(state_file, on_disk).ok());
+
+  auto restarted = start(options());
+  full_round(*restarted);
+  EXPECT_EQ(dispatcher_.job_commits(), made);
+  EXPECT_EQ(restarted->handed_over().at("master"), made.back());
+  EXPECT_EQ(ci::test::read_text(state_file), "master " + made.back() + "\n");
 }
 
 TEST_F(ObserverTest, StopReturnsWithoutWaitingForTheInterval) {

@@ -2,7 +2,10 @@
 
 #include <malloc.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "ci/git.h"
@@ -83,6 +86,11 @@ Runner::~Runner() { stop(); }
 std::string Runner::address() const { return HostPort{options_.host, port_}.str(); }
 
 Result<void> Runner::start() {
+  // Every test runs under the guard: without it no job could run.
+  if (::access(default_guard_program().c_str(), X_OK) != 0) {
+    return make_error("cannot run " + default_guard_program() + " (" + std::strerror(errno) +
+                      "): ci-test-guard belongs in the same folder as ci-runner");
+  }
   const std::string& path = options_.job.repo;
   auto repo = git::Repository::open(path);
   if (!repo) return Error{repo.error()};

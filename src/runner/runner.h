@@ -60,10 +60,11 @@ class Runner {
   Runner(const Runner&) = delete;
   Runner& operator=(const Runner&) = delete;
 
-  // Checks the repository, opens the spool (killing what is left of a test that an
-  // earlier run was killed with, and taking up the results it left), binds, logs where
-  // it listens and starts the threads. An error (no repository, no remote origin, no
-  // spool, no port) leaves nothing running.
+  // Checks that ci-test-guard is beside the executable (ci/process.h) and checks the
+  // repository, opens the spool (killing what is left of a test that an earlier run was
+  // killed with, and taking up the results it left), binds, logs where it listens and
+  // starts the threads. An error (no guard, no repository, no remote origin, no spool,
+  // no port) leaves nothing running.
   Result<void> start();
   // Stops taking jobs (runtest is answered BUSY) and lets a running test finish and its
   // results be delivered. Returns at once; wait_drained() says when nothing is left.

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -196,6 +197,26 @@ TEST_F(RunnerProcessTest, A50MiBOutputRaisesTheRunnersMemoryByLittleMoreThanTheC
   EXPECT_TRUE(
       test::wait_until([&] { return status_kib(daemon->pid(), "VmRSS") < before + 1024; }, 10s))
       << status_kib(daemon->pid(), "VmRSS") << " KiB; before: " << before;
+}
+
+TEST_F(RunnerProcessTest, WithoutTheGuardBesideItTheRunnerDoesNotStart) {
+  std::string lone = dir / "bin/ci-runner";
+  std::filesystem::create_directories(dir / "bin");
+  std::filesystem::copy_file(test::bin("ci-runner"), lone);
+  CommandSpec spec;
+  spec.argv = {lone,
+               "--port",
+               "0",
+               "--dispatcher-server",
+               "127.0.0.1:" + std::to_string(fake.port()),
+               dir / "clone"};
+  spec.env = current_environment();
+  spec.timeout = 20s;
+  auto ran = run_command(spec);
+  ASSERT_TRUE(ran.ok()) << ran.error();
+  EXPECT_EQ(ran->exit_code, 1) << ran->output;
+  EXPECT_NE(ran->output.find(dir / "bin/ci-test-guard"), std::string::npos) << ran->output;
+  EXPECT_TRUE(fake.registrations().empty());
 }
 
 TEST_F(RunnerProcessTest, ANonLoopbackAddressNeedsATokenOrInsecure) {

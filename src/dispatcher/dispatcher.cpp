@@ -62,6 +62,10 @@ Result<void> Dispatcher::start() {
       });
   store_thread_ = std::thread([this] { store_loop(); });
   if (auto r = server_->start(); !r) return r;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    plan_offers();
+  }
   heartbeat_ = std::thread([this] { heartbeat_loop(); });
   for (size_t i = 0; i < std::max<size_t>(1, options_.offer_threads); ++i)
     redistributors_.emplace_back([this] { redistribution_loop(); });
@@ -77,9 +81,8 @@ void Dispatcher::stop() {
   // No new requests first; then the threads, the store thread last so that it
   // writes what they changed.
   if (server_) server_->stop();
-  changed_.notify_all();
+  offers_cv_.notify_all();
   stop_cv_.notify_all();
-  saved_cv_.notify_all();
   if (heartbeat_.joinable()) heartbeat_.join();
   for (auto& t : redistributors_) t.join();
   redistributors_.clear();
@@ -139,6 +142,7 @@ void Dispatcher::note_change() {
 }
 
 void Dispatcher::answer_when_saved(std::unique_lock<std::mutex>& lock, Reply reply, Answer answer) {
+  plan_offers();  // written in the same transaction as the change that made them possible
   after_save([reply = std::move(reply), answer = std::move(answer)](const Result<void>& saved) {
     if (saved) {
       answer(reply);
@@ -147,19 +151,15 @@ void Dispatcher::answer_when_saved(std::unique_lock<std::mutex>& lock, Reply rep
     }
   });
   lock.unlock();
-  changed_.notify_all();
 }
 
-Result<void> Dispatcher::wait_saved(std::unique_lock<std::mutex>& lock) {
-  bool done = false;
-  Result<void> result;
-  after_save([&](const Result<void>& saved) {
-    done = true;
-    result = saved;
-  });
-  saved_cv_.wait(lock, [&] { return done || store_done_; });
-  if (!done) return make_error("the dispatcher is stopping");
-  return result;
+void Dispatcher::plan_offers() {
+  while (scheduler_.can_offer()) {
+    auto offer = scheduler_.next_offer(now());
+    if (!offer) break;
+    planned_.push_back({++change_seq_, std::move(*offer)});
+  }
+  if (!planned_.empty()) store_cv_.notify_one();
 }
 
 void Dispatcher::store_loop() {
@@ -187,14 +187,25 @@ void Dispatcher::store_loop() {
       waiters_.pop_front();
       waiter.saved(saved);
     }
-    saved_cv_.notify_all();
+    // The runners may now hear of the attempts that this write holds.
+    bool ready = false;
+    while (!planned_.empty() && planned_.front().ticket <= upto) {
+      Offer offer = std::move(planned_.front().offer);
+      planned_.pop_front();
+      if (saved) {
+        sendable_.push_back(std::move(offer));
+        ready = true;
+      } else {
+        scheduler_.offer_refused(offer, Scheduler::Refusal::Rejected, now());
+        note_change();
+      }
+    }
+    if (ready) offers_cv_.notify_all();
   }
-  store_done_ = true;
   // Anyone still waiting hears that nothing more will be written.
   auto stopped = make_error("the dispatcher is stopping");
   for (auto& waiter : waiters_) waiter.saved(Result<void>(stopped));
   waiters_.clear();
-  saved_cv_.notify_all();
 }
 
 void Dispatcher::on_register(const RegisterRequest& r, Answer answer) {
@@ -452,8 +463,8 @@ void Dispatcher::heartbeat_loop() {
         scheduler_.ping_missed(target, t);
       }
     }
+    plan_offers();
     note_change();
-    if (scheduler_.can_offer()) changed_.notify_all();
   }
 }
 
@@ -486,17 +497,10 @@ void Dispatcher::give_client(const std::string& runner, std::unique_ptr<LineClie
 void Dispatcher::redistribution_loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    changed_.wait(lock, [&] { return stopping_ || scheduler_.can_offer(); });
+    offers_cv_.wait(lock, [&] { return stopping_ || !sendable_.empty(); });
     if (stopping_) break;
-    auto offer = scheduler_.next_offer(now());
-    if (!offer) continue;
-    // The runner hears of the attempt only once the store has it.
-    if (auto saved = wait_saved(lock); !saved) {
-      scheduler_.offer_refused(*offer, Scheduler::Refusal::Rejected, now());
-      note_change();
-      stop_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
-      continue;
-    }
+    std::optional<Offer> offer = std::move(sendable_.front());
+    sendable_.pop_front();
     lock.unlock();
 
     auto client = take_client(offer->runner, std::chrono::milliseconds(5000));
@@ -519,6 +523,7 @@ void Dispatcher::redistribution_loop() {
                    reply.error());
       scheduler_.offer_refused(*offer, Scheduler::Refusal::Unreachable, t);
     }
+    plan_offers();
     note_change();
   }
 }

@@ -74,6 +74,10 @@ class Dispatcher {
   // Called with mutex_ held: `saved` runs (under mutex_) once the changes made so far
   // are durable, or failed to become so.
   void after_save(Saved saved);
+  // Takes every offer the scheduler can make now (with mutex_ held). Each goes out once
+  // the write that holds it is done: usually the one of the change that made it
+  // possible, so a dispatch or a result and the next offer share one transaction.
+  void plan_offers();
   // A change no one waits for (with mutex_ held): written with the next batch, and
   // at the latest kLazyWriteDelay later.
   void note_change();
@@ -81,8 +85,6 @@ class Dispatcher {
   // after_save() for a peer: unlocks and answers `reply` once the change is durable,
   // ERR if it cannot be made so.
   void answer_when_saved(std::unique_lock<std::mutex>& lock, Reply reply, Answer answer);
-  // Blocks (releasing `lock`) until the changes made so far are durable.
-  Result<void> wait_saved(std::unique_lock<std::mutex>& lock);
   // Writes the scheduler's changes to the store, logs its events and records the
   // jobs it gave up on. Called with `lock` held; releases it while writing. `more`:
   // recording gave-up jobs made new changes.
@@ -102,17 +104,21 @@ class Dispatcher {
   DispatcherOptions options_;
   ResultWriter writer_;
   std::mutex mutex_;
-  std::condition_variable changed_;  // a job or a runner may have become available
+  std::condition_variable offers_cv_;  // an offer may be sent
   std::condition_variable stop_cv_;
   std::condition_variable store_cv_;  // changes wait for the store thread
-  std::condition_variable saved_cv_;  // the store thread wrote a batch
   bool stopping_ = false;
   bool workers_stopped_ = false;  // no thread but the store thread changes anything
-  bool store_done_ = false;       // the store thread has ended
   uint64_t change_seq_ = 0;       // tickets handed out
   uint64_t saved_seq_ = 0;        // tickets written (or failed)
   std::deque<Waiter> waiters_;
-  bool lazy_pending_ = false;  // changes no one waits for, not written yet
+  struct PlannedOffer {
+    uint64_t ticket;
+    Offer offer;
+  };
+  std::deque<PlannedOffer> planned_;  // waiting for their write
+  std::deque<Offer> sendable_;        // written: for the offer threads to send
+  bool lazy_pending_ = false;         // changes no one waits for, not written yet
   TimePoint lazy_due_{};
   std::mutex clients_mutex_;
   std::multimap<std::string, std::unique_ptr<LineClient>> clients_;

@@ -205,7 +205,9 @@ TEST(LineServerAsync, AWaitingAnswerHoldsOnlyItsOwnConnection) {
     LineClient slow("127.0.0.1", server.port());
     auto r = slow.call(StatusRequest{});
     EXPECT_TRUE(r.ok()) << r.error();
-    if (r.ok()) EXPECT_EQ(r->body, "later");
+    if (r.ok()) {
+      EXPECT_EQ(r->body, "later");
+    }
     answered = true;
   });
   ASSERT_TRUE(test::wait_until([&] { return server.held() == 1; }, 5000ms));

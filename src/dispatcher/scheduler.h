@@ -48,8 +48,13 @@ class Boxed {
     return *this;
   }
   Boxed& operator=(Boxed&&) noexcept = default;
+  // In place when there is a value: a reference to the old one stays valid.
   Boxed& operator=(T value) {
-    value_ = std::make_unique<T>(std::move(value));
+    if (value_) {
+      *value_ = std::move(value);
+    } else {
+      value_ = std::make_unique<T>(std::move(value));
+    }
     return *this;
   }
   void reset() { value_.reset(); }

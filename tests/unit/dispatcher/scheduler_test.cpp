@@ -516,8 +516,11 @@ TEST(SchedulerRaces, PongSentBeforeTheRuntestArrivedDoesNotLoseTheJob) {
   TimePoint now{};
   s.register_runner("r1:1", now);
   auto id = s.submit(std::string(40, 'a'), "master", now).id;
+  auto targets = s.ping_targets();  // pinged; the offer goes while the ping is in flight
+  ASSERT_EQ(targets.size(), 1u);
+  auto target = targets[0];
   auto offer = s.next_offer(now);
-  auto target = s.ping_targets()[0];  // pinged while the offer is in flight
+  ASSERT_TRUE(offer);
   s.offer_accepted(*offer, now);
   s.ping_answered(target, RunnerReport{true, false, 0, 0}, now);  // "idle", from before
   EXPECT_EQ(s.job(id)->state, JobState::Running);

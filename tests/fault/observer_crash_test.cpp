@@ -50,7 +50,9 @@ TEST(ObserverCrash, KilledAfterPartOfARoundWasAcceptedHandsOverTheRestOnce) {
   c.start_observer();
   expect_one_job_and_result_each(c, commits);
   for (const auto& j : jobs_of(c)) {
-    if (job_of.count(j.commit)) EXPECT_EQ(j.id, job_of[j.commit]) << j.commit;
+    if (job_of.count(j.commit)) {
+      EXPECT_EQ(j.id, job_of[j.commit]) << j.commit;
+    }
   }
 }
 

@@ -464,6 +464,9 @@ def bench_latency(ctx, table, extra):
         table.add("latency", f"commit → result p99 ({n} commits)", percentile(lat, 99), "ms", 100)
         table.add("latency", "per-job overhead median", statistics.median(over), "ms", 5,
                   note="latency minus the test's duration")
+        table.add("latency", "per-job overhead after `git commit` returned, median",
+                  statistics.median([(s[0] - s[2] - s[1]) * 1000 for s in samples]), "ms",
+                  note="latency minus git's own time (hook included) minus the test's duration")
         table.add("latency", "git commit with its hook, median", statistics.median(commits), "ms")
         table.add("latency", "git commit alone (no hook, no CI), median",
                   git_commit_baseline(ctx.work, 10), "ms")

@@ -27,6 +27,11 @@ class Repository {
   Repository& operator=(const Repository&) = delete;
 
   std::string workdir() const;
+  // Removes the lock files a process killed in the middle of a git write leaves behind
+  // (index.lock, HEAD.lock, packed-refs.lock, refs/**.lock, ...): while one is there,
+  // every later fetch or checkout fails. Only for a repository this process owns alone.
+  // Returns the paths removed.
+  std::vector<std::string> remove_stale_locks();
   bool has_remote(const std::string& name) const;
   // Fetches the remote's configured refspecs, pruning branches it no longer has.
   // Calls share_objects() first (once per Repository, and again after an error), so a
@@ -61,6 +66,7 @@ class Repository {
   explicit Repository(git_repository* repo) : repo_(repo) {}
   git_repository* repo_ = nullptr;
   bool sharing_settled_ = false;  // share_objects() has given its answer
+  bool sharing_warned_ = false;   // a failure to share has been logged
 };
 
 }  // namespace ci::git

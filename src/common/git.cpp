@@ -1,6 +1,7 @@
 #include "ci/git.h"
 
 #include <git2.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -192,7 +193,9 @@ Repository::~Repository() {
 }
 
 Repository::Repository(Repository&& other) noexcept
-    : repo_(other.repo_), sharing_settled_(other.sharing_settled_) {
+    : repo_(other.repo_),
+      sharing_settled_(other.sharing_settled_),
+      sharing_warned_(other.sharing_warned_) {
   other.repo_ = nullptr;
 }
 
@@ -201,6 +204,7 @@ Repository& Repository::operator=(Repository&& other) noexcept {
     if (repo_) git_repository_free(repo_);
     repo_ = other.repo_;
     sharing_settled_ = other.sharing_settled_;
+    sharing_warned_ = other.sharing_warned_;
     other.repo_ = nullptr;
   }
   return *this;
@@ -225,9 +229,34 @@ Result<bool> Repository::share_objects(const std::string& remote) {
   return shared;
 }
 
+std::vector<std::string> Repository::remove_stale_locks() {
+  namespace fs = std::filesystem;
+  std::vector<std::string> removed;
+  std::error_code ec;
+  fs::path git_dir = git_repository_path(repo_);
+  auto remove = [&](const fs::path& path) {
+    std::error_code err;
+    if (fs::remove(path, err)) removed.push_back(path.string());
+  };
+  for (const char* name : {"index.lock", "HEAD.lock", "ORIG_HEAD.lock", "FETCH_HEAD.lock",
+                           "packed-refs.lock", "config.lock", "shallow.lock"})
+    remove(git_dir / name);
+  for (auto it = fs::recursive_directory_iterator(git_dir / "refs", ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().extension() == ".lock" && it->is_regular_file(ec)) remove(it->path());
+  }
+  return removed;
+}
+
 Result<void> Repository::fetch(const std::string& remote) {
   // Best effort: without sharing, the fetch copies the objects as it always did.
-  if (!sharing_settled_) (void)share_objects(remote);
+  if (!sharing_settled_) {
+    auto shared = share_objects(remote);
+    if (!shared && !sharing_warned_) {
+      spdlog::warn("objects of '{}' not shared; fetches copy them: {}", remote, shared.error());
+      sharing_warned_ = true;
+    }
+  }
   git_remote* raw = nullptr;
   if (git_remote_lookup(&raw, repo_, remote.c_str()) != 0)
     return make_error(last_error("no remote '" + remote + "'"));

@@ -62,6 +62,9 @@ Result<void> Observer::start() {
     return make_error("repository " + options_.repo + " does not exist");
   auto repo = git::Repository::open(options_.repo);
   if (!repo) return make_error(options_.repo + " is not a git repository");
+  // The clone is this observer's alone: a lock file in it is from one that was killed.
+  for (const auto& lock : repo->remove_stale_locks())
+    spdlog::warn("removed {}, left by a process killed while writing", lock);
   if (repo->has_remote("origin")) remote_ = "origin";
 
   state_file_ =

@@ -94,6 +94,9 @@ Result<void> Runner::start() {
   const std::string& path = options_.job.repo;
   auto repo = git::Repository::open(path);
   if (!repo) return Error{repo.error()};
+  // The clone is this runner's alone: a lock file in it is from one that was killed.
+  for (const auto& lock : repo->remove_stale_locks())
+    spdlog::warn("removed {}, left by a process killed while writing", lock);
   if (!repo->has_remote("origin"))
     return make_error("the repository at '" + path + "' has no remote 'origin'");
   if (auto opened = open_spool(); !opened) return opened;

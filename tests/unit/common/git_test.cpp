@@ -96,6 +96,29 @@ TEST_F(GitTest, CheckoutRemovesUntrackedAndIgnoredFiles) {
   EXPECT_FALSE(repo.checkout_detached(std::string(40, 'e')).ok());
 }
 
+// A process killed in the middle of a git write leaves its lock files; until they are
+// removed every fetch and checkout of that clone fails.
+TEST_F(GitTest, StaleLocksLeftByAKilledProcessAreRemoved) {
+  std::string clone = dir_ / "clone";
+  test::run({"git", "clone", "-q", master_, clone});
+  std::string next = commit_file(master_, "next", "1");
+  test::run({"sh", "-c",
+             "cd " + clone + "/.git && touch index.lock packed-refs.lock " +
+                 "refs/remotes/origin/master.lock && mkdir -p refs/heads/topic && " +
+                 "touch refs/heads/topic/x.lock && echo keep > refs/heads/keep"});
+  auto repo = git::Repository::open(clone);
+  ASSERT_TRUE(repo.ok()) << repo.error();
+  ASSERT_FALSE(repo->fetch("origin").ok());  // what a restarted daemon met every round
+  auto removed = repo->remove_stale_locks();
+  EXPECT_EQ(removed.size(), 4u);
+  EXPECT_TRUE(test::file_exists(clone + "/.git/refs/heads/keep"));
+  auto fetched = repo->fetch("origin");
+  ASSERT_TRUE(fetched.ok()) << fetched.error();
+  auto checked = repo->checkout_detached(next);
+  ASSERT_TRUE(checked.ok()) << checked.error();
+  EXPECT_TRUE(repo->remove_stale_locks().empty());
+}
+
 // The files a repository holds objects in: loose objects and packs (not info/).
 std::vector<std::string> object_files(const std::string& repo) {
   std::vector<std::string> out;

@@ -89,6 +89,14 @@ void Dispatcher::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     workers_stopped_ = true;
+    // Offers never sent go back to the queue, and the store thread writes that last.
+    for (const auto& planned : planned_)
+      scheduler_.offer_refused(planned.offer, Scheduler::Refusal::Busy, now());
+    for (const auto& offer : sendable_)
+      scheduler_.offer_refused(offer, Scheduler::Refusal::Busy, now());
+    planned_.clear();
+    sendable_.clear();
+    note_change();
   }
   store_cv_.notify_all();
   if (store_thread_.joinable()) store_thread_.join();

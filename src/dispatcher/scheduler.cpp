@@ -49,6 +49,7 @@ void Scheduler::set_idle(Runner& r) {
   r.state = RunnerState::Idle;
   r.job = 0;
   r.attempt = 0;
+  r.unconfirmed = false;
   r.idle_seq = next_seq_++;
   r.epoch = next_seq_++;
   idle_.insert({r.idle_seq, r.address});
@@ -112,8 +113,11 @@ void Scheduler::ping_answered(const PingTarget& target, const RunnerReport& repo
       }
       break;
     case RunnerState::Running:
-      if (!report.busy || report.job != r.job || report.attempt != r.attempt)
+      if (!report.busy || report.job != r.job || report.attempt != r.attempt) {
         lose_job(r, "runner " + r.address + " is no longer running it", now);
+      } else {
+        r.unconfirmed = false;
+      }
       break;
     case RunnerState::BusyUnknown:
       if (!report.busy) set_idle(r);
@@ -151,6 +155,8 @@ void Scheduler::drop_runner(std::string address, TimePoint now) {
 
 void Scheduler::lose_job(Runner& r, const std::string& why, TimePoint now, bool counts) {
   (void)now;
+  // A job restored from an offer the runner may never have received is not a lost attempt.
+  counts = counts && !r.unconfirmed;
   auto it = jobs_.find(r.job);
   set_idle(r);
   if (it == jobs_.end()) return;
@@ -414,7 +420,8 @@ void Scheduler::restore(std::vector<Job> jobs, const std::vector<std::string>& r
       case JobState::Offered:
       case JobState::Running:
       case JobState::Finishing: {
-        if (job.state == JobState::Offered) touch(job);
+        bool offered = job.state == JobState::Offered;
+        if (offered) touch(job);
         job.state = JobState::Running;
         job.started_at = now;
         Runner& r = runners_[job.current_runner()];
@@ -423,6 +430,7 @@ void Scheduler::restore(std::vector<Job> jobs, const std::vector<std::string>& r
         r.job = id;
         r.attempt = job.attempt;
         r.epoch = next_seq_++;
+        r.unconfirmed = offered;
         r.registered_at = r.last_seen = now;
         break;
       }

@@ -98,6 +98,7 @@ struct Runner {
   uint64_t epoch = 0;     // changes whenever its assignment changes
   uint64_t idle_seq = 0;  // order in which runners became idle: least recent first
   uint64_t jobs_done = 0;
+  bool unconfirmed = false;  // its job was restored from an offer it may never have had
   TimePoint registered_at{};
   TimePoint last_seen{};
 };

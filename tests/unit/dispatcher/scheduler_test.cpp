@@ -398,6 +398,8 @@ TEST_F(RestoreTest, OfferedJobThatNeverReachedItsRunnerIsQueuedAgain) {
   after.ping_answered(targets[0], RunnerReport{true, false, 0, 0}, now);
   EXPECT_EQ(after.job(id)->state, JobState::Queued);
   EXPECT_EQ(after.queued(), 1u);
+  // It never ran: not an attempt lost to infrastructure.
+  EXPECT_EQ(after.job(id)->infra_failures, 0u);
 }
 
 TEST_F(RestoreTest, FinishedJobsKeepTheirResults) {

@@ -157,6 +157,7 @@ class DeferredServer {
         options, request_has_body, [this](const Frame& f, const std::string&, Responder respond) {
           if (f.verb() == "ping") return respond({serialize_reply(Reply::pong()), false});
           std::lock_guard<std::mutex> lock(mutex_);
+          ++asked_;
           held_.push_back({std::move(respond), f.words.size() > 1 ? f.words[1] : ""});
           cv_.notify_all();
         });
@@ -170,6 +171,11 @@ class DeferredServer {
   size_t held() {
     std::lock_guard<std::mutex> lock(mutex_);
     return held_.size();
+  }
+  // Deferred requests the handler has been given in all.
+  size_t asked() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return asked_;
   }
   // Answers every held request, from a thread of its own.
   void release_all() {
@@ -195,6 +201,7 @@ class DeferredServer {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Held> held_;
+  size_t asked_ = 0;
   std::unique_ptr<LineServer> server_;
 };
 
@@ -230,8 +237,10 @@ TEST(LineServerAsync, PipelinedMessagesAreAnsweredInOrderOneAtATime) {
   // One message at a time: b is not read before a is answered.
   ASSERT_TRUE(test::wait_until([&] { return server.held() == 1; }, 5000ms));
   std::string got;
-  for (int round = 0; round < 3; ++round) {
+  for (size_t round = 1; round <= 3; ++round) {
     ASSERT_TRUE(test::wait_until([&] { return server.held() == 1; }, 5000ms));
+    // The next message is not handed over before this one is answered.
+    EXPECT_EQ(server.asked(), round);
     server.release_all();
   }
   while (got.size() < std::string("OK a\nOK b\npong\nOK c\n").size()) {

@@ -99,19 +99,24 @@ BENCHMARK(BM_SerializeRuntest);
 // One job through the scheduler as the dispatcher drives it: offer it to the runner
 // idle longest, the runner accepts, its result is checked and recorded (the runner is
 // free again), and the changes are taken for the store and the log, as the
-// dispatcher's settle() does after each step. The queue starts at 100,000 jobs and
+// dispatcher's store thread does after each batch. The queue starts at 100,000 jobs and
 // the run takes exactly 100,000 decisions, so it never runs dry.
 constexpr int kQueued = 100000;
 constexpr int kRunners = 1000;
 
-void BM_SchedulerDecision(benchmark::State& state) {
-  ci::Scheduler scheduler(ci::Scheduler::Options{});
-  auto t = std::chrono::steady_clock::now();
+// kQueued jobs queued and kRunners idle runners, with nothing left to write or log.
+void fill(ci::Scheduler& scheduler, ci::TimePoint t) {
   for (int i = 0; i < kQueued; ++i) scheduler.submit(commit_id(i), "master", t);
   for (int i = 0; i < kRunners; ++i)
     scheduler.register_runner("127.0.0.1:" + std::to_string(10000 + i), t);
   (void)scheduler.take_dirty();
   (void)scheduler.take_events();
+}
+
+void BM_SchedulerDecision(benchmark::State& state) {
+  ci::Scheduler scheduler(ci::Scheduler::Options{});
+  auto t = std::chrono::steady_clock::now();
+  fill(scheduler, t);
 
   ci::JobOutcome outcome;
   outcome.status = ci::TestStatus::Passed;
@@ -149,11 +154,7 @@ BENCHMARK(BM_SchedulerDecision)->Iterations(kQueued)->Unit(benchmark::kMicroseco
 void BM_SchedulerDecisionCore(benchmark::State& state) {
   ci::Scheduler scheduler(ci::Scheduler::Options{});
   auto t = std::chrono::steady_clock::now();
-  for (int i = 0; i < kQueued; ++i) scheduler.submit(commit_id(i), "master", t);
-  for (int i = 0; i < kRunners; ++i)
-    scheduler.register_runner("127.0.0.1:" + std::to_string(10000 + i), t);
-  (void)scheduler.take_dirty();
-  (void)scheduler.take_events();
+  fill(scheduler, t);
   ci::JobOutcome outcome;
   outcome.status = ci::TestStatus::Passed;
   outcome.attempt = 1;

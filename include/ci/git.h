@@ -57,6 +57,10 @@ class Repository {
   bool has_commit(const std::string& id) const;
   // Force-checks out `id` with a detached HEAD, removing untracked and ignored files.
   Result<void> checkout_detached(const std::string& id);
+  // Writes the tree of commit `id` into `dir` (which should be new and empty), as a
+  // plain folder with no .git: the repository's index, HEAD and work tree are neither
+  // read nor changed, so nothing a test did to an earlier checkout can leak in.
+  Result<void> export_commit(const std::string& id, const std::string& dir) const;
   // Commits reachable from `tip` and from none of `hide` (ids absent from the
   // repository are skipped), parents before children.
   Result<std::vector<std::string>> commits_since(const std::string& tip,

@@ -53,6 +53,14 @@ struct CommandSpec {
   bool guard = false;
   // The guard's executable; "" for default_guard_program().
   std::string guard_program;
+  // With a guard: a cgroup (v2) folder the guard moves into before it starts the
+  // command, so that everything the command starts is in it; "" for none.
+  std::string cgroup;
+  // With a guard and a caller running as root: the user and group the command runs as
+  // (the guard drops to them, with no supplementary groups, before starting it).
+  bool run_as_user = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
   // Called on the calling thread once the command's process group exists, with its id.
   std::function<void(pid_t group)> on_started;
 };
@@ -67,7 +75,8 @@ struct CommandResult {
   std::chrono::milliseconds duration{0};
 };
 
-// Runs the command in a new process group with stdin from /dev/null, stdout and
+// Runs the command in a new process group (with a guard: a new session, with no
+// controlling terminal) with stdin from /dev/null, stdout and
 // stderr captured and no other file open, no signal blocked and SIGPIPE at its
 // default. When the command's main process ends, times out or is cancelled, the whole
 // group is killed, so nothing it started outlives it.

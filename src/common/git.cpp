@@ -331,6 +331,27 @@ Result<void> Repository::checkout_detached(const std::string& id) {
   return {};
 }
 
+Result<void> Repository::export_commit(const std::string& id, const std::string& dir) const {
+  git_oid oid;
+  if (!parse_oid(id, &oid)) return make_error("bad commit id '" + id + "'");
+  git_object* raw = nullptr;
+  if (git_object_lookup(&raw, repo_, &oid, GIT_OBJECT_COMMIT) != 0)
+    return make_error(last_error("commit " + id + " not found"));
+  ObjectPtr commit(raw);
+  // Compared against an empty index rather than HEAD and the clone's own index: no
+  // cached stat data of any file is trusted, every file of the commit is written.
+  git_index* empty_raw = nullptr;
+  if (git_index_new(&empty_raw) != 0) return make_error(last_error("export of " + id));
+  IndexPtr empty(empty_raw);
+  git_checkout_options opts = GIT_CHECKOUT_OPTIONS_INIT;
+  opts.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DONT_UPDATE_INDEX;
+  opts.baseline_index = empty.get();
+  opts.target_directory = dir.c_str();
+  if (git_checkout_tree(repo_, commit.get(), &opts) != 0)
+    return make_error(last_error("export of " + id + " to " + dir + " failed"));
+  return {};
+}
+
 Result<std::vector<std::string>> Repository::commits_since(
     const std::string& tip, const std::vector<std::string>& hide) const {
   git_oid tip_oid;

@@ -120,13 +120,11 @@ std::string CappedOutput::finish() {
 namespace {
 
 // Pointers to the strings of `v` for an argv or envp, ended by a null pointer.
-std::vector<char*> c_strings(const std::vector<std::string>& v,
-                             std::initializer_list<const char*> before = {}) {
+std::vector<char*> c_strings(const std::vector<std::string>& v) {
   std::vector<char*> out;
-  out.reserve(before.size() + v.size() + 1);
+  out.reserve(v.size() + 1);
   // posix_spawn's arguments are char* const[] for historical reasons only: it does not
   // write to the strings.
-  for (const char* s : before) out.push_back(const_cast<char*>(s));
   for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
   out.push_back(nullptr);
   return out;
@@ -256,8 +254,11 @@ Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* ca
   if (fa == 0) fa = ::posix_spawnattr_setsigmask(attr, &mask);
   if (fa == 0) fa = ::posix_spawnattr_setsigdefault(attr, &defaults);
   if (fa == 0) {
-    fa = ::posix_spawnattr_setflags(
-        attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    // A guard leads a session of its own: no controlling terminal a test could push
+    // input into, and its session is its process group.
+    short group_flag = spec.guard ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP;
+    fa = ::posix_spawnattr_setflags(attr,
+                                    group_flag | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   }
   if (fa != 0) {
     close_all();
@@ -265,9 +266,18 @@ Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* ca
   }
 
   std::string caller = std::to_string(::getpid());
-  std::vector<char*> argv = spec.guard
-                                ? c_strings(spec.argv, {guard_program.c_str(), caller.c_str()})
-                                : c_strings(spec.argv);
+  std::vector<std::string> guard_argv;
+  if (spec.guard) {
+    guard_argv.push_back(guard_program);
+    if (!spec.cgroup.empty()) guard_argv.insert(guard_argv.end(), {"--cgroup", spec.cgroup});
+    if (spec.run_as_user) {
+      guard_argv.insert(guard_argv.end(),
+                        {"--user", std::to_string(spec.uid), std::to_string(spec.gid)});
+    }
+    guard_argv.push_back(caller);
+    guard_argv.insert(guard_argv.end(), spec.argv.begin(), spec.argv.end());
+  }
+  std::vector<char*> argv = c_strings(spec.guard ? guard_argv : spec.argv);
   std::vector<char*> envp = c_strings(spec.env);
   auto start = Clock::now();
   pid_t pid = -1;

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 
 #include "ci/auth.h"
@@ -108,9 +109,33 @@ int main(int argc, char** argv) {
                  "Seconds without a message from the dispatcher before registering again")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{24 * 3600}));
+  std::string state_dir;
+  app.add_option("--state-dir", state_dir,
+                 "The runner's own folder: spool, jobs' checkouts, records (default: "
+                 "REPO.ci-runner, beside the clone)");
   app.add_option("--spool-dir", spool_dir,
-                 "Where results wait until the dispatcher has them (default: "
-                 "REPO/.git/ci-runner-spool)");
+                 "Where results wait until the dispatcher has them (default: STATE-DIR/spool)");
+  std::string sandbox = "on";
+  app.add_option("--sandbox", sandbox,
+                 "Run each test in a bubblewrap sandbox (on), or unconfined with the runner's "
+                 "rights (off)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
+  std::string test_network = "host";
+  app.add_option("--test-network", test_network,
+                 "The network a sandboxed test gets: the machine's (host) or none (a loopback of "
+                 "its own)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"host", "none"}));
+  std::string test_user = "nobody";
+  app.add_option("--test-user", test_user,
+                 "When the runner runs as root, the user tests run as (never root)")
+      ->capture_default_str();
+  std::vector<std::string> hide;
+  app.add_option("--sandbox-hide", hide,
+                 "A folder or file a sandboxed test must not see, besides the runner's own "
+                 "(repeatable)")
+      ->allow_extra_args(false);
   app.add_flag("--drain", drain,
                "On SIGTERM/SIGINT, finish the running test and deliver its results before "
                "exiting (a second signal stops at once); by default the test is killed and its "
@@ -157,6 +182,14 @@ int main(int argc, char** argv) {
   options.job.max_output = max_output;
   options.dispatcher_timeout = std::chrono::seconds(dispatcher_timeout_s);
   options.spool_dir = spool_dir;
+  options.state_dir = state_dir;
+  options.test_user = test_user;
+  options.token_file = token_file.empty() && std::getenv("CI_TOKEN_FILE")
+                           ? std::getenv("CI_TOKEN_FILE")
+                           : token_file;
+  options.job.sandbox.enabled = sandbox == "on";
+  options.job.sandbox.network = test_network == "host";
+  options.job.sandbox.hidden = hide;
 
   ci::runner::Runner runner(options);
   if (auto started = runner.start(); !started) {

@@ -1,14 +1,20 @@
 #include "runner.h"
 
+#include <fcntl.h>
 #include <malloc.h>
+#include <pwd.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 
+#include "ci/files.h"
 #include "ci/git.h"
+#include "sandbox.h"
 
 namespace ci::runner {
 namespace {
@@ -65,23 +71,39 @@ Answer ask(LineClient& dispatcher, const Frame& message) {
   return {Answer::Kind::Failed, "unexpected reply " + serialize(serialize_reply(*reply))};
 }
 
-std::string default_spool_dir(const std::string& repo) {
-  return (std::filesystem::path(repo) / ".git" / "ci-runner-spool").string();
+// Absolute: the jobs' checkouts are made under it, and bind-mounted by path.
+std::string state_dir_of(const RunnerOptions& options) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!options.state_dir.empty())
+    return fs::absolute(options.state_dir, ec).lexically_normal().string();
+  fs::path repo = fs::absolute(options.job.repo, ec).lexically_normal();
+  if (!repo.has_filename()) repo = repo.parent_path();  // "clone/"
+  return repo.string() + ".ci-runner";
 }
+
+// The file naming a work root made outside the state folder, for the next start to
+// remove what a killed runner left in it.
+constexpr const char* kWorkRootNote = "work-root";
 
 }  // namespace
 
 Runner::Runner(RunnerOptions options)
     : options_(std::move(options)),
-      spool_(options_.spool_dir.empty() ? default_spool_dir(options_.job.repo)
+      state_dir_(state_dir_of(options_)),
+      job_options_(options_.job),
+      spool_(options_.spool_dir.empty() ? (std::filesystem::path(state_dir_) / "spool").string()
                                         : options_.spool_dir),
-      test_group_((std::filesystem::path(spool_.dir()) / "running-test").string()),
+      test_group_((std::filesystem::path(state_dir_) / "running-test").string()),
       clone_(options_.job.repo),
       delivery_backoff_(options_.retry_initial, options_.retry_max),
       registration_(Clock::now(), options_.dispatcher_timeout,
                     Backoff(options_.retry_initial, options_.retry_max)) {}
 
-Runner::~Runner() { stop(); }
+Runner::~Runner() {
+  stop();
+  if (state_lock_ >= 0) ::close(state_lock_);
+}
 
 std::string Runner::address() const { return HostPort{options_.host, port_}.str(); }
 
@@ -99,13 +121,26 @@ Result<void> Runner::start() {
     spdlog::warn("removed {}, left by a process killed while writing", lock);
   if (!repo->has_remote("origin"))
     return make_error("the repository at '" + path + "' has no remote 'origin'");
+  if (auto opened = open_state(); !opened) return opened;
   if (auto opened = open_spool(); !opened) return opened;
+  if (auto prepared = prepare_work_root(); !prepared) return prepared;
+  if (auto prepared = prepare_sandbox(); !prepared) return prepared;
   if (auto listening = listen(); !listening) return listening;
   std::error_code ec;
   std::string shown_path = std::filesystem::absolute(path, ec).lexically_normal().string();
-  spdlog::info("listening on {}, repository {}, dispatcher {}, spool {}{}", address(),
-               ec ? path : shown_path, options_.dispatcher.str(), spool_.dir(),
+  spdlog::info("listening on {}, repository {}, dispatcher {}, state {}{}", address(),
+               ec ? path : shown_path, options_.dispatcher.str(), state_dir_,
                options_.token.empty() ? "" : ", token required");
+  if (job_options_.sandbox.enabled) {
+    spdlog::info("tests run in a sandbox ({}), network {}{}", job_options_.sandbox.bwrap,
+                 job_options_.sandbox.network ? "on" : "off",
+                 job_options_.user.set ? ", as user " + job_options_.user.name : "");
+  } else {
+    spdlog::warn(
+        "the sandbox is off: tests run with the rights of {} and can read what it can, its "
+        "token file, spool and clone included",
+        job_options_.user.set ? "user " + job_options_.user.name : "the runner");
+  }
   started_ = true;
   deliver_at_ = Clock::now();
   worker_ = std::thread([this] { work(); });
@@ -113,8 +148,116 @@ Result<void> Runner::start() {
   return {};
 }
 
+Result<void> Runner::open_state() {
+  if (auto made = make_dirs(state_dir_); !made) return make_error("state folder: " + made.error());
+  // The test user may have to pass through it to reach its checkout (work/), never to
+  // list or read it.
+  ::chmod(state_dir_.c_str(), 0711);
+  std::string lock_path = (std::filesystem::path(state_dir_) / "lock").string();
+  state_lock_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (state_lock_ < 0)
+    return make_error("cannot open " + lock_path + ": " + std::strerror(errno));
+  if (::flock(state_lock_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(state_lock_);
+    state_lock_ = -1;
+    return make_error("another ci-runner uses the state folder " + state_dir_ +
+                      " (give each runner its own clone, or its own --state-dir)");
+  }
+  return {};
+}
+
+// A job's checkout is made under the work root, which the test user must be able to
+// reach: <state>/work, or, when a folder above the state folder is closed to it (a
+// runner running as root from its home), a folder of its own under /var/tmp.
+Result<void> Runner::prepare_work_root() {
+  if (::geteuid() == 0) {
+    auto user = find_test_user(options_.test_user);
+    if (!user) return make_error("--test-user: " + user.error());
+    job_options_.user = *user;
+  }
+  namespace fs = std::filesystem;
+  std::string note = (fs::path(state_dir_) / kWorkRootNote).string();
+  // What a killed runner left: its checkouts are not to be trusted.
+  if (auto earlier = read_file(note); earlier && !earlier->empty()) {
+    std::string dir = earlier->substr(0, earlier->find('\n'));
+    if (dir.rfind("/var/tmp/tinyci-work-", 0) == 0) (void)remove_tree(dir);
+    ::unlink(note.c_str());
+  }
+  std::string work = (fs::path(state_dir_) / "work").string();
+  if (auto removed = remove_tree(work); !removed) return removed;
+  const TestUser& user = job_options_.user;
+  if (!user.set || searchable_by(state_dir_, user.uid, user.gid)) {
+    if (::mkdir(work.c_str(), 0711) != 0)
+      return make_error("cannot make " + work + ": " + std::strerror(errno));
+    ::chmod(work.c_str(), 0711);
+    job_options_.work_root = work;
+    return {};
+  }
+  std::string pattern = "/var/tmp/tinyci-work-XXXXXX";
+  if (!::mkdtemp(pattern.data()))
+    return make_error("cannot make a work folder in /var/tmp: " + std::string(std::strerror(errno)));
+  ::chmod(pattern.c_str(), 0711);
+  if (auto noted = write_file_atomic(note, pattern + "\n"); !noted) {
+    (void)remove_tree(pattern);
+    return noted;
+  }
+  spdlog::info("the test user {} cannot reach {}: checkouts are made in {}", user.name, state_dir_,
+               pattern);
+  job_options_.work_root = pattern;
+  return {};
+}
+
+Result<void> Runner::prepare_sandbox() {
+  SandboxOptions& sandbox = job_options_.sandbox;
+  if (!sandbox.enabled) return {};
+  auto bwrap = find_program(sandbox.bwrap.empty() ? "bwrap" : sandbox.bwrap);
+  if (!bwrap) {
+    return make_error("the sandbox needs bubblewrap: " + bwrap.error() +
+                      " (install the package bubblewrap, or start with --sandbox off to run "
+                      "tests unconfined)");
+  }
+  sandbox.bwrap = *bwrap;
+  // What the test must not see: the runner's own files and secrets.
+  for (std::string path : {state_dir_, spool_.dir(), options_.job.repo, options_.token_file})
+    if (!path.empty()) sandbox.hidden.push_back(path);
+  if (const char* home = std::getenv("HOME"); home && *home) sandbox.hidden.emplace_back(home);
+  if (const passwd* self = ::getpwuid(::geteuid()); self && self->pw_dir)
+    sandbox.hidden.emplace_back(self->pw_dir);
+
+  // Once, as every job will: a command in the sandbox, as the test user.
+  std::string probe = (std::filesystem::path(job_options_.work_root) / "sandbox-check").string();
+  (void)remove_tree(probe);
+  if (::mkdir(probe.c_str(), 0700) != 0)
+    return make_error("cannot make " + probe + ": " + std::strerror(errno));
+  if (job_options_.user.set) (void)chown_tree(probe, job_options_.user.uid, job_options_.user.gid);
+  CommandSpec spec;
+  spec.argv = sandbox_command(sandbox, probe, {"/bin/sh", "-c", "exit 0"});
+  spec.cwd = probe;
+  spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin"};
+  spec.timeout = std::chrono::seconds(30);
+  spec.guard = true;
+  spec.run_as_user = job_options_.user.set;
+  spec.uid = job_options_.user.uid;
+  spec.gid = job_options_.user.gid;
+  auto ran = run_command(spec);
+  (void)remove_tree(probe);
+  std::string why = !ran ? ran.error()
+                    : ran->exit_code != 0 ? ran->output.empty() ? "exit code " + std::to_string(ran->exit_code)
+                                                                : ran->output
+                                          : "";
+  if (!why.empty()) {
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    return make_error(
+        "the sandbox cannot run on this machine (" + why +
+        "): bubblewrap needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 "
+        "and user.max_user_namespaces > 0); or start with --sandbox off to run tests unconfined");
+  }
+  return {};
+}
+
 Result<void> Runner::open_spool() {
   if (auto opened = spool_.open(); !opened) return make_error("spool: " + opened.error());
+  ::chmod(spool_.dir().c_str(), 0700);
   if (auto left = test_group_.kill_leftovers()) {
     spdlog::warn(
         "killed {} process(es) left running by job {} attempt {} (process group {}) "
@@ -243,7 +386,7 @@ std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job) 
     if (auto noted = test_group_.write(group, job); !noted)
       spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
   };
-  TestJobOutcome outcome = run_test_job(clone_, options_.job, job, address(), &cancel_, note_group);
+  TestJobOutcome outcome = run_test_job(clone_, job_options_, job, address(), &cancel_, note_group);
   test_group_.clear();
   if (outcome.cancelled) {
     spdlog::info("{}: cancelled by shutdown, not reported", describe(job));

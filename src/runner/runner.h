@@ -40,9 +40,17 @@ struct RunnerOptions {
   // nullopt: the first free port in 8900-9000; 0: an ephemeral port.
   std::optional<uint16_t> port;
   HostPort dispatcher{"localhost", 8888};
-  TestJobOptions job;  // job.repo is the runner's clone
-  // Results not yet delivered; "": <job.repo>/.git/ci-runner-spool.
+  TestJobOptions job;  // job.repo is the runner's clone; work_root and user are set by start()
+  // The runner's own folder, out of every test's reach: the spool, the note of the
+  // running test, the jobs' checkouts (work/) and a lock that keeps a second runner out.
+  // "": <job.repo>.ci-runner, beside the clone.
+  std::string state_dir;
+  // Results not yet delivered; "": <state_dir>/spool.
   std::string spool_dir;
+  // When the runner runs as root, tests run as this user (never as root).
+  std::string test_user = "nobody";
+  // The token's file, hidden from tests (the token itself never reaches them).
+  std::string token_file;
   // With no message from the dispatcher for this long, register again.
   std::chrono::milliseconds dispatcher_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds retry_initial{100};  // backoff towards the dispatcher
@@ -79,8 +87,14 @@ class Runner {
   uint16_t port() const { return port_; }
   std::string address() const;  // host:port, as registered
   const std::string& spool_dir() const { return spool_.dir(); }
+  const std::string& state_dir() const { return state_dir_; }
+  // Where the jobs' checkouts are made; set by start().
+  const std::string& work_root() const { return job_options_.work_root; }
 
  private:
+  Result<void> open_state();
+  Result<void> prepare_work_root();
+  Result<void> prepare_sandbox();
   Result<void> open_spool();
   Result<void> listen();
   Response handle(const Frame& request, const std::string& peer);
@@ -99,6 +113,9 @@ class Runner {
   void say_goodbye();
 
   const RunnerOptions options_;
+  const std::string state_dir_;
+  TestJobOptions job_options_;  // options_.job, completed by start()
+  int state_lock_ = -1;         // held while the runner runs
   const ResultSpool spool_;
   const TestGroupRecord test_group_;
   Clone clone_;  // options_.job.repo, the worker's

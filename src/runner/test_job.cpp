@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 
 #include "unittest_summary.h"
 
@@ -66,25 +69,28 @@ std::vector<std::string> test_argv(const TestJobOptions& options, const std::str
 Clone::Clone(std::string path, unsigned reuse_limit)
     : path_(std::move(path)), reuse_limit_(std::max(reuse_limit, 1u)) {}
 
-Result<std::string> Clone::check_out(const std::string& commit) {
+Result<void> Clone::export_to(const std::string& commit, const std::string& dir) {
   bool reused = repo_.has_value();
   if (reused && uses_ >= reuse_limit_) {
     repo_.reset();
     reused = false;
   }
-  auto done = try_check_out(commit);
+  auto done = try_export(commit, dir);
   if (done) return done;
   repo_.reset();
   // A commit that origin does not have either is not the handle's fault.
   if (!reused || missing_) return done;
-  spdlog::debug("checking out {} failed ({}); again with the repository opened anew", commit,
+  spdlog::debug("exporting {} failed ({}); again with the repository opened anew", commit,
                 done.error());
-  done = try_check_out(commit);
+  if (auto cleared = remove_tree(dir); !cleared) return cleared;
+  if (::mkdir(dir.c_str(), 0700) != 0)
+    return make_error("cannot make " + dir + ": " + std::strerror(errno));
+  done = try_export(commit, dir);
   if (!done) repo_.reset();
   return done;
 }
 
-Result<std::string> Clone::try_check_out(const std::string& commit) {
+Result<void> Clone::try_export(const std::string& commit, const std::string& dir) {
   if (!repo_) {
     auto opened = git::Repository::open(path_);
     if (!opened) return Error{opened.error()};
@@ -104,9 +110,45 @@ Result<std::string> Clone::try_check_out(const std::string& commit) {
       return make_error("commit " + commit + " not found in origin");
     }
   }
-  if (auto done = repo.checkout_detached(commit); !done) return Error{done.error()};
-  return repo.workdir();
+  return repo.export_commit(commit, dir);
 }
+
+std::string job_workdir(const TestJobOptions& options, const RuntestRequest& job) {
+  return (std::filesystem::path(options.work_root) /
+          (std::to_string(job.job) + "-" + std::to_string(job.attempt)))
+      .string();
+}
+
+namespace {
+
+// Removes a job's checkout when the job is over, however it ends.
+class Workdir {
+ public:
+  explicit Workdir(std::string path) : path_(std::move(path)) {}
+  ~Workdir() {
+    if (auto removed = remove_tree(path_); !removed) spdlog::warn("{}", removed.error());
+  }
+  Workdir(const Workdir&) = delete;
+  Workdir& operator=(const Workdir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A new, empty folder for the job's checkout, with the commit's files in it.
+Result<void> prepare_workdir(Clone& clone, const TestJobOptions& options, const std::string& commit,
+                             const std::string& dir) {
+  // Left by a runner killed during this very job: nothing in it is to be trusted.
+  if (auto cleared = remove_tree(dir); !cleared) return cleared;
+  if (::mkdir(dir.c_str(), 0700) != 0)
+    return make_error("cannot make the job's folder " + dir + ": " + std::strerror(errno));
+  if (auto exported = clone.export_to(commit, dir); !exported) return exported;
+  if (options.user.set) return chown_tree(dir, options.user.uid, options.user.gid);
+  return {};
+}
+
+}  // namespace
 
 TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest& job,
                             const std::string& runner, const CancelToken* cancel,
@@ -126,17 +168,29 @@ TestJobOutcome run_test_job(Clone& clone, const TestJobOptions& options, const R
   results.runner = runner;
   results.status = TestStatus::Error;
 
-  auto workdir = clone.check_out(job.commit);
-  if (!workdir) {
-    results.output = workdir.error();
+  Workdir workdir(job_workdir(options, job));
+  if (auto prepared = prepare_workdir(clone, options, job.commit, workdir.path()); !prepared) {
+    results.output = prepared.error();
     results.duration_ms = elapsed_ms(start);
     return outcome;
   }
 
   CommandSpec spec;
-  spec.argv = test_argv(options, *workdir);
-  spec.cwd = *workdir;
+  spec.argv = test_argv(options, workdir.path());
+  if (options.sandbox.enabled) spec.argv = sandbox_command(options.sandbox, workdir.path(), spec.argv);
+  spec.cwd = workdir.path();
   spec.env = job_environment(job, options.pass_env);
+  if (options.user.set) {
+    spec.run_as_user = true;
+    spec.uid = options.user.uid;
+    spec.gid = options.user.gid;
+    for (auto& var : spec.env) {
+      if (var.rfind("USER=", 0) == 0) var = "USER=" + options.user.name;
+      if (var.rfind("LOGNAME=", 0) == 0) var = "LOGNAME=" + options.user.name;
+      // In the sandbox the runner's home is an empty folder the test may write to.
+      if (!options.sandbox.enabled && var.rfind("HOME=", 0) == 0) var = "HOME=" + options.user.home;
+    }
+  }
   spec.timeout = options.timeout;
   spec.output_cap = options.max_output;
   spec.kill_grace = options.kill_grace;

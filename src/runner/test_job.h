@@ -1,5 +1,6 @@
-// One test job in the runner's own clone: bring in the commit, force-check it out,
-// run the repository's tests and turn what happened into a results message.
+// One test job: bring the commit into the runner's clone, export its tree into a new
+// folder of its own, run the repository's tests there (in the sandbox, see sandbox.h),
+// remove the folder and turn what happened into a results message.
 #pragma once
 
 #include <chrono>
@@ -12,16 +13,24 @@
 #include "ci/git.h"
 #include "ci/process.h"
 #include "ci/protocol.h"
+#include "sandbox.h"
 
 namespace ci::runner {
 
 struct TestJobOptions {
-  std::string repo;          // the runner's clone, with a remote "origin"
+  std::string repo;  // the runner's clone, with a remote "origin"
+  // Each job's checkout is made in a new folder here, <job>-<attempt>, and removed
+  // after the job. Nothing else may be in it.
+  std::string work_root;
   std::string test_command;  // run with /bin/sh -c; "" for the repository's own
   std::chrono::milliseconds timeout{std::chrono::seconds(1800)};
   size_t max_output = 4u << 20;
   std::chrono::milliseconds kill_grace{2000};  // SIGTERM, then SIGKILL, at a timeout
   std::vector<std::string> pass_env;           // names of the runner's variables the test also gets
+  SandboxOptions sandbox;
+  TestUser user;  // set when the runner runs as root
+  // A cgroup (v2) folder made for each job under this one; "" for none (cgroup.h).
+  std::string cgroup_root;
 };
 
 // The variables a test gets from the runner's environment besides those pass_env names.
@@ -44,31 +53,35 @@ struct TestJobOutcome {
 std::vector<std::string> test_argv(const TestJobOptions& options, const std::string& workdir);
 
 // The runner's clone, kept open from one job to the next: opening it costs more than a
-// trivial test. libgit2 reads again what a test may have changed in the clone (refs,
-// packs, the index, the configuration) when it finds it changed. After any git error
-// the clone is opened anew, and the checkout is tried once more at once if the error
-// came from a handle that earlier jobs had used (unless origin lacks the commit). It is
-// also opened anew every `reuse_limit` jobs: libgit2's object cache grows with every
-// commit checked out. Used by one thread at a time.
+// trivial test. It is an object store only: a job's files are exported from it into a
+// folder of the job's own, never checked out in the clone's work tree. After any git
+// error the clone is opened anew, and the export is tried once more at once if the
+// error came from a handle that earlier jobs had used (unless origin lacks the commit).
+// It is also opened anew every `reuse_limit` jobs: libgit2's object cache grows with
+// every commit read. Used by one thread at a time.
 class Clone {
  public:
   explicit Clone(std::string path, unsigned reuse_limit = 100);
-  // Brings the commit into the clone and force-checks it out; the work tree, or why not.
-  Result<std::string> check_out(const std::string& commit);
+  // Brings the commit into the clone (fetching origin if it is missing) and writes its
+  // tree into `dir`.
+  Result<void> export_to(const std::string& commit, const std::string& dir);
   const std::string& path() const { return path_; }
   // How many times the repository was opened.
   unsigned opens() const { return opens_; }
 
  private:
-  Result<std::string> try_check_out(const std::string& commit);
+  Result<void> try_export(const std::string& commit, const std::string& dir);
 
   std::string path_;
   unsigned reuse_limit_;
   std::optional<git::Repository> repo_;
-  unsigned uses_ = 0;     // jobs checked out with repo_
+  unsigned uses_ = 0;     // jobs exported with repo_
   bool missing_ = false;  // the last try fetched and origin has no such commit
   unsigned opens_ = 0;
 };
+
+// The folder of a job's checkout under options.work_root.
+std::string job_workdir(const TestJobOptions& options, const RuntestRequest& job);
 
 // Runs the job to its end on the calling thread, in `clone` (options.repo's). `runner`
 // is the runner's host:port for the results message; `cancel` stops a running command.

@@ -40,6 +40,10 @@ class RunnerProcessTest : public RunnerTest {
                                   test_command,
                                   "--spool-dir",
                                   dir / "spool",
+                                  "--state-dir",
+                                  dir / "state",
+                                  "--sandbox",
+                                  "off",
                                   "--log-level",
                                   "debug"};
     args.insert(args.end(), flags.begin(), flags.end());

@@ -131,13 +131,26 @@ TEST_F(RunnerWakeTest, ARuntestDeliversWaitingResultsAtOnce) {
   EXPECT_TRUE(test::wait_until([&] { return pong(runner->port()) == "pong idle"; }));
 }
 
-TEST_F(RunnerTest, TheSpoolIsInTheClonesGitFolderByDefault) {
+TEST_F(RunnerTest, TheStateFolderIsBesideTheCloneAndHoldsTheSpoolByDefault) {
   options.spool_dir.clear();
+  options.state_dir.clear();
   fake.start();
   start_runner();
-  std::string expected = dir / "clone/.git/ci-runner-spool";
-  EXPECT_EQ(runner->spool_dir(), expected);
-  EXPECT_TRUE(test::file_exists(expected));
+  std::string state = dir / "clone.ci-runner";
+  EXPECT_EQ(runner->state_dir(), state);
+  EXPECT_EQ(runner->spool_dir(), state + "/spool");
+  EXPECT_TRUE(test::file_exists(state + "/spool"));
+  EXPECT_FALSE(test::file_exists(dir / "clone/.git/ci-runner-spool")) << "nothing in the clone";
+}
+
+TEST_F(RunnerTest, ASecondRunnerOnTheSameStateFolderIsRefused) {
+  fake.start();
+  start_runner();
+  Runner second(options);
+  auto started = second.start();
+  ASSERT_FALSE(started.ok());
+  EXPECT_NE(started.error().find("another ci-runner uses the state folder"), std::string::npos)
+      << started.error();
 }
 
 TEST_F(RunnerTest, NotesTheProcessGroupOfTheRunningTest) {
@@ -152,11 +165,11 @@ TEST_F(RunnerTest, NotesTheProcessGroupOfTheRunningTest) {
   EXPECT_NE(group, shell) << "the guard leads the group";
   std::string noted = std::to_string(group) + " 5 1 " + commit + "\n";
   EXPECT_TRUE(test::wait_until([&] {
-    return test::read_text(dir / "spool/running-test") == noted;
-  })) << test::read_text(dir / "spool/running-test");
+    return test::read_text(dir / "state/running-test") == noted;
+  })) << test::read_text(dir / "state/running-test");
   ASSERT_TRUE(open_gate(gate));
   ASSERT_TRUE(test::wait_until([&] { return !fake.results().empty(); }));
-  EXPECT_FALSE(test::file_exists(dir / "spool/running-test"));
+  EXPECT_FALSE(test::file_exists(dir / "state/running-test"));
 }
 
 TEST_F(RunnerTest, StartKillsWhatAnEarlierRunLeftOfItsTest) {
@@ -172,16 +185,16 @@ TEST_F(RunnerTest, StartKillsWhatAnEarlierRunLeftOfItsTest) {
   pid_t sleeper = wait_for_pid(pid_file);
   pid_t group = test_probe::process_group(sleeper);
   ASSERT_EQ(group, leftover->pid());
-  ASSERT_TRUE(make_dirs(dir / "spool").ok());
+  ASSERT_TRUE(make_dirs(dir / "state").ok());
   ASSERT_TRUE(
-      TestGroupRecord(dir / "spool/running-test").write(group, {4, 2, commit, "master"}).ok());
+      TestGroupRecord(dir / "state/running-test").write(group, {4, 2, commit, "master"}).ok());
 
   fake.start();
   start_runner();
   EXPECT_TRUE(test::wait_until(
       [&] { return test_probe::process_gone(sleeper) && test_probe::group_gone(group); }, 10s));
   EXPECT_EQ(log_count("killed 2 process(es) left running by job 4 attempt 2"), 1u);
-  EXPECT_FALSE(test::file_exists(dir / "spool/running-test"));
+  EXPECT_FALSE(test::file_exists(dir / "state/running-test"));
   EXPECT_EQ(pong(runner->port()), "pong idle");
 }
 

@@ -152,7 +152,10 @@ TEST_F(RunnerTest, WithoutAPortTakesTheFirstFreeOneFrom8900) {
   options.port.reset();
   fake.start();
   start_runner();
-  Runner second(options);
+  RunnerOptions second_options = options;
+  second_options.state_dir = dir / "second-state";
+  second_options.spool_dir = dir / "second-spool";
+  Runner second(second_options);
   ASSERT_TRUE(second.start().ok());
   EXPECT_GE(runner->port(), 8900);
   EXPECT_LE(runner->port(), 9000);

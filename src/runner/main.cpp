@@ -136,6 +136,12 @@ int main(int argc, char** argv) {
                  "A folder or file a sandboxed test must not see, besides the runner's own "
                  "(repeatable)")
       ->allow_extra_args(false);
+  std::vector<std::string> share;
+  app.add_option("--sandbox-share", share,
+                 "A folder every sandboxed test may read and write (a cache shared by all "
+                 "jobs; repeatable)")
+      ->allow_extra_args(false)
+      ->check(CLI::ExistingDirectory);
   app.add_flag("--drain", drain,
                "On SIGTERM/SIGINT, finish the running test and deliver its results before "
                "exiting (a second signal stops at once); by default the test is killed and its "
@@ -190,6 +196,7 @@ int main(int argc, char** argv) {
   options.job.sandbox.enabled = sandbox == "on";
   options.job.sandbox.network = test_network == "host";
   options.job.sandbox.hidden = hide;
+  options.job.sandbox.shared = share;
 
   ci::runner::Runner runner(options);
   if (auto started = runner.start(); !started) {

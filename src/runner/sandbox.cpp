@@ -110,6 +110,10 @@ std::vector<std::string> sandbox_command(const SandboxOptions& options, const st
       argv.insert(argv.end(), {"--ro-bind", "/dev/null", path});
     }
   }
+  for (const auto& path : options.shared) {
+    std::string p = resolved(path);
+    argv.insert(argv.end(), {"--bind", p, p});
+  }
   std::string work = resolved(workdir);
   argv.insert(argv.end(), {"--bind", work, work, "--chdir", work, "--"});
   argv.insert(argv.end(), command.begin(), command.end());

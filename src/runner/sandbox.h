@@ -41,6 +41,9 @@ struct SandboxOptions {
   // Folders and files the test must not see: a folder is covered by an empty one, a
   // file by an empty file. Paths that do not exist are skipped.
   std::vector<std::string> hidden;
+  // Folders every test may read and write, at the same path (a cache shared between
+  // jobs, say): what one job leaves there, the next one sees.
+  std::vector<std::string> shared;
 };
 
 // The absolute path of `program`, looked up in the runner's PATH.

@@ -28,13 +28,12 @@ TEST(Kill, RunnerKilledMidTestJobIsFinishedByTheOtherRunner) {
   Cluster c;
   std::string first = make_master_repo(c.master());
   c.start_dispatcher();
-  std::string gate = c.path("gate");
-  fs::create_directories(gate);
-  c.start_runner({"--test-command", gated_command(gate)});
+  std::string gate = c.shared_dir("gate");
+  c.start_runner({"--test-command", gated_command(gate), "--sandbox-share", gate});
   ASSERT_TRUE(c.wait_runners(1));
   ASSERT_TRUE(c.ask(DispatchRequest{first, "master"}).ok());
   ASSERT_TRUE(wait_until([&] { return file_exists(gate + "/started.1.1"); }));
-  c.start_runner({"--test-command", gated_command(gate)});
+  c.start_runner({"--test-command", gated_command(gate), "--sandbox-share", gate});
   ASSERT_TRUE(c.wait_runners(2));
   Cluster::kill_hard(c.runner(0));
   std::ofstream(gate + "/release").flush();
@@ -54,9 +53,8 @@ TEST(Kill, RunnerKilledWithNoOtherRunnerJobWaitsForANewOne) {
   Cluster c;
   std::string first = make_master_repo(c.master());
   c.start_dispatcher();
-  std::string gate = c.path("gate");
-  fs::create_directories(gate);
-  c.start_runner({"--test-command", gated_command(gate)});
+  std::string gate = c.shared_dir("gate");
+  c.start_runner({"--test-command", gated_command(gate), "--sandbox-share", gate});
   ASSERT_TRUE(c.wait_runners(1));
   ASSERT_TRUE(c.ask(DispatchRequest{first, "master"}).ok());
   ASSERT_TRUE(wait_until([&] { return file_exists(gate + "/started.1.1"); }));
@@ -67,7 +65,7 @@ TEST(Kill, RunnerKilledWithNoOtherRunnerJobWaitsForANewOne) {
   EXPECT_FALSE(file_exists(c.result_path(first)));
 
   std::ofstream(gate + "/release").flush();
-  c.start_runner({"--test-command", gated_command(gate)});
+  c.start_runner({"--test-command", gated_command(gate), "--sandbox-share", gate});
   ASSERT_TRUE(c.wait_result(first));
   EXPECT_EQ(header_field(c.result(first), "attempt"), "2");
   EXPECT_EQ(c.status_value("jobs-finished"), 1);
@@ -102,9 +100,8 @@ TEST(Kill, DispatcherKilledWithOneJobRunningAndThreeQueuedFinishesAllFour) {
   Cluster c;
   make_master_repo(c.master());
   c.start_dispatcher();
-  std::string gate = c.path("gate");
-  fs::create_directories(gate);
-  c.start_runner({"--test-command", gated_command(gate)});
+  std::string gate = c.shared_dir("gate");
+  c.start_runner({"--test-command", gated_command(gate), "--sandbox-share", gate});
   ASSERT_TRUE(c.wait_runners(1));
   std::vector<std::string> commits;
   for (int i = 0; i < 4; ++i) {
@@ -167,9 +164,8 @@ TEST(Kill, RunnerStoppedLongerThanTheHeartbeatComesBackAsTheSameRunner) {
   Cluster c;
   std::string first = make_master_repo(c.master());
   c.start_dispatcher();
-  std::string gate = c.path("gate");
-  fs::create_directories(gate);
-  c.start_runner({"--test-command", gated_command(gate)});
+  std::string gate = c.shared_dir("gate");
+  c.start_runner({"--test-command", gated_command(gate), "--sandbox-share", gate});
   ASSERT_TRUE(c.wait_runners(1));
   ASSERT_TRUE(c.ask(DispatchRequest{first, "master"}).ok());
   ASSERT_TRUE(wait_until([&] { return file_exists(gate + "/started.1.1"); }));

@@ -2,15 +2,29 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <sstream>
 
 #include "ci/validate.h"
 
 namespace ci::test {
 
-Cluster::Cluster() { master_ = dir_ / "master"; }
+Cluster::Cluster() {
+  master_ = dir_ / "master";
+  // Run as root, the runners run their tests as an unprivileged user, who must be able
+  // to reach the folders a test shares with it (see shared_dir()).
+  ::chmod(dir_.path().c_str(), 0755);
+}
+
+std::string Cluster::shared_dir(const std::string& name) {
+  std::string dir = dir_ / name;
+  std::filesystem::create_directories(dir);
+  ::chmod(dir.c_str(), 0777);
+  return dir;
+}
 
 Daemon& Cluster::start_dispatcher(std::vector<std::string> extra) {
   std::vector<std::string> args{"--port",        port_ ? std::to_string(port_) : "0",

@@ -17,6 +17,9 @@ class Cluster {
   Cluster();
 
   std::string path(const std::string& name) const { return dir_ / name; }
+  // A folder the test and the tests that runners run can both write: give it to a
+  // runner with --sandbox-share.
+  std::string shared_dir(const std::string& name);
   const std::string& master() const { return master_; }
   std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
   uint16_t port() const { return port_; }

@@ -111,9 +111,10 @@ TEST(EndToEnd, TestTimeoutGivesStatusTimeoutAndKillsTheTestsProcesses) {
   Cluster c;
   make_master_repo(c.master());
   c.start_dispatcher();
-  std::string pids = c.path("pids");
-  // The test starts a background process and then hangs.
-  c.start_runner({"--timeout", "1", "--test-command",
+  std::string pids = c.shared_dir("shared") + "/pids";
+  // The test starts a background process and then hangs. (Unconfined, so that the
+  // process ids it writes are the machine's: in the sandbox they are its own.)
+  c.start_runner({"--timeout", "1", "--sandbox", "off", "--test-command",
                   "sleep 300 & echo $! >> " + pids + "; echo $$ >> " + pids + "; sleep 300"});
   ASSERT_TRUE(c.wait_runners(1));
   c.start_observer();

@@ -119,10 +119,11 @@ std::vector<std::string> list_dir(const std::string& dir) {
 std::string bin(const std::string& name) { return std::string(CI_BIN_DIR) + "/" + name; }
 
 Daemon::Daemon(std::string name, std::vector<std::string> args, std::string log_file,
-               const std::string& cwd)
+               const std::string& cwd, const std::vector<std::string>& prefix)
     : name_(std::move(name)), log_file_(std::move(log_file)) {
   std::vector<std::string> argv;
   if (!cwd.empty()) argv = {"/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd};
+  argv.insert(argv.end(), prefix.begin(), prefix.end());
   argv.push_back(bin(name_));
   argv.insert(argv.end(), args.begin(), args.end());
   auto child = ChildProcess::spawn(argv, log_file_);

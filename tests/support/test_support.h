@@ -54,9 +54,10 @@ std::string bin(const std::string& name);  // build/bin/<name>
 // A daemon of the project started as a real process, its output in a log file.
 class Daemon {
  public:
-  // `cwd`: the folder it runs in ("" for the test's own).
+  // `cwd`: the folder it runs in ("" for the test's own). `prefix`: a command that runs
+  // the daemon (e.g. setpriv to run it as another user), or nothing.
   Daemon(std::string name, std::vector<std::string> args, std::string log_file,
-         const std::string& cwd = "");
+         const std::string& cwd = "", const std::vector<std::string>& prefix = {});
   ~Daemon();
   Daemon(Daemon&&) = default;
   Daemon& operator=(Daemon&&) = default;

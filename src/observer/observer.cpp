@@ -73,7 +73,7 @@ Result<void> Observer::start() {
   if (!state_dir.empty()) {
     if (auto r = make_dirs(state_dir); !r) return Error{r.error()};
   }
-  auto tracker = CommitTracker::load(state_file_, options_.mode);
+  auto tracker = CommitTracker::load(state_file_, options_.mode, options_.max_new_commits);
   if (!tracker) return Error{tracker.error()};
 
   spdlog::info(
@@ -165,6 +165,8 @@ void Observer::round() {
   auto tips = watched_tips();
   if (!tips) return;
 
+  // What could not be handed over in earlier rounds (the dispatcher being down) is
+  // still pending: this round's plan only adds what is new since.
   std::vector<HandOver> plan;
   {
     std::lock_guard lock(state_mu_);
@@ -175,7 +177,12 @@ void Observer::round() {
       return;
     }
     git_streak_.succeeded();
-    plan = std::move(*planned);
+    commits_read_.fetch_add(planned->commits_read);
+    if (planned->commits_read > 0)
+      spdlog::debug("planned {} new commit(s), reading {} commit(s) of history",
+                    planned->added.size(), planned->commits_read);
+    report_skipped(planned->skipped);
+    plan = tracker_->pending();
     if (first_look)
       spdlog::info("first look: the tips of {} branch(es) count as already seen", tips->size());
   }
@@ -184,6 +191,16 @@ void Observer::round() {
   // of hand-overs the dispatcher already has, and handing those over again after a
   // restart is answered with the same job, so nothing is missed or run twice.
   save_state();
+}
+
+void Observer::report_skipped(const std::vector<Skipped>& skipped) {
+  for (const auto& s : skipped) {
+    spdlog::warn(
+        "branch '{}' has more new commits than --max-new-commits {}: handing over the newest "
+        "{} (its tip among them), skipping the {} older ones, {} (oldest) to {} (newest)",
+        escape_for_log(s.branch), options_.max_new_commits, options_.max_new_commits, s.count,
+        s.oldest, s.newest);
+  }
 }
 
 void Observer::hand_over_all(const std::vector<HandOver>& plan) {

@@ -12,6 +12,9 @@ namespace ci {
 
 // 40 (SHA-1) or 64 (SHA-256) lowercase or uppercase hex digits.
 std::string check_commit_id(std::string_view id);
+// The one spelling of a commit id used for jobs and file names: lower case. The same
+// commit spelt in capitals is the same job and the same result file.
+std::string normalize_commit_id(std::string_view id);
 // A branch name as git's check-ref-format allows for refs/heads/<name>.
 std::string check_branch_name(std::string_view name);
 // A host name or IPv4/IPv6 literal: 1-253 chars of [A-Za-z0-9.-:], no leading '-'.

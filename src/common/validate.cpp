@@ -13,6 +13,13 @@ std::string check_commit_id(std::string_view id) {
   return {};
 }
 
+std::string normalize_commit_id(std::string_view id) {
+  std::string out(id);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
 std::string check_branch_name(std::string_view name) {
   if (name.empty()) return "branch name is empty";
   if (name.size() > 255) return "branch name longer than 255 bytes";

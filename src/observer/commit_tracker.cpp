@@ -62,8 +62,7 @@ Result<CommitTracker::State> CommitTracker::parse_state(std::string_view text) {
     std::string commit(line.substr(space + 1));
     if (auto why = check_branch_name(branch); !why.empty()) return make_error(where + why);
     if (auto why = check_commit_id(commit); !why.empty()) return make_error(where + why);
-    std::transform(commit.begin(), commit.end(), commit.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    commit = normalize_commit_id(commit);
     if (!state.emplace(branch, commit).second)
       return make_error(where + "branch '" + branch + "' appears twice");
   }

@@ -13,6 +13,13 @@ TEST(Validate, CommitIds) {
   EXPECT_NE(check_commit_id("../" + std::string(37, 'a')), "");
 }
 
+TEST(Validate, CommitIdsAreNormalisedToLowerCase) {
+  EXPECT_EQ(normalize_commit_id("0123456789ABCDEFabcdef0123456789ABCDEF01"),
+            "0123456789abcdefabcdef0123456789abcdef01");
+  EXPECT_EQ(normalize_commit_id(std::string(64, 'E')), std::string(64, 'e'));
+  EXPECT_EQ(normalize_commit_id(std::string(40, '7')), std::string(40, '7'));
+}
+
 TEST(Validate, HostPort) {
   auto hp = parse_host_port("localhost:8888");
   ASSERT_TRUE(hp);

@@ -33,6 +33,12 @@ struct HostPort {
 };
 std::optional<HostPort> parse_host_port(std::string_view text, std::string* why = nullptr);
 
+// True only for a loopback address: an IPv4 literal in 127.0.0.0/8, ::1, an IPv4-mapped
+// ::ffff:127.x.y.z, or the name "localhost". Any other name is false, even one that
+// starts like a loopback address ("127.0.0.1.example.com" resolves wherever its owner
+// wants).
+bool is_loopback(std::string_view host);
+
 // Escapes a peer-supplied string for a log line: printable ASCII kept, anything else
 // as \xNN, cut to max_len with "..." after it.
 std::string escape_for_log(std::string_view text, size_t max_len = 200);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "ci/auth.h"
+
 namespace ci {
 namespace {
 
@@ -35,6 +37,26 @@ TEST(Validate, HostPort) {
   EXPECT_FALSE(parse_host_port("localhost:0", &why));
   EXPECT_FALSE(parse_host_port("localhost:65536", &why));
   EXPECT_FALSE(parse_host_port("local host:80", &why));
+}
+
+TEST(Validate, LoopbackIsOnlyALoopbackAddressOrLocalhost) {
+  for (const char* host : {"127.0.0.1", "127.1.2.3", "127.255.255.254", "::1", "0:0:0:0:0:0:0:1",
+                           "::ffff:127.0.0.1", "localhost", "LocalHost"})
+    EXPECT_TRUE(is_loopback(host)) << host;
+  for (const char* host : {"127.0.0.1.example.com", "127.evil", "127.", "127.0.0.1x", "127.1",
+                           "0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "::ffff:10.0.0.1", "::2",
+                           "localhost.example.com", "localhost.", "", " 127.0.0.1", "example.com"})
+    EXPECT_FALSE(is_loopback(host)) << host;
+}
+
+// A daemon refuses to listen without a token on anything but a loopback address.
+TEST(Validate, BindPolicyRefusesANameThatOnlyLooksLikeLoopback) {
+  EXPECT_TRUE(check_bind_policy("127.0.0.1", false, false).ok());
+  EXPECT_TRUE(check_bind_policy("::1", false, false).ok());
+  EXPECT_FALSE(check_bind_policy("127.0.0.1.example.com", false, false).ok());
+  EXPECT_FALSE(check_bind_policy("127.evil", false, false).ok());
+  EXPECT_TRUE(check_bind_policy("127.evil", true, false).ok());
+  EXPECT_TRUE(check_bind_policy("0.0.0.0", false, true).ok());
 }
 
 TEST(Validate, NumbersAreStrict) {

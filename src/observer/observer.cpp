@@ -157,7 +157,7 @@ void Observer::round() {
   if (remote_) {
     if (auto r = repo_->fetch(*remote_); !r) {
       fetch_streak_.failed("cannot fetch " + *remote_ + " into " + options_.repo + ": " +
-                           r.error());
+                           escape_for_log(r.error(), 500));
       return;
     }
     fetch_streak_.succeeded();
@@ -173,7 +173,8 @@ void Observer::round() {
     bool first_look = !tracker_->has_state();
     auto planned = tracker_->plan(*tips, *repo_);
     if (!planned) {
-      git_streak_.failed("cannot walk the history of " + options_.repo + ": " + planned.error());
+      git_streak_.failed("cannot walk the history of " + options_.repo + ": " +
+                         escape_for_log(planned.error(), 500));
       return;
     }
     git_streak_.succeeded();
@@ -217,7 +218,8 @@ void Observer::hand_over_all(const std::vector<HandOver>& plan) {
 std::optional<std::vector<git::BranchTip>> Observer::watched_tips() {
   auto tips = repo_->branch_tips(remote_.value_or(""));
   if (!tips) {
-    git_streak_.failed("cannot list the branches of " + options_.repo + ": " + tips.error());
+    git_streak_.failed("cannot list the branches of " + options_.repo + ": " +
+                       escape_for_log(tips.error(), 500));
     return std::nullopt;
   }
   std::vector<git::BranchTip> out;
@@ -252,7 +254,7 @@ bool Observer::dispatcher_ready(LineClient& client) {
 
 bool Observer::hand_over(LineClient& client, const HandOver& item) {
   auto reply = client.call(DispatchRequest{item.commit, item.branch});
-  std::string what = "commit " + item.commit + " on branch " + item.branch;
+  std::string what = "commit " + item.commit + " on branch " + escape_for_log(item.branch);
   if (!reply) {
     dispatcher_streak_.failed("cannot dispatch " + what + ": " + reply.error());
     return false;
@@ -268,7 +270,8 @@ bool Observer::hand_over(LineClient& client, const HandOver& item) {
     tracker_->mark_handed_over(item.branch, item.commit);
   }
   std::string job = reply->args.empty() ? "?" : escape_for_log(reply->args.front(), 40);
-  spdlog::info("dispatched commit {} on branch {}: job {}", item.commit, item.branch, job);
+  spdlog::info("dispatched commit {} on branch {}: job {}", item.commit,
+               escape_for_log(item.branch), job);
   return true;
 }
 

@@ -73,6 +73,7 @@ TEST(Validate, NumbersAreStrict) {
 TEST(Validate, LogEscapingKeepsOneLine) {
   EXPECT_EQ(escape_for_log("a\nb\x1b[31m"), "a\\x0ab\\x1b[31m");
   EXPECT_EQ(escape_for_log(std::string(10, 'x'), 4), "xxxx...");
+  EXPECT_EQ(escape_for_log("caf\xc3\xa9 \xff\\"), "caf\\xc3\\xa9 \\xff\\x5c");
 }
 
 }  // namespace

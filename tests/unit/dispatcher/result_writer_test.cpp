@@ -25,6 +25,9 @@ TEST(ResultWriter, FileIsNamedByTheCommitIdInLowerCase) {
             std::vector<std::string>{"abcdef0123456789abcdef0123456789abcdef01"});
   EXPECT_EQ(writer.path_for(job.commit),
             dir / "test_results/abcdef0123456789abcdef0123456789abcdef01");
+  EXPECT_EQ(test::read_text(writer.path_for(job.commit))
+                .find("commit: abcdef0123456789abcdef0123456789abcdef01\n"),
+            0u);
 }
 
 TEST(ResultWriter, WritesHeaderThenOutputByteForByte) {

@@ -347,6 +347,23 @@ TEST_F(CommitTrackerTest, PendingPlanIsKeptAndOnlyNewCommitsAreWalked) {
   EXPECT_EQ(tracker.state().at("feature"), f1);
 }
 
+// A branch force-pushed while its commits wait for the dispatcher: they were on it when
+// seen and are still handed over, then the commit that replaced them, nothing twice.
+TEST_F(CommitTrackerTest, ForcePushWhileCommitsArePendingAddsOnlyTheNewCommit) {
+  CommitTracker tracker(DispatchMode::PerCommit);
+  round(tracker);
+  std::string c1 = commit_file(master_, "a.txt", "1");
+  std::string c2 = commit_file(master_, "a.txt", "2");
+  EXPECT_EQ(commits(plan(tracker)), (std::vector<std::string>{c1, c2}));
+  git(master_, {"reset", "-q", "--hard", "HEAD~2"});
+  std::string rewritten = commit_file(master_, "b.txt", "instead");
+  EXPECT_EQ(commits(plan(tracker)), (std::vector<std::string>{c1, c2, rewritten}));
+  EXPECT_EQ(last_.added, (std::vector<HandOver>{{"master", rewritten}}));
+  EXPECT_EQ(commits(round(tracker)), (std::vector<std::string>{c1, c2, rewritten}));
+  EXPECT_EQ(tracker.state().at("master"), rewritten);
+  EXPECT_TRUE(round(tracker).empty());
+}
+
 TEST_F(CommitTrackerTest, LatestOnlyPendingCommitIsReplacedByTheNewerTip) {
   CommitTracker tracker(DispatchMode::LatestOnly);
   round(tracker);

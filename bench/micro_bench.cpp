@@ -1,16 +1,23 @@
 // Micro benchmarks (Google Benchmark): the protocol's framing, parsing and serializing
 // of the two messages every job costs the dispatcher (a dispatch and a results with a
-// 4 KiB body), one scheduling decision with 1,000 runners and 100,000 queued jobs, and
-// the token proof an authenticating connection costs each side.
+// 4 KiB body), one scheduling decision with 1,000 runners and 100,000 queued jobs, the
+// token proof an authenticating connection costs each side, and the observer's plan of
+// a round when an 800-commit orphan branch is pushed on a 20,000-commit history.
 #include <benchmark/benchmark.h>
+#include <stdlib.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "ci/auth.h"
 #include "ci/framing.h"
+#include "ci/git.h"
 #include "ci/protocol.h"
+#include "commit_tracker.h"
 #include "scheduler.h"
 
 namespace {
@@ -188,6 +195,104 @@ void BM_TokenProof(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_TokenProof);
+
+// A repository made once with git fast-import: `master` with 20,000 commits a second
+// apart, and two orphan branches of 800 commits, `pushed` dated after all of them and
+// `backdated` before (dates are the pusher's to choose).
+class PushedRepository {
+ public:
+  static PushedRepository& get() {
+    static PushedRepository repo;
+    return repo;
+  }
+  ~PushedRepository() {
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  const std::string& path() const { return dir_; }
+  bool ok() const { return ok_; }
+
+ private:
+  PushedRepository() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "ci-bench-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) return;
+    dir_ = tmpl;
+    std::string stream;
+    auto add = [&](const std::string& branch, int count, long long first_date) {
+      for (int i = 0; i < count; ++i) {
+        std::string message = branch + " " + std::to_string(i);
+        stream += "commit refs/heads/" + branch + "\ncommitter Bench <bench@example.com> " +
+                  std::to_string(first_date + i) + " +0000\ndata " +
+                  std::to_string(message.size()) + "\n" + message + "\n\n";
+      }
+    };
+    add("master", 20000, 1700000000);
+    add("pushed", 800, 1700000000 + 30000);
+    add("backdated", 800, 1000000000);
+    std::ofstream(dir_ + "/stream", std::ios::binary) << stream;
+    std::string cmd = "git init -q --bare '" + dir_ + "/repo.git' && git -C '" + dir_ +
+                      "/repo.git' fast-import --quiet < '" + dir_ + "/stream'";
+    ok_ = std::system(cmd.c_str()) == 0;
+  }
+  std::string dir_;
+  bool ok_ = false;
+};
+
+// One round's plan as the observer makes it, `master` known and `branch` new: the
+// repository opened anew (no commit cached from an earlier iteration), the first look
+// that counts master's tip as seen, then the walk and the hand-overs listed.
+void plan_orphan_branch(benchmark::State& state, const std::string& branch) {
+  auto& pushed = PushedRepository::get();
+  if (!pushed.ok()) {
+    state.SkipWithError("git fast-import failed");
+    return;
+  }
+  std::string path = pushed.path() + "/repo.git";
+  std::vector<ci::git::BranchTip> tips;
+  {
+    auto repo = ci::git::Repository::open(path);
+    if (!repo) {
+      state.SkipWithError(repo.error().c_str());
+      return;
+    }
+    auto all = repo->branch_tips("");
+    if (!all) {
+      state.SkipWithError(all.error().c_str());
+      return;
+    }
+    for (const auto& tip : *all)
+      if (tip.branch == "master" || tip.branch == branch) tips.push_back(tip);
+  }
+  std::vector<ci::git::BranchTip> known;
+  for (const auto& tip : tips)
+    if (tip.branch == "master") known.push_back(tip);
+  size_t read = 0;
+  for (auto _ : state) {
+    auto repo = ci::git::Repository::open(path);
+    if (!repo) {
+      state.SkipWithError(repo.error().c_str());
+      break;
+    }
+    ci::observer::CommitTracker tracker(ci::observer::DispatchMode::PerCommit);
+    (void)tracker.plan(known, *repo);  // the first look: master as seen
+    auto report = tracker.plan(tips, *repo);
+    if (!report || tracker.pending().size() != 800) {
+      state.SkipWithError(report ? "not 800 commits planned" : report.error().c_str());
+      break;
+    }
+    read = report->commits_read;
+    benchmark::DoNotOptimize(tracker.pending());
+  }
+  state.counters["commits_read"] = static_cast<double>(read);
+}
+
+void BM_PlanOrphanBranch(benchmark::State& state) { plan_orphan_branch(state, "pushed"); }
+BENCHMARK(BM_PlanOrphanBranch)->Unit(benchmark::kMillisecond);
+
+void BM_PlanBackdatedOrphanBranch(benchmark::State& state) {
+  plan_orphan_branch(state, "backdated");
+}
+BENCHMARK(BM_PlanBackdatedOrphanBranch)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

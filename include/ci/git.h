@@ -16,6 +16,29 @@ struct BranchTip {
   std::string commit;  // hex id
 };
 
+// What Repository::new_history() found.
+//
+// The walk goes from the tips and the hidden commits together, newest commit first, and
+// stops once no commit left to read can be an ancestor of a new one: its work is the new
+// commits plus the hidden history back to the date of the oldest new one (a few commits
+// when the new ones are recent, as pushed commits are). It trusts that a commit is not
+// older than its parents, as git's own walks do (within a margin of a few commits); a
+// history whose dates go backwards by more than that can show an old commit as new.
+// Commits with equal dates are no problem.
+struct NewCommit {
+  std::string id;
+  size_t tip = 0;  // the first of the tips, in the order given, it is reachable from
+};
+struct NewHistory {
+  // Parents before children; of the commits whose parents are all listed before them,
+  // the oldest (by commit date) first.
+  std::vector<NewCommit> commits;
+  // Per tip: reachable from a hidden commit (then no commit is listed for it).
+  std::vector<bool> tip_hidden;
+  // The commits the walk read, new and hidden: the work it did.
+  size_t commits_read = 0;
+};
+
 class Repository {
  public:
   // Opens an existing repository (the work tree or the .git folder).
@@ -61,8 +84,13 @@ class Repository {
   // plain folder with no .git: the repository's index, HEAD and work tree are neither
   // read nor changed, so nothing a test did to an earlier checkout can leak in.
   Result<void> export_commit(const std::string& id, const std::string& dir) const;
+  // The commits reachable from any of `tips` and from none of `hide`, found by one walk
+  // of the history from all of them at once (see NewHistory). A tip the repository does
+  // not have is an error; ids in `hide` it does not have are skipped.
+  Result<NewHistory> new_history(const std::vector<std::string>& tips,
+                                 const std::vector<std::string>& hide) const;
   // Commits reachable from `tip` and from none of `hide` (ids absent from the
-  // repository are skipped), parents before children.
+  // repository are skipped), parents before children: new_history() of one tip.
   Result<std::vector<std::string>> commits_since(const std::string& tip,
                                                  const std::vector<std::string>& hide) const;
 

@@ -12,6 +12,9 @@ namespace ci {
 
 // 40 (SHA-1) or 64 (SHA-256) lowercase or uppercase hex digits.
 std::string check_commit_id(std::string_view id);
+// The one spelling of a commit id used for jobs and file names: lower case. The same
+// commit spelt in capitals is the same job and the same result file.
+std::string normalize_commit_id(std::string_view id);
 // A branch name as git's check-ref-format allows for refs/heads/<name>.
 std::string check_branch_name(std::string_view name);
 // A host name or IPv4/IPv6 literal: 1-253 chars of [A-Za-z0-9.-:], no leading '-'.
@@ -29,6 +32,12 @@ struct HostPort {
   std::string str() const;
 };
 std::optional<HostPort> parse_host_port(std::string_view text, std::string* why = nullptr);
+
+// True only for a loopback address: an IPv4 literal in 127.0.0.0/8, ::1, an IPv4-mapped
+// ::ffff:127.x.y.z, or the name "localhost". Any other name is false, even one that
+// starts like a loopback address ("127.0.0.1.example.com" resolves wherever its owner
+// wants).
+bool is_loopback(std::string_view host);
 
 // Escapes a peer-supplied string for a log line: printable ASCII kept, anything else
 // as \xNN, cut to max_len with "..." after it.

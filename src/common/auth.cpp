@@ -10,6 +10,7 @@
 
 #include "ci/files.h"
 #include "ci/sha256.h"
+#include "ci/validate.h"
 
 namespace ci {
 
@@ -50,10 +51,6 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   for (size_t i = 0; i < a.size(); ++i)
     difference = difference | static_cast<unsigned char>(a[i] ^ b[i]);
   return difference == 0;
-}
-
-bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
 }  // namespace

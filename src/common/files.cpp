@@ -1,10 +1,13 @@
 #include "ci/files.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,14 +16,40 @@
 namespace ci {
 
 namespace {
+
 std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// Creates a new file beside `path` for writing, named <path>.tmp.<pid>.<count>.<random>:
+// never one that exists, nor through a symbolic link (O_EXCL | O_NOFOLLOW). A name
+// taken (a temporary file a killed process left, with a pid since reused, or anything
+// planted there) is passed over for another.
+int create_temp_file(const std::string& path, std::string* tmp) {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t seed = [] {
+    uint64_t value = 0;
+    if (::getrandom(&value, sizeof value, GRND_NONBLOCK) != sizeof value)
+      value = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    return value;
+  }();
+  for (int tries = 0; tries < 100; ++tries) {
+    uint64_t n = counter.fetch_add(1);
+    // Different for each name, and from one process to the next with the same pid.
+    uint64_t tag = (seed ^ (n * 0x9e3779b97f4a7c15ULL)) * 0xbf58476d1ce4e5b9ULL;
+    char suffix[17];
+    std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(tag));
+    *tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(n) + "." + suffix;
+    int fd = ::open(tmp->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0 || (errno != EEXIST && errno != ELOOP)) return fd;
+  }
+  errno = EEXIST;
+  return -1;
+}
+
 }  // namespace
 
 Result<void> write_file_atomic(const std::string& path, const std::string& data, bool flush) {
-  static std::atomic<uint64_t> counter{0};
-  std::string tmp =
-      path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  std::string tmp;
+  int fd = create_temp_file(path, &tmp);
   if (fd < 0) return make_error(sys_error("cannot create " + tmp));
   size_t off = 0;
   while (off < data.size()) {

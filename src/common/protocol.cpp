@@ -115,7 +115,7 @@ Result<Request> parse_request(const Frame& f) {
     if (w.size() != 3) return wrong_args(verb, "<commit> <branch>");
     if (std::string why = check_commit_id(w[1]); !why.empty()) return bad(why);
     if (std::string why = check_branch_name(w[2]); !why.empty()) return bad(why);
-    return Request{DispatchRequest{w[1], w[2]}};
+    return Request{DispatchRequest{normalize_commit_id(w[1]), w[2]}};
   }
   if (verb == "runtest") {
     if (w.size() != 5) return wrong_args(verb, "<job> <attempt> <commit> <branch>");
@@ -123,7 +123,7 @@ Result<Request> parse_request(const Frame& f) {
     if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
     if (std::string why = check_commit_id(w[3]); !why.empty()) return bad(why);
     if (std::string why = check_branch_name(w[4]); !why.empty()) return bad(why);
-    r.commit = w[3];
+    r.commit = normalize_commit_id(w[3]);
     r.branch = w[4];
     return Request{r};
   }

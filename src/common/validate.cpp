@@ -1,5 +1,8 @@
 #include "ci/validate.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <charconv>
 
 namespace ci {
@@ -11,6 +14,13 @@ std::string check_commit_id(std::string_view id) {
     if (!hex) return "commit id must be 40 or 64 hex digits";
   }
   return {};
+}
+
+std::string normalize_commit_id(std::string_view id) {
+  std::string out(id);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
 }
 
 std::string check_branch_name(std::string_view name) {
@@ -103,6 +113,22 @@ std::optional<HostPort> parse_host_port(std::string_view text, std::string* why)
   auto p = parse_port(port);
   if (!p) return fail("port must be a number from 1 to 65535");
   return HostPort{std::string(host), *p};
+}
+
+bool is_loopback(std::string_view host) {
+  std::string text(host);
+  std::string lower = text;
+  for (char& c : lower)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  if (lower == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
 }
 
 std::string escape_for_log(std::string_view text, size_t max_len) {

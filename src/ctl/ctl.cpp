@@ -124,7 +124,7 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       err << "cictl: --branch '" << branch << "': " << bad << "\n";
       return 2;
     }
-    request = DispatchRequest{commit, branch};
+    request = DispatchRequest{normalize_commit_id(commit), branch};
   }
 
   auto token = load_token(token_file);

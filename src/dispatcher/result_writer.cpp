@@ -30,7 +30,7 @@ std::string ResultWriter::format(const Job& job, const JobOutcome& outcome,
   std::snprintf(duration, sizeof duration, "%.3f s", outcome.duration_ms / 1000.0);
   std::string out;
   out.reserve(output.size() + 512);
-  out += "commit: " + job.commit + "\n";
+  out += "commit: " + normalize_commit_id(job.commit) + "\n";
   out += "branch: " + job.branch + "\n";
   out += std::string("status: ") + to_string(outcome.status) + "\n";
   out += "tests-run: " + count(outcome.tests_run) + "\n";

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <set>
 #include <system_error>
 
 #include "ci/files.h"
@@ -10,10 +11,12 @@
 
 namespace ci::observer {
 
-CommitTracker::CommitTracker(DispatchMode mode) : mode_(mode) {}
+CommitTracker::CommitTracker(DispatchMode mode, size_t max_new_commits)
+    : mode_(mode), max_new_commits_(std::max<size_t>(max_new_commits, 1)) {}
 
-Result<CommitTracker> CommitTracker::load(const std::string& path, DispatchMode mode) {
-  CommitTracker tracker(mode);
+Result<CommitTracker> CommitTracker::load(const std::string& path, DispatchMode mode,
+                                          size_t max_new_commits) {
+  CommitTracker tracker(mode, max_new_commits);
   std::error_code ec;
   bool exists = std::filesystem::exists(path, ec);
   if (ec) return make_error("cannot look at state file " + path + ": " + ec.message());
@@ -59,62 +62,115 @@ Result<CommitTracker::State> CommitTracker::parse_state(std::string_view text) {
     std::string commit(line.substr(space + 1));
     if (auto why = check_branch_name(branch); !why.empty()) return make_error(where + why);
     if (auto why = check_commit_id(commit); !why.empty()) return make_error(where + why);
-    std::transform(commit.begin(), commit.end(), commit.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    commit = normalize_commit_id(commit);
     if (!state.emplace(branch, commit).second)
       return make_error(where + "branch '" + branch + "' appears twice");
   }
   return state;
 }
 
-Result<std::vector<HandOver>> CommitTracker::plan(const std::vector<git::BranchTip>& tips,
-                                                  const git::Repository& repo) {
-  std::vector<HandOver> out;
+Result<PlanReport> CommitTracker::plan(const std::vector<git::BranchTip>& tips,
+                                       const git::Repository& repo) {
+  PlanReport report;
   if (!has_state_) {
     // As in the seed, only what comes after the first look is tested: never the
     // whole history of a repository by surprise.
-    for (const auto& tip : tips) record(tip.branch, tip.commit);
+    for (const auto& tip : tips) {
+      record(tip.branch, tip.commit);
+      planned_tips_[tip.branch] = tip.commit;
+    }
     has_state_ = true;
     dirty_ = true;
-    return out;
+    return report;
   }
-  // Every branch's last commit hides its history from every other branch, so a
-  // commit shared by several branches is handed over once.
-  std::vector<std::string> seen;
-  for (const auto& entry : state_) seen.push_back(entry.second);
-  // What this plan hands over hides it from the branches walked after it.
-  std::vector<std::string> hide = seen;
+  // Everything pending has gone through: the tips it hid are now hidden by the state.
+  if (pending_.empty()) {
+    for (const auto& [branch, commit] : deferred_) record(branch, commit);
+    deferred_.clear();
+  }
+  std::vector<const git::BranchTip*> moved;
+  std::vector<std::string> moved_ids;
   for (const auto& tip : tips) {
+    auto planned = planned_tips_.find(tip.branch);
+    if (planned != planned_tips_.end() && planned->second == tip.commit) continue;
     auto known = state_.find(tip.branch);
-    if (known != state_.end() && known->second == tip.commit) continue;
-    auto fresh = repo.commits_since(tip.commit, hide);
-    if (!fresh) return Error{fresh.error()};
-    if (fresh->empty()) {
-      // Recording the tip is safe only if it is hidden by what was already handed
-      // over; if it is hidden by this plan's hand-overs, a later plan records it
-      // once they have gone through.
-      bool hidden_by_seen = hide.size() == seen.size();
-      if (!hidden_by_seen) {
-        auto unseen = repo.commits_since(tip.commit, seen);
-        if (!unseen) return Error{unseen.error()};
-        hidden_by_seen = unseen->empty();
-      }
-      if (hidden_by_seen) record(tip.branch, tip.commit);
+    if (known != state_.end() && known->second == tip.commit) {
+      planned_tips_[tip.branch] = tip.commit;
+      deferred_.erase(tip.branch);
       continue;
     }
-    if (mode_ == DispatchMode::LatestOnly) {
-      out.push_back({tip.branch, tip.commit});
-    } else {
-      for (auto& commit : *fresh) out.push_back({tip.branch, std::move(commit)});
-    }
-    hide.push_back(tip.commit);
+    moved.push_back(&tip);
+    moved_ids.push_back(tip.commit);
   }
-  return out;
+  if (moved.empty()) return report;
+
+  // Every branch's last commit hides its history from every other branch, so a
+  // commit shared by several branches is handed over once; the tips planned before
+  // hide what is pending. One walk for all the branches that moved: each new commit
+  // goes with the first of them that reaches it.
+  std::set<std::string> hide_set;
+  for (const auto& entry : state_) hide_set.insert(entry.second);
+  for (const auto& entry : planned_tips_) hide_set.insert(entry.second);
+  std::vector<std::string> hide(hide_set.begin(), hide_set.end());
+  auto found = repo.new_history(moved_ids, hide);
+  if (!found) return Error{found.error()};
+  report.commits_read = found->commits_read;
+  std::vector<std::vector<git::NewCommit>> per_tip(moved.size());
+  for (auto& commit : found->commits) per_tip[commit.tip].push_back(std::move(commit));
+
+  // Recording a tip is safe only if it is hidden by what was handed over; if it is
+  // hidden by pending commits (earlier ones, or those of a branch before it in this
+  // plan), it is recorded once they have gone through.
+  bool hidden_by_state = pending_.empty();
+  for (size_t i = 0; i < moved.size(); ++i) {
+    const auto& tip = *moved[i];
+    planned_tips_[tip.branch] = tip.commit;
+    deferred_.erase(tip.branch);
+    if (per_tip[i].empty()) {
+      if (found->tip_hidden[i] && hidden_by_state) {
+        record(tip.branch, tip.commit);
+      } else {
+        deferred_[tip.branch] = tip.commit;
+      }
+      continue;
+    }
+    add(tip.branch, std::move(per_tip[i]), &report);
+  }
+  return report;
+}
+
+void CommitTracker::add(const std::string& branch, std::vector<git::NewCommit> commits,
+                        PlanReport* report) {
+  if (mode_ == DispatchMode::LatestOnly) {
+    // Only the newest commit of a branch: it replaces one still waiting.
+    HandOver item{branch, commits.back().id};
+    auto waiting = std::find_if(pending_.begin(), pending_.end(),
+                                [&](const HandOver& h) { return h.branch == branch; });
+    if (waiting != pending_.end()) {
+      *waiting = item;
+    } else {
+      pending_.push_back(item);
+    }
+    report->added.push_back(std::move(item));
+    return;
+  }
+  size_t first = 0;
+  if (commits.size() > max_new_commits_) {
+    first = commits.size() - max_new_commits_;
+    report->skipped.push_back({branch, first, commits.front().id, commits[first - 1].id});
+  }
+  for (size_t i = first; i < commits.size(); ++i) {
+    pending_.push_back({branch, std::move(commits[i].id)});
+    report->added.push_back(pending_.back());
+  }
 }
 
 void CommitTracker::mark_handed_over(const std::string& branch, const std::string& commit) {
   record(branch, commit);
   has_state_ = true;
+  HandOver item{branch, commit};
+  auto at = std::find(pending_.begin(), pending_.end(), item);
+  if (at != pending_.end()) pending_.erase(at);
 }
 
 void CommitTracker::record(const std::string& branch, const std::string& commit) {

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> branches;
   bool latest_only = false;
   std::string state_file;
+  size_t max_new_commits = ci::observer::CommitTracker::kDefaultMaxNewCommits;
   std::string log_level = "info";
   std::string repo;
   app.add_option("--dispatcher-server", dispatcher, "The dispatcher's address, host:port")
@@ -46,6 +47,11 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_flag("--latest-only", latest_only,
                "Hand over only each changed branch's newest commit, not every new commit");
+  app.add_option("--max-new-commits", max_new_commits,
+                 "A branch with more new commits in one round hands over only its newest this "
+                 "many (its tip among them) and logs what it skipped")
+      ->check(CLI::Range(size_t{1}, size_t{100000000}))
+      ->capture_default_str();
   app.add_option("--state-file", state_file,
                  "Where to remember what was handed over (default: REPO/.git/ci-observer.state)");
   std::string listen;
@@ -81,6 +87,7 @@ int main(int argc, char** argv) {
   options.mode =
       latest_only ? ci::observer::DispatchMode::LatestOnly : ci::observer::DispatchMode::PerCommit;
   options.state_file = state_file;
+  options.max_new_commits = max_new_commits;
   auto token = ci::load_token(token_file);
   if (!token) return usage_error("--token-file", token.error());
   options.client.token = *token;

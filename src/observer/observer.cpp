@@ -73,7 +73,7 @@ Result<void> Observer::start() {
   if (!state_dir.empty()) {
     if (auto r = make_dirs(state_dir); !r) return Error{r.error()};
   }
-  auto tracker = CommitTracker::load(state_file_, options_.mode);
+  auto tracker = CommitTracker::load(state_file_, options_.mode, options_.max_new_commits);
   if (!tracker) return Error{tracker.error()};
 
   spdlog::info(
@@ -157,7 +157,7 @@ void Observer::round() {
   if (remote_) {
     if (auto r = repo_->fetch(*remote_); !r) {
       fetch_streak_.failed("cannot fetch " + *remote_ + " into " + options_.repo + ": " +
-                           r.error());
+                           escape_for_log(r.error(), 500));
       return;
     }
     fetch_streak_.succeeded();
@@ -165,17 +165,25 @@ void Observer::round() {
   auto tips = watched_tips();
   if (!tips) return;
 
+  // What could not be handed over in earlier rounds (the dispatcher being down) is
+  // still pending: this round's plan only adds what is new since.
   std::vector<HandOver> plan;
   {
     std::lock_guard lock(state_mu_);
     bool first_look = !tracker_->has_state();
     auto planned = tracker_->plan(*tips, *repo_);
     if (!planned) {
-      git_streak_.failed("cannot walk the history of " + options_.repo + ": " + planned.error());
+      git_streak_.failed("cannot walk the history of " + options_.repo + ": " +
+                         escape_for_log(planned.error(), 500));
       return;
     }
     git_streak_.succeeded();
-    plan = std::move(*planned);
+    commits_read_.fetch_add(planned->commits_read);
+    if (planned->commits_read > 0)
+      spdlog::debug("planned {} new commit(s), reading {} commit(s) of history",
+                    planned->added.size(), planned->commits_read);
+    report_skipped(planned->skipped);
+    plan = tracker_->pending();
     if (first_look)
       spdlog::info("first look: the tips of {} branch(es) count as already seen", tips->size());
   }
@@ -184,6 +192,16 @@ void Observer::round() {
   // of hand-overs the dispatcher already has, and handing those over again after a
   // restart is answered with the same job, so nothing is missed or run twice.
   save_state();
+}
+
+void Observer::report_skipped(const std::vector<Skipped>& skipped) {
+  for (const auto& s : skipped) {
+    spdlog::warn(
+        "branch '{}' has more new commits than --max-new-commits {}: handing over the newest "
+        "{} (its tip among them), skipping the {} older ones, {} (oldest) to {} (newest)",
+        escape_for_log(s.branch), options_.max_new_commits, options_.max_new_commits, s.count,
+        s.oldest, s.newest);
+  }
 }
 
 void Observer::hand_over_all(const std::vector<HandOver>& plan) {
@@ -200,7 +218,8 @@ void Observer::hand_over_all(const std::vector<HandOver>& plan) {
 std::optional<std::vector<git::BranchTip>> Observer::watched_tips() {
   auto tips = repo_->branch_tips(remote_.value_or(""));
   if (!tips) {
-    git_streak_.failed("cannot list the branches of " + options_.repo + ": " + tips.error());
+    git_streak_.failed("cannot list the branches of " + options_.repo + ": " +
+                       escape_for_log(tips.error(), 500));
     return std::nullopt;
   }
   std::vector<git::BranchTip> out;
@@ -235,7 +254,7 @@ bool Observer::dispatcher_ready(LineClient& client) {
 
 bool Observer::hand_over(LineClient& client, const HandOver& item) {
   auto reply = client.call(DispatchRequest{item.commit, item.branch});
-  std::string what = "commit " + item.commit + " on branch " + item.branch;
+  std::string what = "commit " + item.commit + " on branch " + escape_for_log(item.branch);
   if (!reply) {
     dispatcher_streak_.failed("cannot dispatch " + what + ": " + reply.error());
     return false;
@@ -251,7 +270,8 @@ bool Observer::hand_over(LineClient& client, const HandOver& item) {
     tracker_->mark_handed_over(item.branch, item.commit);
   }
   std::string job = reply->args.empty() ? "?" : escape_for_log(reply->args.front(), 40);
-  spdlog::info("dispatched commit {} on branch {}: job {}", item.commit, item.branch, job);
+  spdlog::info("dispatched commit {} on branch {}: job {}", item.commit,
+               escape_for_log(item.branch), job);
   return true;
 }
 

@@ -30,6 +30,8 @@ struct ObserverOptions {
   std::chrono::milliseconds interval{5000};
   std::vector<std::string> branches;  // empty: every branch
   DispatchMode mode = DispatchMode::PerCommit;
+  // A branch with more new commits in one round hands over its newest this many.
+  size_t max_new_commits = CommitTracker::kDefaultMaxNewCommits;
   std::string state_file;  // empty: default_state_file(repo)
   ClientOptions client;
 };
@@ -58,6 +60,9 @@ class Observer {
   uint64_t rounds_completed() const { return rounds_.load(); }
   // A copy of the tracker's state: branch -> last commit handed over. Thread-safe.
   CommitTracker::State handed_over() const;
+  // Commits read by the walks of the history since start(): the work of planning.
+  // Thread-safe.
+  uint64_t commits_read() const { return commits_read_.load(); }
   const std::string& state_file() const { return state_file_; }
   bool fetches() const { return remote_.has_value(); }
 
@@ -78,6 +83,7 @@ class Observer {
   void run();
   void round();
   std::optional<std::vector<git::BranchTip>> watched_tips();
+  void report_skipped(const std::vector<Skipped>& skipped);
   void hand_over_all(const std::vector<HandOver>& plan);
   bool dispatcher_ready(LineClient& client);
   bool hand_over(LineClient& client, const HandOver& item);
@@ -98,6 +104,7 @@ class Observer {
   bool stopping_ = false;
   bool poked_ = false;
   std::atomic<uint64_t> rounds_{0};
+  std::atomic<uint64_t> commits_read_{0};
 
   FailureStreak fetch_streak_{"fetching works again"};
   FailureStreak git_streak_{"reading the repository works again"};

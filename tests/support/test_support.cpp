@@ -98,6 +98,29 @@ std::string head_commit(const std::string& repo) {
   return out;
 }
 
+std::string import_commits(const std::string& repo, const std::string& branch,
+                           const std::string& from, int count, int64_t first_date) {
+  std::string stream;
+  stream.reserve(static_cast<size_t>(count) * 160);
+  auto data = [&](const std::string& text) {
+    stream += "data " + std::to_string(text.size()) + "\n" + text + "\n";
+  };
+  for (int i = 0; i < count; ++i) {
+    stream += "commit refs/heads/" + branch + "\n";
+    stream += "committer Test <test@example.com> " + std::to_string(first_date + i) + " +0000\n";
+    data(branch + " " + std::to_string(i));
+    if (i == 0 && !from.empty()) stream += "from " + from + "\n";
+    stream += "\n";
+  }
+  TempDir tmp;
+  std::string file = tmp / "stream";
+  std::ofstream(file, std::ios::binary) << stream;
+  run({"sh", "-c", "git -C \"$0\" fast-import --quiet < \"$1\"", repo, file});
+  std::string out = git(repo, {"rev-parse", "refs/heads/" + branch});
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return {};

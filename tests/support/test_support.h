@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -44,6 +45,12 @@ std::string clone_repo(const std::string& from, const std::string& to);
 std::string commit_file(const std::string& repo, const std::string& name,
                         const std::string& content, const std::string& message = "change");
 std::string head_commit(const std::string& repo);
+// Makes `count` commits on `branch` at once with git fast-import (thousands a second),
+// each with its parent's files and a message of its own: the first on top of `from` (a commit id),
+// or with no parent when `from` is empty; commit i (from 0) is dated `first_date` + i seconds.
+// Returns the id of the last.
+std::string import_commits(const std::string& repo, const std::string& branch,
+                           const std::string& from, int count, int64_t first_date);
 
 std::string read_text(const std::string& path);  // "" when missing
 bool file_exists(const std::string& path);

@@ -81,6 +81,70 @@ TEST_F(GitTest, HiddenDescendantHidesEvenWhenTimestampsAreEqual) {
   EXPECT_TRUE(fresh->empty()) << "hidden commit " << (*fresh)[0] << " was walked";
 }
 
+// A pushed orphan branch on a long history: one walk reads the new commits and a few
+// of the old ones, not the old history once per new commit.
+TEST_F(GitTest, NewHistoryOfAnOrphanBranchReadsOnlyItsOwnCommits) {
+  constexpr int64_t kDate = 1700000000;
+  std::string base = test::head_commit(master_);
+  std::string old_tip = test::import_commits(master_, "master", base, 20000, kDate);
+  std::string orphan_tip = test::import_commits(master_, "orphan", "", 800, kDate + 30000);
+  auto repo = open();
+  auto found = repo.new_history({orphan_tip}, {old_tip});
+  ASSERT_TRUE(found.ok()) << found.error();
+  ASSERT_EQ(found->commits.size(), 800u);
+  EXPECT_EQ(found->commits.back().id, orphan_tip);
+  EXPECT_EQ(found->commits.front().id,
+            test::git(master_, {"rev-list", "--max-parents=0", "orphan"}).substr(0, 40));
+  EXPECT_EQ(found->tip_hidden, std::vector<bool>{false});
+  EXPECT_GE(found->commits_read, 801u);
+  EXPECT_LE(found->commits_read, 820u);
+}
+
+// Dates are the pusher's to choose: an orphan branch dated before the whole history
+// costs a walk of that history, once, and is still found whole.
+TEST_F(GitTest, NewHistoryDatedBeforeTheOldHistoryIsStillFoundWhole) {
+  constexpr int64_t kDate = 1700000000;
+  std::string base = test::head_commit(master_);
+  std::string old_tip = test::import_commits(master_, "master", base, 2000, kDate);
+  std::string orphan_tip = test::import_commits(master_, "orphan", "", 50, 1000000000);
+  auto repo = open();
+  auto found = repo.new_history({orphan_tip}, {old_tip});
+  ASSERT_TRUE(found.ok()) << found.error();
+  EXPECT_EQ(found->commits.size(), 50u);
+  EXPECT_LE(found->commits_read, 2000u + 50u + 20u);
+}
+
+TEST_F(GitTest, NewHistoryGivesEachCommitToTheFirstTipThatReachesIt) {
+  std::string base = test::head_commit(master_);
+  std::string shared = commit_file(master_, "s", "shared");
+  git(master_, {"checkout", "-q", "-b", "feature"});
+  std::string f1 = commit_file(master_, "f", "1");
+  git(master_, {"checkout", "-q", "master"});
+  std::string m1 = commit_file(master_, "m", "1");
+  std::string known = commit_file(master_, "m", "2");
+  auto repo = open();
+  // A known commit hides its ancestors from every tip: the shared one too.
+  auto found = repo.new_history({m1, f1, known}, {base, known});
+  ASSERT_TRUE(found.ok()) << found.error();
+  EXPECT_EQ(found->tip_hidden, (std::vector<bool>{true, false, true}));
+  ASSERT_EQ(found->commits.size(), 1u);
+  EXPECT_EQ(found->commits[0].id, f1);
+  EXPECT_EQ(found->commits[0].tip, 1u);
+
+  auto both = repo.new_history({m1, f1}, {base});
+  ASSERT_TRUE(both.ok()) << both.error();
+  ASSERT_EQ(both->commits.size(), 3u);
+  EXPECT_EQ(both->commits[0].id, shared);
+  EXPECT_EQ(both->commits[0].tip, 0u);
+  size_t f1_at = both->commits[1].id == f1 ? 1 : 2;
+  EXPECT_EQ(both->commits[f1_at].tip, 1u);
+  EXPECT_EQ(both->commits[3 - f1_at].id, m1);
+  EXPECT_EQ(both->commits[3 - f1_at].tip, 0u);
+
+  EXPECT_FALSE(repo.new_history({std::string(40, 'e')}, {}).ok());
+  EXPECT_FALSE(repo.new_history({"not a commit"}, {}).ok());
+}
+
 TEST_F(GitTest, CheckoutRemovesUntrackedAndIgnoredFiles) {
   std::string first = test::head_commit(master_);
   commit_file(master_, ".gitignore", "*.log\n");

@@ -142,6 +142,26 @@ TEST(Protocol, MalformedRequestsGetTheRightReason) {
   }
 }
 
+// A commit id becomes a job and a file name: the same commit spelt in capitals must be
+// the same job and the same file.
+TEST(Protocol, CommitIdsArriveInLowerCase) {
+  std::string upper = "0123456789ABCDEF0123456789abcdefABCDEF01";
+  std::string lower = "0123456789abcdef0123456789abcdefabcdef01";
+  auto parse = [](const std::string& line) {
+    FrameParser parser({}, request_has_body);
+    size_t used = 0;
+    EXPECT_EQ(parser.feed(line, &used), FrameParser::Status::Done);
+    auto parsed = parse_request(parser.take());
+    EXPECT_TRUE(parsed.ok()) << parsed.error();
+    return parsed.ok() ? *parsed : Request{};
+  };
+  EXPECT_EQ(std::get<DispatchRequest>(parse("dispatch " + upper + " main\n")).commit, lower);
+  EXPECT_EQ(std::get<RuntestRequest>(parse("runtest 1 1 " + upper + " main\n")).commit, lower);
+  std::string upper256(64, 'F');
+  EXPECT_EQ(std::get<DispatchRequest>(parse("dispatch " + upper256 + " main\n")).commit,
+            std::string(64, 'f'));
+}
+
 TEST(Protocol, ValidNamesAreAccepted) {
   for (std::string branch : {"master", "feature/login", "release-1.2", "user/a_b/c"})
     EXPECT_EQ(error_of("dispatch " + kCommit + " " + branch + "\n"), "") << branch;

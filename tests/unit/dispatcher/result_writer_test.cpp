@@ -7,6 +7,29 @@
 namespace ci {
 namespace {
 
+// A job restored from a store written before commit ids were made lower case on
+// arrival still gets the one file name of its commit.
+TEST(ResultWriter, FileIsNamedByTheCommitIdInLowerCase) {
+  test::TempDir dir;
+  ResultWriter writer(dir / "test_results");
+  ASSERT_TRUE(writer.prepare().ok());
+  Job job;
+  job.id = 1;
+  job.commit = "ABCDEF0123456789ABCDEF0123456789ABCDEF01";
+  job.branch = "main";
+  JobOutcome out;
+  out.status = TestStatus::Passed;
+  out.attempt = 1;
+  ASSERT_TRUE(writer.write(job, out, "ok\n").ok());
+  EXPECT_EQ(test::list_dir(dir / "test_results"),
+            std::vector<std::string>{"abcdef0123456789abcdef0123456789abcdef01"});
+  EXPECT_EQ(writer.path_for(job.commit),
+            dir / "test_results/abcdef0123456789abcdef0123456789abcdef01");
+  EXPECT_EQ(test::read_text(writer.path_for(job.commit))
+                .find("commit: abcdef0123456789abcdef0123456789abcdef01\n"),
+            0u);
+}
+
 TEST(ResultWriter, WritesHeaderThenOutputByteForByte) {
   test::TempDir dir;
   ResultWriter writer(dir / "test_results");

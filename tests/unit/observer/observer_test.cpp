@@ -1,6 +1,8 @@
 #include "observer.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <filesystem>
@@ -20,6 +22,31 @@ using namespace std::chrono_literals;
 using ci::test::commit_file;
 using ci::test::git;
 using ci::test::wait_until;
+
+// What is logged while it lives.
+class LogCapture {
+ public:
+  LogCapture()
+      : previous_(spdlog::default_logger()),
+        sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000)) {
+    auto logger = std::make_shared<spdlog::logger>("capture", sink_);
+    logger->set_level(spdlog::level::debug);
+    spdlog::set_default_logger(logger);
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous_); }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+
+  bool contains(const std::string& text) const {
+    for (const auto& line : sink_->last_formatted())
+      if (line.find(text) != std::string::npos) return true;
+    return false;
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_;
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
 
 class ObserverTest : public ::testing::Test {
  protected:
@@ -130,6 +157,47 @@ TEST_F(ObserverTest, NothingIsDispatchedWhileStatusIsNotOk) {
   dispatcher_.set_not_ready(false);
   full_round(*observer);
   EXPECT_EQ(dispatcher_.commits(), (std::vector<std::string>{c1}));
+}
+
+// The commits planned while the dispatcher is not ready wait: later rounds do not walk
+// the history again for them, only for what is new.
+TEST_F(ObserverTest, ADispatcherOutageDoesNotPlanTheSameCommitsAgain) {
+  dispatcher_.set_not_ready(true);
+  auto observer = start(options());
+  std::string c1 = commit_file(master_, "a.txt", "1");
+  std::string c2 = commit_file(master_, "a.txt", "2");
+  full_round(*observer);
+  uint64_t read = observer->commits_read();
+  EXPECT_GT(read, 0u);
+  full_round(*observer);
+  full_round(*observer);
+  EXPECT_EQ(observer->commits_read(), read);
+  EXPECT_TRUE(dispatcher_.dispatches().empty());
+
+  std::string c3 = commit_file(master_, "a.txt", "3");
+  full_round(*observer);
+  EXPECT_GT(observer->commits_read(), read);
+  EXPECT_LE(observer->commits_read(), read + 10);
+  dispatcher_.set_not_ready(false);
+  full_round(*observer);
+  EXPECT_EQ(dispatcher_.commits(), (std::vector<std::string>{c1, c2, c3}));
+  EXPECT_EQ(observer->handed_over().at("master"), c3);
+}
+
+TEST_F(ObserverTest, ABranchOverTheCapHandsOverItsNewestCommitsAndLogsTheRest) {
+  LogCapture log;
+  auto o = options();
+  o.max_new_commits = 3;
+  auto observer = start(o);
+  std::vector<std::string> made;
+  for (int i = 0; i < 5; ++i) made.push_back(commit_file(master_, "a.txt", std::to_string(i)));
+  full_round(*observer);
+  EXPECT_EQ(dispatcher_.commits(), (std::vector<std::string>{made[2], made[3], made[4]}));
+  EXPECT_TRUE(log.contains("branch 'master' has more new commits than --max-new-commits 3"));
+  EXPECT_TRUE(log.contains("skipping the 2 older ones, " + made[0] + " (oldest) to " + made[1] +
+                           " (newest)"));
+  full_round(*observer);
+  EXPECT_EQ(dispatcher_.commits().size(), 3u);
 }
 
 TEST_F(ObserverTest, BranchOptionLimitsWhatIsWatched) {

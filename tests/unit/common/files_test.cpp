@@ -1,0 +1,51 @@
+// The file helpers on a real folder.
+#include "ci/files.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "test_support.h"
+
+namespace ci {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A process killed between creating its temporary file and renaming it leaves the file
+// behind, and a restarted daemon often has the same pid (pid 1 in a container). Such
+// a name, or a symbolic link planted under it, must neither be written through nor
+// make the write fail.
+TEST(Files, AtomicWriteNeitherFollowsNorTripsOverLeftTemporaryFiles) {
+  test::TempDir dir;
+  std::string path = dir / "state";
+  std::string victim = dir / "victim";
+  ASSERT_TRUE(write_file_atomic(victim, "precious").ok());
+  std::string prefix = path + ".tmp." + std::to_string(::getpid()) + ".";
+  for (int n = 0; n < 200; ++n) {
+    ASSERT_EQ(::symlink(victim.c_str(), (prefix + std::to_string(n)).c_str()), 0);
+    std::ofstream(prefix + std::to_string(n) + ".stale") << "left by a killed process";
+  }
+  for (bool flush : {true, false}) {
+    auto written = write_file_atomic(path, flush ? "new" : "newer", flush);
+    ASSERT_TRUE(written.ok()) << written.error();
+    EXPECT_FALSE(fs::is_symlink(path));
+    EXPECT_EQ(test::read_text(path), flush ? "new" : "newer");
+    EXPECT_EQ(test::read_text(victim), "precious");
+  }
+  // Nothing of its own left behind.
+  EXPECT_EQ(test::list_dir(dir.path()).size(), 2u + 2 * 200u);
+}
+
+TEST(Files, AtomicWriteIntoAMissingFolderIsAnErrorNamingIt) {
+  test::TempDir dir;
+  auto written = write_file_atomic(dir / "missing/state", "x");
+  ASSERT_FALSE(written.ok());
+  EXPECT_NE(written.error().find(dir / "missing/state"), std::string::npos) << written.error();
+}
+
+}  // namespace
+}  // namespace ci

@@ -220,7 +220,10 @@ Result<void> Runner::prepare_sandbox() {
   // What the test must not see: the runner's own files and secrets.
   for (std::string path : {state_dir_, spool_.dir(), options_.job.repo, options_.token_file})
     if (!path.empty()) sandbox.hidden.push_back(path);
-  if (const char* home = std::getenv("HOME"); home && *home) sandbox.hidden.emplace_back(home);
+  if (const char* home = std::getenv("HOME"); home && *home) {
+    sandbox.hidden.emplace_back(home);
+    sandbox.home = home;
+  }
   if (const passwd* self = ::getpwuid(::geteuid()); self && self->pw_dir)
     sandbox.hidden.emplace_back(self->pw_dir);
 

@@ -103,9 +103,13 @@ std::vector<std::string> sandbox_command(const SandboxOptions& options, const st
     return a.first < b.first;
   });
   hidden.erase(std::unique(hidden.begin(), hidden.end()), hidden.end());
+  // Hidden folders are empty and read-only, made so once the mounts under them are in
+  // place; only the runner's home stays writable (an empty home of the job's own).
+  std::vector<std::string> read_only;
   for (const auto& [path, is_dir] : hidden) {
     if (is_dir) {
       argv.insert(argv.end(), {"--tmpfs", path});
+      if (path != resolved(options.home)) read_only.push_back(path);
     } else {
       argv.insert(argv.end(), {"--ro-bind", "/dev/null", path});
     }
@@ -115,7 +119,9 @@ std::vector<std::string> sandbox_command(const SandboxOptions& options, const st
     argv.insert(argv.end(), {"--bind", p, p});
   }
   std::string work = resolved(workdir);
-  argv.insert(argv.end(), {"--bind", work, work, "--chdir", work, "--"});
+  argv.insert(argv.end(), {"--bind", work, work});
+  for (const auto& path : read_only) argv.insert(argv.end(), {"--remount-ro", path});
+  argv.insert(argv.end(), {"--chdir", work, "--"});
   argv.insert(argv.end(), command.begin(), command.end());
   return argv;
 }

@@ -3,8 +3,8 @@
 //
 // - mounts: the whole system read-only, its checkout and a private /tmp, /var/tmp and
 //   /dev/shm writable, a /dev and /proc of its own, and the runner's secrets (state
-//   folder with its spool, clone, home, token file, anything listed) hidden under empty
-//   folders or an empty file;
+//   folder with its spool, clone, token file, anything listed) hidden under empty
+//   read-only folders or an empty file, and its home under an empty writable one;
 // - processes: a PID namespace, so that when the test's main process ends every process
 //   it started ends too, whether it left the process group (setsid) or not;
 // - optionally no network (a loopback of its own only).
@@ -41,6 +41,9 @@ struct SandboxOptions {
   // Folders and files the test must not see: a folder is covered by an empty one, a
   // file by an empty file. Paths that do not exist are skipped.
   std::vector<std::string> hidden;
+  // The runner's home (HOME), if it is among `hidden`: covered by an empty folder the
+  // test may write to, its own for the job.
+  std::string home;
   // Folders every test may read and write, at the same path (a cache shared between
   // jobs, say): what one job leaves there, the next one sees.
   std::vector<std::string> shared;

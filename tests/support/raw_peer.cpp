@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <stdexcept>
 
+#include "ci/auth.h"
+
 namespace ci::test {
 
 using Clock = std::chrono::steady_clock;
@@ -133,6 +135,30 @@ void RawServer::accept_loop() {
       serve_(socket);
     });
   }
+}
+
+HandshakeFake::HandshakeFake(Reply reply)
+    : reply_(std::move(reply)), server_([this](RawSocket& socket) { serve(socket); }) {}
+
+std::string HandshakeFake::sent_after_reply() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return sent_after_reply_;
+}
+
+void HandshakeFake::serve(RawSocket& socket) {
+  using namespace std::chrono_literals;
+  const std::string server_nonce = make_nonce();
+  if (!socket.send("AUTH " + server_nonce + "\n")) return;
+  auto answer = socket.read_line(10000ms);
+  if (!answer || answer->rfind("auth ", 0) != 0) return;
+  std::string client_nonce = answer->substr(5, answer->find(' ', 5) - 5);
+  if (!socket.send(reply_(server_nonce, client_nonce))) return;
+  ++answered_;
+  std::string sent;
+  bool quiet = socket.closes_without_sending(10000ms, &sent);
+  if (quiet) ++closed_quietly_;
+  std::lock_guard<std::mutex> lock(mutex_);
+  sent_after_reply_ += sent;
 }
 
 }  // namespace ci::test

@@ -65,4 +65,35 @@ class RawServer {
   std::thread acceptor_;
 };
 
+// A server that greets like a real one with a token ("AUTH <nonce>"), reads the
+// client's "auth <client-nonce> <proof>" and answers it with
+// `reply(server_nonce, client_nonce)` (a line, '\n' included) whatever the proof; then
+// notes what the client sends before it closes the connection. For checking that
+// clients refuse a server that cannot prove it holds the token.
+class HandshakeFake {
+ public:
+  using Reply =
+      std::function<std::string(const std::string& server_nonce, const std::string& client_nonce)>;
+  explicit HandshakeFake(Reply reply);
+
+  uint16_t port() const { return server_.port(); }
+  std::string address() const { return server_.address(); }
+  // Clients that were sent the reply, and those of them that then closed the connection
+  // without sending anything more.
+  size_t answered() const { return answered_.load(); }
+  size_t closed_quietly() const { return closed_quietly_.load(); }
+  // What clients sent after the reply, all connections together.
+  std::string sent_after_reply();
+
+ private:
+  void serve(RawSocket& socket);
+
+  Reply reply_;
+  std::atomic<size_t> answered_{0};
+  std::atomic<size_t> closed_quietly_{0};
+  std::mutex mutex_;
+  std::string sent_after_reply_;
+  RawServer server_;  // last: its threads use the members above
+};
+
 }  // namespace ci::test

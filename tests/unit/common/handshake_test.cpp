@@ -145,54 +145,6 @@ TEST(Handshake, AClientWithATokenMustNameTheServiceItExpects) {
   EXPECT_NE(reply.error().find("names no service"), std::string::npos) << reply.error();
 }
 
-// A fake server that greets properly, then answers the client's proof with
-// `reply(server_nonce, client_nonce)`, and notes whether the client then sent anything
-// before closing.
-class FakeServer {
- public:
-  explicit FakeServer(std::function<std::string(const std::string&, const std::string&)> reply)
-      : reply_(std::move(reply)), server_([this](RawSocket& s) { serve(s); }) {}
-  uint16_t port() const { return server_.port(); }
-  std::string after_reply() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return after_reply_;
-  }
-  bool client_closed() const { return closed_.load(); }
-
- private:
-  void serve(RawSocket& socket) {
-    const std::string server_nonce = make_nonce();
-    socket.send("AUTH " + server_nonce + "\n");
-    auto answer = socket.read_line(10000ms);
-    if (!answer) return;
-    auto words = split(*answer);
-    if (words.size() != 3 || words[0] != "auth") return;
-    socket.send(reply_(server_nonce, words[1]));
-    std::string sent;
-    bool closed = socket.closes_without_sending(10000ms, &sent);
-    std::lock_guard<std::mutex> lock(mutex_);
-    after_reply_ += sent;
-    if (closed) closed_ = true;
-  }
-  static std::vector<std::string> split(const std::string& line) {
-    std::vector<std::string> words;
-    size_t start = 0;
-    while (start <= line.size()) {
-      size_t end = line.find(' ', start);
-      if (end == std::string::npos) end = line.size();
-      words.push_back(line.substr(start, end - start));
-      start = end + 1;
-    }
-    return words;
-  }
-
-  std::function<std::string(const std::string&, const std::string&)> reply_;
-  std::mutex mutex_;
-  std::string after_reply_;
-  std::atomic<bool> closed_{false};
-  RawServer server_;
-};
-
 TEST(Handshake, TheClientRefusesAServerThatDoesNotProveItHoldsTheToken) {
   const std::vector<
       std::pair<std::string, std::function<std::string(const std::string&, const std::string&)>>>
@@ -216,7 +168,7 @@ TEST(Handshake, TheClientRefusesAServerThatDoesNotProveItHoldsTheToken) {
            }},
       };
   for (const auto& [what, reply] : replies) {
-    FakeServer fake(reply);
+    test::HandshakeFake fake(reply);
     LineClient client("127.0.0.1", fake.port(), client_for(kDispatcherService));
     auto pong = client.call(PingRequest{});
     ASSERT_FALSE(pong.ok()) << what;
@@ -225,12 +177,12 @@ TEST(Handshake, TheClientRefusesAServerThatDoesNotProveItHoldsTheToken) {
               std::string::npos)
         << what << ": " << pong.error();
     // It closed the connection without sending its request.
-    ASSERT_TRUE(test::wait_until([&] { return fake.client_closed(); }, 10000ms)) << what;
-    EXPECT_EQ(fake.after_reply(), "") << what;
+    ASSERT_TRUE(test::wait_until([&] { return fake.closed_quietly() == 1; }, 10000ms)) << what;
+    EXPECT_EQ(fake.sent_after_reply(), "") << what;
   }
 
   // The same fake with the right proof: the request follows.
-  FakeServer honest([](const std::string& sn, const std::string& cn) {
+  test::HandshakeFake honest([](const std::string& sn, const std::string& cn) {
     return "OK " + server_proof(kToken, kDispatcherService, sn, cn) + "\n";
   });
   ClientOptions options = client_for(kDispatcherService);
@@ -238,8 +190,8 @@ TEST(Handshake, TheClientRefusesAServerThatDoesNotProveItHoldsTheToken) {
   LineClient client("127.0.0.1", honest.port(), options);
   auto pong = client.call(PingRequest{});
   EXPECT_FALSE(pong.ok());
-  ASSERT_TRUE(test::wait_until([&] { return honest.after_reply() == "ping\n"; }, 10000ms))
-      << honest.after_reply();
+  ASSERT_TRUE(test::wait_until([&] { return honest.sent_after_reply() == "ping\n"; }, 10000ms))
+      << honest.sent_after_reply();
 }
 
 }  // namespace

@@ -130,6 +130,9 @@ struct LineClient::Impl {
       return make_error("no authentication greeting from " + address() +
                         " (is it started with the same token?): " + greeting.frame.error());
     const auto& w = greeting.frame->words;
+    if (!w.empty() && w[0] == "ERR")  // "ERR busy", say: it answered before any greeting
+      return make_error(address() + " answered " +
+                        escape_for_log(w.size() > 1 ? "ERR " + w[1] : "ERR"));
     if (w.size() != 2 || w[0] != "AUTH")
       return make_error(address() +
                         " did not ask for authentication (is it started with a token?)");

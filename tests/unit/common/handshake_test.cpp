@@ -194,5 +194,26 @@ TEST(Handshake, TheClientRefusesAServerThatDoesNotProveItHoldsTheToken) {
       << honest.sent_after_reply();
 }
 
+// What a client says when the greeting is not one it can answer.
+TEST(Handshake, AGreetingTheClientCannotAnswerIsAClearError) {
+  const std::vector<std::pair<std::string, std::string>> greetings = {
+      {"ERR busy\n", "answered ERR busy"},
+      {"AUTH 1234\n", "sent a malformed authentication greeting"},
+      {"AUTH " + std::string(64, 'A') + "\n", "sent a malformed authentication greeting"},
+      {"OK\n", "did not ask for authentication"},
+  };
+  for (const auto& [greeting, error] : greetings) {
+    RawServer server([greeting = greeting](RawSocket& socket) {
+      socket.send(greeting);
+      std::string sent;
+      (void)socket.closes_without_sending(10000ms, &sent);
+    });
+    LineClient client("127.0.0.1", server.port(), client_for(kDispatcherService));
+    auto reply = client.call(PingRequest{});
+    ASSERT_FALSE(reply.ok()) << greeting;
+    EXPECT_NE(reply.error().find(error), std::string::npos) << greeting << ": " << reply.error();
+  }
+}
+
 }  // namespace
 }  // namespace ci

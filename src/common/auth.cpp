@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -138,7 +139,7 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
   // HMAC() takes the key's length as an int; a token file holds at most 4 KiB.
-  if (key.size() > kMaxTokenFile * 16 ||
+  if (key.size() > static_cast<size_t>(INT_MAX) ||
       !HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
             reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &size))
     crypto_failed("cannot compute HMAC-SHA256");

@@ -791,7 +791,7 @@ def bench_memory(ctx, table, extra):
 
 def bench_micro(ctx, table, extra):
     """Google Benchmark: the protocol's parser and serializer, one scheduling decision,
-    one token proof."""
+    the crypto of one token handshake."""
     args = [os.path.join(ctx.bins, "ci-micro-bench"), "--benchmark_format=json"]
     if ctx.quick:
         args.append("--benchmark_min_time=0.05")
@@ -808,7 +808,7 @@ def bench_micro(ctx, table, extra):
         "BM_SerializeRuntest": "serialize a runtest",
         "BM_SchedulerDecision": "one scheduling decision, 1,000 runners, 100,000 queued",
         "BM_SchedulerDecisionCore": "the same without taking the changes for store and log",
-        "BM_TokenProof": "one token proof (HMAC-SHA256 of the nonce, as hex)",
+        "BM_Handshake": "one token handshake's crypto, both sides (2 nonces, 4 HMACs)",
         "BM_PlanOrphanBranch": "observer: plan an 800-commit orphan branch pushed on a "
                                "20,000-commit history",
         "BM_PlanBackdatedOrphanBranch": "observer: the same, the orphan branch dated before "

@@ -4,6 +4,9 @@ find_package(PkgConfig REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(spdlog CONFIG REQUIRED)
 find_package(SQLite3 REQUIRED)
+# libcrypto (libssl-dev) for the token handshake: HMAC-SHA256, random nonces and a
+# constant-time compare. Linked privately by ci_common: no OpenSSL header in include/ci/.
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 pkg_check_modules(LIBGIT2 REQUIRED IMPORTED_TARGET libgit2)
 
 # libasio-dev ships headers only, without a CMake config: an INTERFACE target of our

@@ -26,6 +26,10 @@ struct ServerOptions {
   size_t max_messages = 100000;  // per connection; then it is closed after the reply
   size_t threads = 1;
   std::string token;  // non-empty: every connection must authenticate first (ci/auth.h)
+  // The name this server proves itself under and checks clients' proofs against:
+  // kDispatcherService, kRunnerService or kObserverService (ci/auth.h). Required with a
+  // token: start() refuses a server with a token and no service.
+  std::string service;
 };
 
 struct Response {
@@ -72,6 +76,9 @@ struct ClientOptions {
   std::chrono::milliseconds io_timeout{10000};  // for a whole request and its reply
   FrameLimits limits;
   std::string token;  // non-empty: answer the server's AUTH greeting on connect
+  // The service the client means to call (ci/auth.h): its proof is bound to it, and the
+  // server must prove it is that service. Required with a token.
+  std::string service;
 };
 
 // A blocking client: one request, one reply; the connection is kept for the next

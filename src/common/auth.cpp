@@ -1,20 +1,29 @@
 #include "ci/auth.h"
 
-#include <sys/random.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
 #include "ci/files.h"
-#include "ci/sha256.h"
 #include "ci/validate.h"
 
 namespace ci {
 
 namespace {
+
+// More than any token needs: a bigger file is not a token file.
+constexpr size_t kMaxTokenFile = 4096;
 
 std::string to_hex(const unsigned char* data, size_t n) {
   static const char* digits = "0123456789abcdef";
@@ -27,30 +36,32 @@ std::string to_hex(const unsigned char* data, size_t n) {
   return out;
 }
 
-// Fills the buffer from the kernel's random number generator. getrandom(2) without
-// flags blocks only until the generator is first seeded at boot; a signal can interrupt
-// it, and it may return fewer bytes than asked.
-Result<void> random_bytes(unsigned char* out, size_t size) {
-  size_t filled = 0;
-  while (filled < size) {
-    ssize_t n = getrandom(out + filled, size - filled, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return make_error(std::string("getrandom: ") + std::strerror(errno));
-    }
-    filled += static_cast<size_t>(n);
-  }
-  return {};
+[[noreturn]] void crypto_failed(const char* what) {
+  // No safe way on: a predictable nonce would let a recorded proof be replayed, and a
+  // missing MAC would leave nothing to compare.
+  char reason[256];
+  ERR_error_string_n(ERR_get_error(), reason, sizeof reason);
+  std::fprintf(stderr, "fatal: %s: %s\n", what, reason);
+  std::abort();
 }
 
-// Compares without a data-dependent branch or early exit, so the time taken says
-// nothing about where the first difference is. The lengths are not secret.
-bool constant_time_equal(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  volatile unsigned char difference = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    difference = difference | static_cast<unsigned char>(a[i] ^ b[i]);
-  return difference == 0;
+// Compares in time that depends on the lengths only, which are not secret.
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string proof_message(std::string_view prefix, std::string_view service,
+                          std::string_view server_nonce, std::string_view client_nonce) {
+  std::string message;
+  message.reserve(prefix.size() + service.size() + server_nonce.size() + client_nonce.size() + 2);
+  message.append(prefix).append(service);
+  message.append(" ").append(server_nonce);
+  message.append(" ").append(client_nonce);
+  return message;
+}
+
+std::string how_to_make_one(const std::string& path) {
+  return "make one with: head -c 32 /dev/urandom | base64 > " + path + "; chmod 600 " + path;
 }
 
 }  // namespace
@@ -62,35 +73,100 @@ Result<std::string> load_token(const std::string& token_file_flag) {
     if (env && *env) path = env;
   }
   if (path.empty()) return std::string();
-  auto text = read_file(path);
-  if (!text) return make_error("token file: " + text.error());
-  std::string token = *text;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return make_error("cannot open token file " + path + ": " + std::strerror(errno));
+  // The checks and the read are on the same open file: nothing can swap it in between.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    std::string why = std::strerror(errno);
+    ::close(fd);
+    return make_error("cannot stat token file " + path + ": " + why);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return make_error("token file " + path + " is not a regular file");
+  }
+  if ((st.st_mode & 077) != 0) {
+    ::close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return make_error("token file " + path +
+                      " may be read or written by its group or others (mode " + mode +
+                      "); a shared secret must be its owner's alone: chmod 600 " + path);
+  }
+  std::string token;
+  char buf[1024];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::string why = std::strerror(errno);
+      ::close(fd);
+      return make_error("cannot read token file " + path + ": " + why);
+    }
+    if (n == 0) break;
+    token.append(buf, static_cast<size_t>(n));
+    if (token.size() > kMaxTokenFile) {
+      ::close(fd);
+      return make_error("token file " + path + " is larger than " + std::to_string(kMaxTokenFile) +
+                        " bytes: is it the right file?");
+    }
+  }
+  ::close(fd);
   size_t start = token.find_first_not_of(" \t\r\n");
   size_t end = token.find_last_not_of(" \t\r\n");
   token = start == std::string::npos ? "" : token.substr(start, end - start + 1);
-  if (token.size() < 16)
-    return make_error("token file " + path + " must hold a token of at least 16 characters");
+  if (token.size() < kMinTokenLength)
+    return make_error("token file " + path + " holds a token of " + std::to_string(token.size()) +
+                      " characters; at least " + std::to_string(kMinTokenLength) +
+                      " random ones are needed (128 bits): " + how_to_make_one(path));
   return token;
 }
 
 std::string make_nonce() {
   unsigned char bytes[32];
-  if (auto r = random_bytes(bytes, sizeof bytes); !r) {
-    // No safe way on: a predictable nonce would let a recorded proof be replayed.
-    std::fprintf(stderr, "fatal: cannot draw a random authentication nonce: %s\n",
-                 r.error().c_str());
-    std::abort();
-  }
+  if (RAND_bytes(bytes, sizeof bytes) != 1)
+    crypto_failed("cannot draw a random authentication nonce");
   return to_hex(bytes, sizeof bytes);
 }
 
-std::string prove_token(const std::string& token, const std::string& nonce) {
-  Sha256::Digest mac = hmac_sha256(token, nonce);
-  return to_hex(mac.data(), mac.size());
+bool is_nonce(std::string_view text) {
+  return text.size() == 64 && text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
-bool check_proof(const std::string& token, const std::string& nonce, const std::string& proof) {
-  return constant_time_equal(proof, prove_token(token, nonce));
+std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  // HMAC() takes the key's length as an int; a token file holds at most 4 KiB.
+  if (key.size() > static_cast<size_t>(INT_MAX) ||
+      !HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+            reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &size))
+    crypto_failed("cannot compute HMAC-SHA256");
+  return to_hex(mac, size);
+}
+
+std::string client_proof(std::string_view token, std::string_view service,
+                         std::string_view server_nonce, std::string_view client_nonce) {
+  return hmac_sha256_hex(token,
+                         proof_message("tinyci client->", service, server_nonce, client_nonce));
+}
+
+std::string server_proof(std::string_view token, std::string_view service,
+                         std::string_view server_nonce, std::string_view client_nonce) {
+  return hmac_sha256_hex(token,
+                         proof_message("tinyci server ", service, server_nonce, client_nonce));
+}
+
+bool check_client_proof(std::string_view token, std::string_view service,
+                        std::string_view server_nonce, std::string_view client_nonce,
+                        std::string_view proof) {
+  return constant_time_equal(proof, client_proof(token, service, server_nonce, client_nonce));
+}
+
+bool check_server_proof(std::string_view token, std::string_view service,
+                        std::string_view server_nonce, std::string_view client_nonce,
+                        std::string_view proof) {
+  return constant_time_equal(proof, server_proof(token, service, server_nonce, client_nonce));
 }
 
 Result<void> check_bind_policy(const std::string& host, bool has_token, bool insecure) {

@@ -3,6 +3,7 @@
 
 #include "ci/auth.h"
 #include "ci/net.h"
+#include "ci/validate.h"
 
 namespace ci {
 
@@ -118,21 +119,46 @@ struct LineClient::Impl {
     return {};
   }
 
+  // The handshake of ci/auth.h: answers the greeting with a fresh nonce and a proof
+  // bound to the service this client means to call, then checks the server's proof.
   Result<void> authenticate() {
+    if (options.service.empty())
+      return make_error("cannot authenticate with " + address() +
+                        ": the client names no service to expect there");
     auto greeting = exchange("", "", options.connect_timeout);
     if (!greeting.frame)
       return make_error("no authentication greeting from " + address() +
                         " (is it started with the same token?): " + greeting.frame.error());
     const auto& w = greeting.frame->words;
+    if (!w.empty() && w[0] == "ERR")  // "ERR busy", say: it answered before any greeting
+      return make_error(address() + " answered " +
+                        escape_for_log(w.size() > 1 ? "ERR " + w[1] : "ERR"));
     if (w.size() != 2 || w[0] != "AUTH")
       return make_error(address() +
                         " did not ask for authentication (is it started with a token?)");
-    auto answer =
-        exchange("auth " + prove_token(options.token, w[1]) + "\n", "auth", options.io_timeout);
+    const std::string& server_nonce = w[1];
+    if (!is_nonce(server_nonce))
+      return make_error(address() + " sent a malformed authentication greeting");
+    const std::string client_nonce = make_nonce();
+    auto answer = exchange(
+        "auth " + client_nonce + " " +
+            client_proof(options.token, options.service, server_nonce, client_nonce) + "\n",
+        "auth", options.io_timeout);
     if (!answer.frame)
       return make_error("authentication with " + address() + " failed: " + answer.frame.error());
-    if (answer.frame->verb() != "OK")
-      return make_error(address() + " refused the token (ERR auth)");
+    const auto& reply = answer.frame->words;
+    if (answer.frame->verb() == "ERR") {
+      if (reply.size() == 2 && reply[1] == "auth")
+        return make_error(address() + " refused the token (ERR auth)");
+      std::string said;
+      for (const auto& word : reply) said += (said.empty() ? "" : " ") + word;
+      return make_error("authentication with " + address() + " failed: " + escape_for_log(said));
+    }
+    if (answer.frame->verb() != "OK" || reply.size() != 2 ||
+        !check_server_proof(options.token, options.service, server_nonce, client_nonce, reply[1]))
+      return make_error("the server at " + address() +
+                        " failed to prove it holds the token (is it the " + options.service +
+                        ", started with the same token?)");
     return {};
   }
 

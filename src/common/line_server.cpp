@@ -124,11 +124,15 @@ class Session : public std::enable_shared_from_this<Session> {
       touch();
       arm_deadline();
       if (!authenticated_) {
+        // "auth <client-nonce> <proof>", the proof bound to this server's service and
+        // to both nonces; answered with this server's own proof (ci/auth.h).
         const auto& w = request.words;
-        if (w.size() == 2 && w[0] == "auth" && check_proof(server_->options.token, nonce_, w[1])) {
+        const auto& options = server_->options;
+        if (w.size() == 3 && w[0] == "auth" && is_nonce(w[1]) &&
+            check_client_proof(options.token, options.service, nonce_, w[1], w[2])) {
           authenticated_ = true;
           server_->auth_succeeded(ip_);
-          out_ += "OK\n";
+          out_ += "OK " + server_proof(options.token, options.service, nonce_, w[1]) + "\n";
           continue;
         }
         delay_ = server_->auth_failed(ip_);
@@ -325,6 +329,8 @@ LineServer::LineServer(ServerOptions options, BodyRule body_rule, AsyncFrameHand
 LineServer::~LineServer() { stop(); }
 
 Result<void> LineServer::start() {
+  if (!impl_->options.token.empty() && impl_->options.service.empty())
+    return make_error("a server with a token must name its service (ServerOptions::service)");
   asio::error_code ec;
   auto address = asio::ip::make_address(impl_->options.host, ec);
   if (ec) {

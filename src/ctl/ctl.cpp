@@ -134,6 +134,7 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   }
   ClientOptions co;
   co.token = *token;
+  co.service = *notify ? kObserverService : kDispatcherService;
   co.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   co.connect_timeout = std::min(co.io_timeout, std::chrono::milliseconds(5000));
   LineClient client(hp->host, hp->port, co);

@@ -5,6 +5,7 @@
 #include <map>
 #include <sstream>
 
+#include "ci/auth.h"
 #include "ci/files.h"
 #include "ci/validate.h"
 
@@ -56,6 +57,7 @@ Result<void> Dispatcher::start() {
   so.idle_timeout = options_.idle_timeout;
   so.max_connections = options_.max_connections;
   so.token = options_.token;
+  so.service = kDispatcherService;
   server_ = std::make_unique<LineServer>(
       so, request_has_body, [this](const Frame& f, const std::string& peer, Responder respond) {
         handle(f, peer, std::move(respond));
@@ -439,6 +441,7 @@ void Dispatcher::heartbeat_loop() {
         co.connect_timeout = timeout;
         co.io_timeout = timeout;
         co.token = options_.token;
+        co.service = kRunnerService;
         client = std::make_unique<LineClient>(hp ? hp->host : "", hp ? hp->port : 0, co);
       }
       auto reply = client->call(PingRequest{});
@@ -492,6 +495,7 @@ std::unique_ptr<LineClient> Dispatcher::take_client(const std::string& runner,
   co.connect_timeout = std::min(timeout, std::chrono::milliseconds(2000));
   co.io_timeout = timeout;
   co.token = options_.token;
+  co.service = kRunnerService;
   return std::make_unique<LineClient>(hp ? hp->host : "", hp ? hp->port : 0, co);
 }
 

@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
   auto token = ci::load_token(token_file);
   if (!token) return usage_error("--token-file", token.error());
   options.client.token = *token;
+  options.client.service = ci::kDispatcherService;
   std::optional<ci::HostPort> listen_at;
   if (!listen.empty()) {
     // Port 0 asks for any free port (the log says which).
@@ -121,6 +122,7 @@ int main(int argc, char** argv) {
       so.host = listen_at->host;
       so.port = listen_at->port;
       so.token = *token;
+      so.service = ci::kObserverService;
       listener = std::make_unique<ci::observer::PokeListener>(so, [&] { observer.poll_now(); });
       if (auto r = listener->start(); !r) {
         spdlog::error("--listen: {}", r.error());

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "ci/auth.h"
 #include "ci/files.h"
 #include "ci/git.h"
 #include "sandbox.h"
@@ -284,6 +285,7 @@ Result<void> Runner::listen() {
   // Peers send the runner headers only; a body can only be a mistake.
   server_options.limits.max_body = 64u << 10;
   server_options.token = options_.token;
+  server_options.service = kRunnerService;
   auto try_port = [&](uint16_t port) -> Result<void> {
     server_options.port = port;
     auto server = std::make_unique<LineServer>(
@@ -414,8 +416,10 @@ void Runner::keep_in_touch() {
   ClientOptions register_options;
   register_options.io_timeout = std::chrono::seconds(5);
   register_options.token = options_.token;
+  register_options.service = kDispatcherService;
   ClientOptions deliver_options;
   deliver_options.token = options_.token;
+  deliver_options.service = kDispatcherService;
   LineClient registrar(options_.dispatcher.host, options_.dispatcher.port, register_options);
   LineClient courier(options_.dispatcher.host, options_.dispatcher.port, deliver_options);
   std::unique_lock lock(mu_);
@@ -559,6 +563,7 @@ void Runner::say_goodbye() {
   client_options.connect_timeout = options_.goodbye_timeout;
   client_options.io_timeout = options_.goodbye_timeout;
   client_options.token = options_.token;
+  client_options.service = kDispatcherService;
   LineClient dispatcher(options_.dispatcher.host, options_.dispatcher.port, client_options);
 
   // One try for each waiting result, oldest first, while the dispatcher answers.

@@ -131,6 +131,13 @@ std::string read_text(const std::string& path) {
 
 bool file_exists(const std::string& path) { return fs::exists(path); }
 
+void write_token_file(const std::string& path, const std::string& token) {
+  std::ofstream(path, std::ios::trunc).close();  // private before the secret goes in
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+  std::ofstream(path, std::ios::trunc) << token << "\n";
+  EXPECT_EQ(read_text(path), token + "\n") << path;
+}
+
 std::vector<std::string> list_dir(const std::string& dir) {
   std::vector<std::string> out;
   std::error_code ec;

@@ -58,6 +58,12 @@ std::vector<std::string> list_dir(const std::string& dir);  // file names, sorte
 
 std::string bin(const std::string& name);  // build/bin/<name>
 
+// A token as strong as the daemons require (base64 of 32 random bytes: 44 characters).
+inline constexpr char kTestToken[] = "Q2+5xWbl7kN3fS0tV9pH1rJ4yL6uE8aZcD2gM5nB7qo=";
+// Writes `token` to `path` with mode 0600, as a token file must be; fails the current
+// test if it cannot.
+void write_token_file(const std::string& path, const std::string& token = kTestToken);
+
 // A daemon of the project started as a real process, its output in a log file.
 class Daemon {
  public:

@@ -109,10 +109,12 @@ TEST(LineServer, AtTheLimitWithNoIdleConnectionTheNewOneGetsErrBusy) {
 
 TEST(LineServer, TokenGuardsEveryVerb) {
   ServerOptions options;
-  options.token = "0123456789abcdef-token";
+  options.token = "0123456789abcdef0123456789abcdef-token";
+  options.service = "dispatcher";
   auto server = echo_server(options);
   ClientOptions good;
   good.token = options.token;
+  good.service = "dispatcher";
   LineClient with_token("127.0.0.1", server->port(), good);
   auto ok = with_token.call(PingRequest{});
   ASSERT_TRUE(ok.ok()) << ok.error();
@@ -125,7 +127,8 @@ TEST(LineServer, TokenGuardsEveryVerb) {
   EXPECT_NE(refused.error().find("requires authentication"), std::string::npos) << refused.error();
 
   ClientOptions bad;
-  bad.token = "a-different-token-entirely";
+  bad.token = "a-different-token-entirely-of-some-length";
+  bad.service = "dispatcher";
   LineClient wrong("127.0.0.1", server->port(), bad);
   auto denied = wrong.call(PingRequest{});
   ASSERT_FALSE(denied.ok());
@@ -134,7 +137,8 @@ TEST(LineServer, TokenGuardsEveryVerb) {
 
 TEST(LineServer, AnythingButAuthFirstIsRefused) {
   ServerOptions options;
-  options.token = "0123456789abcdef-token";
+  options.token = "0123456789abcdef0123456789abcdef-token";
+  options.service = "dispatcher";
   auto server = echo_server(options);
   int fd = raw_connect(server->port());
   ASSERT_EQ(::write(fd, "ping\n", 5), 5);

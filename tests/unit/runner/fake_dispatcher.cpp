@@ -2,12 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include "ci/auth.h"
+
 namespace ci::runner::test_peer {
 
 void FakeDispatcher::start(uint16_t port, const std::string& token) {
   ServerOptions options;
   options.port = port;
   options.token = token;
+  options.service = kDispatcherService;
   server_ = std::make_unique<LineServer>(
       options, request_has_body,
       [this](const Frame& frame, const std::string&) { return handle(frame); });
@@ -77,6 +80,7 @@ uint16_t reserve_port() {
 Result<Reply> call(uint16_t port, const Frame& frame, const std::string& token) {
   ClientOptions options;
   options.token = token;
+  options.service = kRunnerService;
   LineClient client("127.0.0.1", port, options);
   auto reply = client.call_frame(frame);
   if (!reply) return Error{reply.error()};

@@ -86,6 +86,9 @@ class LineClient {
   Result<Reply> call(const Request& request);
   // Sends a raw frame; the reply is framed by reply_has_body for its verb.
   Result<Frame> call_frame(const Frame& request);
+  // True when the last call failed because the server was at a connection limit (it
+  // answered "ERR busy"): the request was not served, and may be sent again later.
+  bool busy() const;
   void close();
   std::string address() const;
 

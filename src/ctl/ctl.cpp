@@ -138,6 +138,11 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   co.connect_timeout = std::min(co.io_timeout, std::chrono::milliseconds(5000));
   LineClient client(hp->host, hp->port, co);
   auto reply = client.call(request);
+  if (!reply && client.busy()) {
+    err << "cictl: " << (*notify ? "the observer" : "the dispatcher")
+        << " is busy (too many connections); try again\n";
+    return 3;
+  }
   if (!reply) {
     err << "cictl: " << reply.error() << "\n";
     return 1;

@@ -65,7 +65,7 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   auto* runners = app.add_subcommand("runners", "the registered runners");
   auto* jobs = app.add_subcommand("jobs", "the newest jobs");
   uint64_t limit = 50;
-  jobs->add_option("--limit", limit, "how many jobs")
+  jobs->add_option("--limit", limit, "how many jobs (the dispatcher lists at most 10,000)")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t{1}, uint64_t{1000000}));
   auto* dispatch = app.add_subcommand("dispatch", "queue a commit for testing");

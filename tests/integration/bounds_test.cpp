@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <thread>
@@ -268,6 +269,19 @@ void queue_jobs(uint16_t port, size_t n) {
   }
   for (auto& t : threads) t.join();
   ASSERT_EQ(answered.load(), n);
+}
+
+TEST_F(Bounds, JobsListsAtMostTheNewestTenThousand) {
+  start({});
+  queue_jobs(port_, 10005);
+  auto jobs = client()->call(JobsRequest{1000000});
+  ASSERT_TRUE(jobs.ok()) << jobs.error();
+  ASSERT_EQ(jobs->kind, Reply::Kind::Ok);
+  const std::string& table = jobs->body;
+  EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 10001) << "a header and 10,000 jobs";
+  size_t first_row = table.find('\n') + 1;
+  EXPECT_EQ(table.substr(first_row, table.find(' ', first_row) - first_row), "6")
+      << "the newest, oldest first";
 }
 
 TEST_F(Bounds, PipelinedJobsQueriesNeverReadKeepTheDispatcherBounded) {

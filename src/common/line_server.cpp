@@ -383,9 +383,10 @@ bool LineServer::Impl::make_room() {
 
 bool LineServer::Impl::admit_unauthenticated(const std::string& ip) {
   std::lock_guard<std::mutex> lock(mutex);
-  size_t& n = unauthenticated[ip];
+  auto it = unauthenticated.find(ip);
+  size_t n = it == unauthenticated.end() ? 0 : it->second;
   if (n >= options.max_unauthenticated_per_address) return false;
-  ++n;
+  ++unauthenticated[ip];
   return true;
 }
 

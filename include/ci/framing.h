@@ -30,7 +30,8 @@ using BodyRule = std::function<bool(const std::vector<std::string>& words)>;
 
 class FrameParser {
  public:
-  enum class Status { NeedMore, Done, Bad };
+  // BodyNext: only with pause_before_body(), see there.
+  enum class Status { NeedMore, Done, Bad, BodyNext };
 
   FrameParser(FrameLimits limits, BodyRule body_rule);
 
@@ -43,6 +44,14 @@ class FrameParser {
   // True while part of a message has been received.
   bool in_message() const { return !header_.empty() || state_ == State::Body; }
 
+  // When on, feed() stops right after a header that announces a non-empty body and
+  // returns BodyNext, before taking a byte of the body: the caller may then look at
+  // the header (words()) and its length (body_length()) and decide whether to read
+  // the body at all. The next feed() goes on with the body.
+  void pause_before_body(bool on) { pause_before_body_ = on; }
+  const std::vector<std::string>& words() const { return frame_.words; }
+  size_t body_length() const { return body_length_; }
+
  private:
   enum class State { Header, Body, Done, Bad };
   Status finish_header();
@@ -53,6 +62,8 @@ class FrameParser {
   std::string header_;
   Frame frame_;
   size_t body_left_ = 0;
+  size_t body_length_ = 0;
+  bool pause_before_body_ = false;
   std::string error_;
 };
 

@@ -20,8 +20,9 @@ struct ServerOptions {
   FrameLimits limits;
   // A connection that has not completed a message within this long is closed.
   std::chrono::milliseconds idle_timeout{10000};
-  // At the limit, the connection idle longest (with no message half-sent) is closed
-  // to make room; when none is idle, the new one is answered "ERR busy".
+  // At the limit, a connection that has not authenticated yet (oldest first) is closed
+  // to make room; failing that, the connection idle longest (with no message half-sent).
+  // When there is none, the new one is answered "ERR busy".
   size_t max_connections = 256;
   size_t max_messages = 100000;  // per connection; then it is closed after the reply
   size_t threads = 1;
@@ -30,6 +31,20 @@ struct ServerOptions {
   // kDispatcherService, kRunnerService or kObserverService (ci/auth.h). Required with a
   // token: start() refuses a server with a token and no service.
   std::string service;
+  // With a token: how long a new connection has to authenticate (never longer than
+  // idle_timeout). Before it has, the only message read is a short `auth` line with
+  // no body; anything else is answered "ERR auth required" and the connection closed.
+  std::chrono::milliseconds auth_timeout{5000};
+  // With a token: connections from one address that have not authenticated yet; a new
+  // one over this is answered "ERR busy". Authenticated connections do not count.
+  size_t max_unauthenticated_per_address = 64;
+  // A connection reads no further message while this many bytes of its replies are
+  // unsent, and goes on once they are written: a peer that never reads holds this much.
+  size_t max_unsent = 4u << 20;
+  // Bytes of message bodies being received at once, across all connections (never less
+  // than limits.max_body). A body that does not fit waits, unread and without counting
+  // against idle_timeout, until the bodies before it are in; first come, first served.
+  size_t body_budget = 64u << 20;
 };
 
 struct Response {
@@ -62,6 +77,14 @@ class LineServer {
   // server threads.
   Result<void> start();
   uint16_t port() const;
+
+  struct Stats {
+    size_t connections = 0;
+    size_t body_bytes = 0;      // of the body budget, held by bodies being received
+    size_t bodies_waiting = 0;  // connections waiting for room in the body budget
+  };
+  Stats stats() const;
+
   // Closes the listener and every connection and joins the threads. Idempotent.
   void stop();
 
@@ -93,6 +116,9 @@ class LineClient {
   Result<Reply> call(const Request& request);
   // Sends a raw frame; the reply is framed by reply_has_body for its verb.
   Result<Frame> call_frame(const Frame& request);
+  // True when the last call failed because the server was at a connection limit (it
+  // answered "ERR busy"): the request was not served, and may be sent again later.
+  bool busy() const;
   void close();
   std::string address() const;
 

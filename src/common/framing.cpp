@@ -33,6 +33,7 @@ FrameParser::Status FrameParser::feed(std::string_view data, size_t* used) {
       if (nl == std::string_view::npos) return Status::NeedMore;
       Status s = finish_header();
       if (s != Status::NeedMore) return s;
+      if (pause_before_body_) return Status::BodyNext;
     } else if (state_ == State::Body) {
       size_t take = std::min(body_left_, data.size() - *used);
       frame_.body.append(data.substr(*used, take));
@@ -59,6 +60,7 @@ FrameParser::Status FrameParser::finish_header() {
     }
   }
   frame_ = Frame{};
+  body_length_ = 0;
   size_t i = 0;
   while (i < line.size()) {
     while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
@@ -93,6 +95,7 @@ FrameParser::Status FrameParser::finish_header() {
     frame_.words.pop_back();
     frame_.has_body = true;
     body_left_ = *len;
+    body_length_ = *len;
     // Grows as bytes arrive: a header alone must not make the server reserve the
     // declared size (a connection could claim --max-body and send nothing).
     frame_.body.reserve(std::min<size_t>(body_left_, 64u << 10));
@@ -110,6 +113,7 @@ Frame FrameParser::take() {
   frame_ = Frame{};
   state_ = State::Header;
   body_left_ = 0;
+  body_length_ = 0;
   return out;
 }
 

@@ -16,6 +16,7 @@ struct LineClient::Impl {
   asio::io_context io;
   tcp::socket socket{io};
   bool connected = false;
+  bool busy = false;  // the server answered "ERR busy": the last call was not served
 
   // Runs the io_context until the started operations finish or the deadline passes;
   // on the deadline the socket is closed, which completes them with an error.
@@ -81,6 +82,9 @@ struct LineClient::Impl {
     ex.timed_out = !run_until_done(timeout);
     if (done) {
       ex.frame = parser.take();
+      // What a server at its connection limit says in place of anything else.
+      const auto& w = ex.frame->words;
+      if (w.size() == 2 && w[0] == "ERR" && w[1] == "busy") busy = true;
     } else if (!parse_error.empty()) {
       ex.frame = make_error("bad reply from " + address() + ": " + parse_error);
     } else if (ex.timed_out) {
@@ -184,16 +188,24 @@ std::string LineClient::address() const { return impl_->address(); }
 
 void LineClient::close() { impl_->drop(); }
 
+bool LineClient::busy() const { return impl_->busy; }
+
 Result<Frame> LineClient::call_frame(const Frame& request) {
   Impl& c = *impl_;
+  c.busy = false;
+  auto refused_busy = [&c] {
+    c.drop();
+    return make_error(c.address() + " is busy (too many connections); try again");
+  };
   // A kept connection may have been closed by the server since (idle timeout): one
   // retry on a fresh connection when the failure came before any reply byte.
   for (int round = 0; round < 2; ++round) {
     bool reused = c.connected;
     if (!c.connected) {
-      if (auto r = c.connect(); !r) return Error{r.error()};
+      if (auto r = c.connect(); !r) return c.busy ? refused_busy() : Error{r.error()};
     }
     auto ex = c.exchange(serialize(request), request.verb(), c.options.io_timeout);
+    if (c.busy) return refused_busy();
     if (ex.frame && ex.frame->verb() == "AUTH") {
       // The server's greeting: it wants a token this client was not given.
       c.drop();

@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <array>
 #include <asio.hpp>
 #include <atomic>
+#include <deque>
 #include <list>
 #include <map>
 #include <mutex>
@@ -30,16 +32,34 @@ struct LineServer::Impl {
   std::atomic<bool> stopped{false};
   uint16_t bound_port = 0;
 
-  std::mutex mutex;  // guards sessions and auth_failures
+  // Guards the members below, up to io. A session's destructor takes it: a session
+  // pointer obtained under it is only released once it is unlocked.
+  std::mutex mutex;
   std::list<std::weak_ptr<Session>> sessions;
   std::map<std::string, int> auth_failures;  // by peer address, without the port
+  // Connections not authenticated yet, by peer address (with a token only).
+  std::map<std::string, size_t> unauthenticated;
+  size_t body_bytes = 0;  // of the body budget, held by connections receiving a body
+  // Connections waiting, first come first served, for their body to fit in the budget.
+  std::deque<std::pair<std::shared_ptr<Session>, size_t>> body_waiting;
 
   asio::io_context io;
   tcp::acceptor acceptor{io};
   std::vector<std::thread> threads;
 
   void accept();
-  bool evict_idlest();
+  // Closes a connection to make room for a new one: one not authenticated yet, oldest
+  // first, or else the one idle longest. False when there is none.
+  bool make_room();
+  // Counts a new connection from `ip` that must authenticate; false (and not counted)
+  // when that address already has as many as it may.
+  bool admit_unauthenticated(const std::string& ip);
+  void left_unauthenticated(const std::string& ip);
+  size_t body_budget() const { return std::max(options.body_budget, options.limits.max_body); }
+  // Takes `n` bytes of the body budget for `session`, or queues it (false): it is then
+  // given them later, by Session::body_granted on its own strand.
+  bool reserve_body(const std::shared_ptr<Session>& session, size_t n);
+  void release_body(size_t n);
   // How long to wait before answering a failed authentication from `ip`: repeated
   // failures are slowed down, doubling up to 5 s.
   std::chrono::milliseconds auth_failed(const std::string& ip);
@@ -50,21 +70,28 @@ namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, LineServer::Impl* server)
+  // `unauthenticated`: counted in the server's connections not authenticated yet.
+  Session(tcp::socket socket, std::string ip, std::string peer, LineServer::Impl* server,
+          bool unauthenticated)
       : socket_(std::move(socket)),
         timer_(socket_.get_executor()),
         server_(server),
         parser_(server_->options.limits, server_->body_rule),
-        authenticated_(server_->options.token.empty()) {
-    asio::error_code ec;
-    auto ep = socket_.remote_endpoint(ec);
-    if (!ec) {
-      ip_ = ep.address().to_string();
-      peer_ = ip_ + ":" + std::to_string(ep.port());
-    }
+        peer_(std::move(peer)),
+        ip_(std::move(ip)),
+        authenticated_(server_->options.token.empty()),
+        counted_unauthenticated_(unauthenticated),
+        authenticated_flag_(authenticated_),
+        opened_at_(Clock::now().time_since_epoch().count()) {
+    // Stops before each body, to decide whether and when to read it.
+    parser_.pause_before_body(true);
     touch();
   }
-  ~Session() { server_->connections.fetch_sub(1); }
+  ~Session() {
+    if (counted_unauthenticated_) server_->left_unauthenticated(ip_);
+    if (reserved_ != 0) server_->release_body(reserved_);
+    server_->connections.fetch_sub(1);
+  }
 
   void start() {
     arm_deadline();
@@ -79,6 +106,20 @@ class Session : public std::enable_shared_from_this<Session> {
   // True when no part of a message is waiting: safe to close to make room.
   bool idle() const { return !in_message_.load(); }
   Clock::rep idle_since() const { return idle_since_.load(); }
+  bool authenticated() const { return authenticated_flag_.load(); }
+  Clock::rep opened_at() const { return opened_at_; }
+  // True for the first caller only: a connection is closed to make room once.
+  bool mark_evicted() { return !evicted_.exchange(true); }
+
+  // From release_body, on any thread: the body waiting for room has `n` bytes of it.
+  void body_granted(size_t n) {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), n] {
+      self->reserved_ = n;
+      if (self->closed_) return;  // the destructor gives the bytes back
+      self->arm_deadline();
+      self->resume();
+    });
+  }
 
   // From another connection's thread: closes this one on its own strand.
   void close_from_outside() {
@@ -89,7 +130,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void touch() { idle_since_ = Clock::now().time_since_epoch().count(); }
 
   void arm_deadline() {
-    timer_.expires_after(server_->options.idle_timeout);
+    auto timeout = server_->options.idle_timeout;
+    if (!authenticated_) timeout = std::min(timeout, server_->options.auth_timeout);
+    timer_.expires_after(timeout);
     timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
       if (ec) return;  // re-armed or cancelled
       self->shutdown();
@@ -108,9 +151,15 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // Parses every complete message in `data`, queueing the replies, then writes them.
-  // When a handler answers later, what is left of `data` waits in rest_ until then.
+  // What is left of `data` waits in rest_ when a handler answers later, when a body
+  // waits for room in the body budget, and when the replies not yet written reach
+  // max_unsent: reading goes on once they are written.
   void process(std::string_view data) {
     while (!data.empty() && !close_) {
+      if (out_.size() >= server_->options.max_unsent) {
+        rest_ = std::string(data);
+        break;
+      }
       size_t used = 0;
       auto status = parser_.feed(data, &used);
       data.remove_prefix(used);
@@ -120,9 +169,29 @@ class Session : public std::enable_shared_from_this<Session> {
         close_ = true;
         break;
       }
+      if (status == FrameParser::Status::BodyNext) {
+        if (!authenticated_) {  // not a byte of it is read
+          refuse_unauthenticated();
+          break;
+        }
+        size_t need = parser_.body_length();
+        if (!server_->reserve_body(shared_from_this(), need)) {
+          // Reads nothing, and no idle deadline runs, until the bodies before it are in.
+          rest_ = std::string(data);
+          in_message_ = true;
+          timer_.cancel();
+          return;
+        }
+        reserved_ = need;
+        continue;
+      }
       Frame request = parser_.take();
       touch();
       arm_deadline();
+      if (!authenticated_ && (request.verb() != "auth" || request.has_body)) {
+        refuse_unauthenticated();
+        break;
+      }
       if (!authenticated_) {
         // "auth <client-nonce> <proof>", the proof bound to this server's service and
         // to both nonces; answered with this server's own proof (ci/auth.h).
@@ -132,6 +201,7 @@ class Session : public std::enable_shared_from_this<Session> {
             check_client_proof(options.token, options.service, nonce_, w[1], w[2])) {
           authenticated_ = true;
           server_->auth_succeeded(ip_);
+          now_authenticated();
           out_ += "OK " + server_proof(options.token, options.service, nonce_, w[1]) + "\n";
           continue;
         }
@@ -147,6 +217,10 @@ class Session : public std::enable_shared_from_this<Session> {
       server_->handler(request, peer_, [self = shared_from_this()](Response response) {
         self->answered(std::move(response));
       });
+      if (reserved_ != 0) {  // the body is handled: its bytes go back to the budget
+        request = Frame{};
+        server_->release_body(std::exchange(reserved_, 0));
+      }
       {
         std::lock_guard<std::mutex> lock(answer_mutex_);
         if (answer_state_ == AnswerState::Asked) {
@@ -161,7 +235,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       take_answer(std::move(answer_));
     }
-    in_message_ = parser_.in_message();
+    in_message_ = parser_.in_message() || !rest_.empty();
     if (out_.empty()) {
       if (close_) {
         shutdown();
@@ -189,9 +263,30 @@ class Session : public std::enable_shared_from_this<Session> {
                [self = shared_from_this(), response = std::move(response)]() mutable {
                  self->take_answer(std::move(response));
                  self->arm_deadline();
-                 std::string rest = std::exchange(self->rest_, std::string());
-                 self->process(rest);
+                 self->resume();
                });
+  }
+
+  // Goes on with the input left in rest_, then reads more.
+  void resume() {
+    std::string rest = std::exchange(rest_, std::string());
+    process(rest);
+  }
+
+  // Before authentication only a short `auth` line is read: anything else is refused
+  // and the connection closed, with any body announced left unread.
+  void refuse_unauthenticated() {
+    out_ += serialize(serialize_reply(Reply::err("auth required")));
+    close_ = true;
+  }
+
+  void now_authenticated() {
+    authenticated_flag_ = true;
+    if (counted_unauthenticated_) {
+      counted_unauthenticated_ = false;
+      server_->left_unauthenticated(ip_);
+    }
+    arm_deadline();  // the idle timeout from now on, not the authentication deadline
   }
 
   void take_answer(Response response) {
@@ -208,7 +303,7 @@ class Session : public std::enable_shared_from_this<Session> {
                             self->shutdown();
                             return;
                           }
-                          self->read();
+                          self->resume();
                         });
     };
     if (delay.count() == 0) {
@@ -221,6 +316,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void shutdown() {
+    closed_ = true;
     timer_.cancel();
     asio::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -244,34 +340,90 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string ip_;
   std::string nonce_;
   bool authenticated_;
+  bool counted_unauthenticated_;
+  bool closed_ = false;
+  size_t reserved_ = 0;  // bytes of the body budget this connection holds
   size_t messages_ = 0;
+  // Read from other connections' threads (make_room).
   std::atomic<bool> in_message_{false};
   std::atomic<Clock::rep> idle_since_{0};
+  std::atomic<bool> authenticated_flag_;
+  std::atomic<bool> evicted_{false};
+  const Clock::rep opened_at_;
 };
 
 }  // namespace
 
-bool LineServer::Impl::evict_idlest() {
+bool LineServer::Impl::make_room() {
+  std::vector<std::shared_ptr<Session>> seen;  // released after the lock
   std::shared_ptr<Session> victim;
   {
     std::lock_guard<std::mutex> lock(mutex);
-    Clock::rep oldest = 0;
+    seen.reserve(sessions.size());
+    std::shared_ptr<Session> unauthenticated_oldest, idlest;
     for (auto it = sessions.begin(); it != sessions.end();) {
       auto s = it->lock();
       if (!s) {
         it = sessions.erase(it);
         continue;
       }
-      if (s->idle() && (!victim || s->idle_since() < oldest)) {
-        victim = s;
-        oldest = s->idle_since();
-      }
       ++it;
+      seen.push_back(s);
+      if (!s->authenticated()) {
+        if (!unauthenticated_oldest || s->opened_at() < unauthenticated_oldest->opened_at())
+          unauthenticated_oldest = s;
+      } else if (s->idle() && (!idlest || s->idle_since() < idlest->idle_since())) {
+        idlest = s;
+      }
     }
+    victim = unauthenticated_oldest ? unauthenticated_oldest : idlest;
+    // Already closing to make room for another: not counted twice.
+    if (victim && !victim->mark_evicted()) victim = nullptr;
   }
   if (!victim) return false;
   victim->close_from_outside();
   return true;
+}
+
+bool LineServer::Impl::admit_unauthenticated(const std::string& ip) {
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = unauthenticated.find(ip);
+  size_t n = it == unauthenticated.end() ? 0 : it->second;
+  if (n >= options.max_unauthenticated_per_address) return false;
+  ++unauthenticated[ip];
+  return true;
+}
+
+void LineServer::Impl::left_unauthenticated(const std::string& ip) {
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = unauthenticated.find(ip);
+  if (it == unauthenticated.end()) return;
+  if (--it->second == 0) unauthenticated.erase(it);
+}
+
+bool LineServer::Impl::reserve_body(const std::shared_ptr<Session>& session, size_t n) {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (body_waiting.empty() && body_bytes + n <= body_budget()) {
+    body_bytes += n;
+    return true;
+  }
+  body_waiting.emplace_back(session, n);
+  return false;
+}
+
+void LineServer::Impl::release_body(size_t n) {
+  std::vector<std::pair<std::shared_ptr<Session>, size_t>> granted;  // released after the lock
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    body_bytes -= n;
+    if (stopped) return;
+    while (!body_waiting.empty() && body_bytes + body_waiting.front().second <= body_budget()) {
+      body_bytes += body_waiting.front().second;
+      granted.push_back(std::move(body_waiting.front()));
+      body_waiting.pop_front();
+    }
+  }
+  for (auto& [session, bytes] : granted) session->body_granted(bytes);
 }
 
 std::chrono::milliseconds LineServer::Impl::auth_failed(const std::string& ip) {
@@ -288,29 +440,41 @@ void LineServer::Impl::auth_succeeded(const std::string& ip) {
 }
 
 void LineServer::Impl::accept() {
-  acceptor.async_accept(asio::make_strand(io),
-                        [self = this](const asio::error_code& ec, tcp::socket socket) {
-                          if (self->stopped) return;
-                          if (!ec) {
-                            size_t n = self->connections.fetch_add(1) + 1;
-                            if (n > self->options.max_connections && !self->evict_idlest()) {
-                              self->connections.fetch_sub(1);
-                              static const std::string busy = "ERR busy\n";
-                              asio::error_code ignored;
-                              socket.non_blocking(true, ignored);
-                              socket.write_some(asio::buffer(busy), ignored);
-                              socket.close(ignored);
-                            } else {
-                              auto session = std::make_shared<Session>(std::move(socket), self);
-                              {
-                                std::lock_guard<std::mutex> lock(self->mutex);
-                                self->sessions.push_back(session);
-                              }
-                              session->start();
-                            }
-                          }
-                          if (ec != asio::error::operation_aborted) self->accept();
-                        });
+  acceptor.async_accept(
+      asio::make_strand(io), [self = this](const asio::error_code& ec, tcp::socket socket) {
+        if (self->stopped) return;
+        if (!ec) {
+          std::string ip, peer;
+          asio::error_code ignored;
+          auto ep = socket.remote_endpoint(ignored);
+          if (!ignored) {
+            ip = ep.address().to_string();
+            peer = ip + ":" + std::to_string(ep.port());
+          }
+          // With a token, an address may have only so many connections authenticating at
+          // once; past the connection limit, one of those is the first to go.
+          bool must_authenticate = !self->options.token.empty();
+          bool admitted = !must_authenticate || self->admit_unauthenticated(ip);
+          size_t n = self->connections.fetch_add(1) + 1;
+          if (!admitted || (n > self->options.max_connections && !self->make_room())) {
+            self->connections.fetch_sub(1);
+            if (admitted && must_authenticate) self->left_unauthenticated(ip);
+            static const std::string busy = "ERR busy\n";
+            socket.non_blocking(true, ignored);
+            socket.write_some(asio::buffer(busy), ignored);
+            socket.close(ignored);
+          } else {
+            auto session = std::make_shared<Session>(std::move(socket), std::move(ip),
+                                                     std::move(peer), self, must_authenticate);
+            {
+              std::lock_guard<std::mutex> lock(self->mutex);
+              self->sessions.push_back(session);
+            }
+            session->start();
+          }
+        }
+        if (ec != asio::error::operation_aborted) self->accept();
+      });
 }
 
 LineServer::LineServer(ServerOptions options, BodyRule body_rule, FrameHandler handler)
@@ -362,6 +526,15 @@ Result<void> LineServer::start() {
 
 uint16_t LineServer::port() const { return impl_->bound_port; }
 
+LineServer::Stats LineServer::stats() const {
+  Stats stats;
+  stats.connections = impl_->connections.load();
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  stats.body_bytes = impl_->body_bytes;
+  stats.bodies_waiting = impl_->body_waiting.size();
+  return stats;
+}
+
 void LineServer::stop() {
   if (impl_->stopped.exchange(true)) return;
   impl_->io.stop();
@@ -370,6 +543,12 @@ void LineServer::stop() {
   impl_->threads.clear();
   asio::error_code ignored;
   impl_->acceptor.close(ignored);
+  // Connections waiting for room for a body go while the io_context they use is here.
+  std::deque<std::pair<std::shared_ptr<Session>, size_t>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    waiting.swap(impl_->body_waiting);
+  }
 }
 
 }  // namespace ci

@@ -65,7 +65,7 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   auto* runners = app.add_subcommand("runners", "the registered runners");
   auto* jobs = app.add_subcommand("jobs", "the newest jobs");
   uint64_t limit = 50;
-  jobs->add_option("--limit", limit, "how many jobs")
+  jobs->add_option("--limit", limit, "how many jobs (the dispatcher lists at most 10,000)")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t{1}, uint64_t{1000000}));
   auto* dispatch = app.add_subcommand("dispatch", "queue a commit for testing");
@@ -139,6 +139,11 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   co.connect_timeout = std::min(co.io_timeout, std::chrono::milliseconds(5000));
   LineClient client(hp->host, hp->port, co);
   auto reply = client.call(request);
+  if (!reply && client.busy()) {
+    err << "cictl: " << (*notify ? "the observer" : "the dispatcher")
+        << " is busy (too many connections); try again\n";
+    return 3;
+  }
   if (!reply) {
     err << "cictl: " << reply.error() << "\n";
     return 1;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -56,6 +57,9 @@ Result<void> Dispatcher::start() {
   so.limits.max_body = options_.max_body;
   so.idle_timeout = options_.idle_timeout;
   so.max_connections = options_.max_connections;
+  so.auth_timeout = options_.auth_timeout;
+  so.max_unauthenticated_per_address = options_.max_unauthenticated_per_address;
+  so.body_budget = options_.body_budget;
   so.token = options_.token;
   so.service = kDispatcherService;
   server_ = std::make_unique<LineServer>(
@@ -400,8 +404,11 @@ Reply Dispatcher::on_jobs(const JobsRequest& r) {
   std::ostringstream body;
   body << "id commit branch state status attempt runner tests-run tests-failed duration-ms\n";
   const auto& jobs = scheduler_.jobs();
+  // Bounded: one reply is at most about a megabyte.
+  const uint64_t limit = std::min(r.limit, kMaxJobsListed);
   std::vector<const Job*> newest;
-  for (auto it = jobs.rbegin(); it != jobs.rend() && newest.size() < r.limit; ++it)
+  newest.reserve(std::min<uint64_t>(limit, jobs.size()));
+  for (auto it = jobs.rbegin(); it != jobs.rend() && newest.size() < limit; ++it)
     newest.push_back(&it->second);
   for (auto it = newest.rbegin(); it != newest.rend(); ++it) {
     const Job& j = **it;

@@ -34,12 +34,18 @@ struct DispatcherOptions {
   size_t max_body = 16u << 20;
   std::chrono::milliseconds idle_timeout{10000};
   size_t max_connections = 256;
+  std::chrono::milliseconds auth_timeout{5000};  // with a token: to authenticate in
+  size_t max_unauthenticated_per_address = 64;   // with a token: authenticating at once
+  size_t body_budget = 64u << 20;  // bytes of bodies received at once, all connections
   std::string token;         // non-empty: peers authenticate, and it answers runners' greetings
   size_t offer_threads = 4;  // runtests in flight at once
 };
 
 class Dispatcher {
  public:
+  // `jobs` lists at most this many jobs, the newest: a larger limit is clamped to it.
+  static constexpr uint64_t kMaxJobsListed = 10000;
+
   explicit Dispatcher(DispatcherOptions options);
   ~Dispatcher();
   Dispatcher(const Dispatcher&) = delete;

@@ -13,7 +13,7 @@
 int main(int argc, char** argv) {
   ci::DispatcherOptions opts;
   std::string log_level = "info";
-  double heartbeat_s = 2.0, idle_timeout_s = 10.0;
+  double heartbeat_s = 2.0, idle_timeout_s = 10.0, auth_timeout_s = 5.0;
 
   CLI::App app{"ci-dispatcher: hands commits to test runners and records their results"};
   app.add_option("--host", opts.host, "address to listen on")->capture_default_str();
@@ -50,6 +50,21 @@ int main(int argc, char** argv) {
   app.add_option("--max-connections", opts.max_connections, "connections served at once")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100000}));
+  app.add_option("--auth-timeout", auth_timeout_s,
+                 "with a token: seconds a new connection has to authenticate (at most "
+                 "--idle-timeout)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 3600.0));
+  app.add_option("--max-unauthenticated-per-address", opts.max_unauthenticated_per_address,
+                 "with a token: connections from one address not authenticated yet; more are "
+                 "answered ERR busy")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{100000}));
+  app.add_option("--body-budget", opts.body_budget,
+                 "bytes of message bodies received at once over all connections (at least "
+                 "--max-body); a body that does not fit waits")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 40));
   std::string token_file;
   bool insecure = false;
   app.add_option("--token-file", token_file,
@@ -68,8 +83,14 @@ int main(int argc, char** argv) {
   opts.sync = sync == "full" ? ci::SyncMode::Full : ci::SyncMode::Normal;
   opts.heartbeat_interval = std::chrono::milliseconds(std::llround(heartbeat_s * 1000));
   opts.idle_timeout = std::chrono::milliseconds(std::llround(idle_timeout_s * 1000));
+  opts.auth_timeout = std::chrono::milliseconds(std::llround(auth_timeout_s * 1000));
   if (auto r = ci::setup_logging("ci-dispatcher", log_level); !r) {
     std::cerr << "ci-dispatcher: " << r.error() << "\n";
+    return 2;
+  }
+  if (opts.body_budget < opts.max_body) {
+    spdlog::error("--body-budget {} is less than --max-body {}: a body that large could never fit",
+                  opts.body_budget, opts.max_body);
     return 2;
   }
   auto token = ci::load_token(token_file);

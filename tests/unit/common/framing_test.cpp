@@ -51,6 +51,27 @@ TEST(Framing, TwoMessagesInOneRead) {
   EXPECT_EQ(p.take().verb(), "status");
 }
 
+TEST(Framing, PausedBeforeABodyTheHeaderCanBeLookedAtFirst) {
+  std::string bytes = "results 1 1 h:1 passed 2 1 10 5\nab:cdping\n";
+  auto p = request_parser();
+  p.pause_before_body(true);
+  size_t used = 0;
+  ASSERT_EQ(p.feed(bytes, &used), FrameParser::Status::BodyNext);
+  // Nothing of the body is taken yet.
+  EXPECT_EQ(used, bytes.find('\n') + 1);
+  EXPECT_EQ(p.words().front(), "results");
+  EXPECT_EQ(p.body_length(), 5u);
+  EXPECT_TRUE(p.in_message());
+  std::string_view rest = std::string_view(bytes).substr(used);
+  ASSERT_EQ(p.feed(rest, &used), FrameParser::Status::Done);
+  EXPECT_EQ(p.take().body, "ab:cd");
+  // A message without a body does not pause.
+  rest.remove_prefix(used);
+  ASSERT_EQ(p.feed(rest, &used), FrameParser::Status::Done);
+  EXPECT_EQ(p.take().verb(), "ping");
+  EXPECT_EQ(p.body_length(), 0u);
+}
+
 TEST(Framing, HeaderTooLongIsBadBeforeTheNewlineArrives) {
   auto p = request_parser(FrameLimits{64, 1024});
   size_t used = 0;

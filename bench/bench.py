@@ -619,6 +619,57 @@ def bench_throughput(ctx, table, extra):
             c.stop()
 
 
+def bench_sandbox(ctx, table, extra):
+    """What the sandbox costs a job: one runner with the sandbox on (the default) and
+    off, the same trivial test (`true`). Commits one after another through the hook
+    (commit → result), then a batch of commits at once (jobs per second)."""
+    n, batch = ctx.sandbox_commits, ctx.sandbox_batch
+    medians, rates = {}, {}
+    extra["sandbox"] = {}
+    for mode in ("on", "off"):
+        c = Cluster(ctx.bins, ctx.work, "sandbox-" + mode)
+        try:
+            c.start_dispatcher()
+            c.start_runner("true", "--sandbox", mode)
+            c.start_observer()
+            env = c.install_hook()
+            path = os.path.join(c.master, "file.txt")
+            lat = []
+            for i in range(n + 1):  # the first one warms up and is not counted
+                with open(path, "a") as f:
+                    f.write(f"{i}\n")
+                t0 = time.monotonic()
+                subprocess.run(["git", "-C", c.master, "commit", "-q", "-a", "-m", f"c{i}"],
+                               env=env, check=True, stdout=subprocess.DEVNULL)
+                commit = git(c.master, "rev-parse", "HEAD")
+                t1 = c.watch.wait([commit], 30)
+                if header_field(c.result_path(commit), "status") != "passed":
+                    raise BenchError(f"sandbox {mode}: commit {commit} did not pass")
+                if i > 0:
+                    lat.append((t1 - t0) * 1000)
+            medians[mode] = statistics.median(lat)
+            head = git(c.master, "rev-parse", "HEAD")
+            commits = fast_import(c.master, head, batch)
+            t0 = time.monotonic()
+            c.notify()
+            done, t_last = c.watch.wait_some(commits, 60)
+            if not done:
+                raise BenchError(f"sandbox {mode}: no result of the batch within 60 s")
+            rates[mode] = done / (t_last - t0)
+            extra["sandbox"][mode] = {"latency_ms": lat, "batch": batch, "results": done,
+                                      "jobs_per_s": rates[mode]}
+            table.add("sandbox", f"commit → result p50, sandbox {mode} ({n} commits)",
+                      medians[mode], "ms")
+            table.add("sandbox", f"{batch} trivial jobs, 1 runner, sandbox {mode}", rates[mode],
+                      "jobs/s", better="higher")
+        finally:
+            c.stop()
+    table.add("sandbox", "cost of the sandbox per job (p50 latency, on − off)",
+              medians["on"] - medians["off"], "ms", 5)
+    table.add("sandbox", "cost of the sandbox per job (from jobs/s, on − off)",
+              1000 / rates["on"] - 1000 / rates["off"], "ms", 5)
+
+
 def run_generator(ctx, port, *args, stdin=None):
     return subprocess.Popen([os.path.join(ctx.bins, "ci-load-generator"), "--dispatcher",
                              f"127.0.0.1:{port}", *args], stdout=subprocess.PIPE,
@@ -864,7 +915,8 @@ def main():
     parser.add_argument("--bin", default=os.path.join(ROOT, "build", "release-bench", "bin"),
                         help="folder of the executables")
     parser.add_argument("--only", action="append",
-                        choices=["latency", "throughput", "capacity", "memory", "micro"],
+                        choices=["latency", "throughput", "sandbox", "capacity", "memory",
+                                 "micro"],
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--results", default=os.path.join(HERE, "results"),
                         help="folder for the JSON of the run")
@@ -899,6 +951,7 @@ def main():
         ctx.capacity_diagnostic = False
         ctx.capacity_budget, ctx.capacity_phase = 10, 3
         ctx.idle_seconds = 2
+        ctx.sandbox_commits, ctx.sandbox_batch = 5, 20
     else:
         ctx.latency_commits = 100
         ctx.throughput_commits, ctx.throughput_runners = 1000, [1, 2, 4]
@@ -908,6 +961,7 @@ def main():
         ctx.capacity_diagnostic = True
         ctx.capacity_budget, ctx.capacity_phase = 120, 20
         ctx.idle_seconds = 5
+        ctx.sandbox_commits, ctx.sandbox_batch = 50, 300
     ctx.fill_runners, ctx.fill_jobs = 1000, 100000
     ctx.deadline = 900
 
@@ -917,6 +971,7 @@ def main():
     broken = False
     started = time.monotonic()
     benches = [("latency", bench_latency), ("throughput", bench_throughput),
+               ("sandbox", bench_sandbox),
                ("capacity", bench_capacity), ("memory", bench_memory), ("micro", bench_micro)]
     info = machine()
     try:

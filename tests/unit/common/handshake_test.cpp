@@ -197,7 +197,7 @@ TEST(Handshake, TheClientRefusesAServerThatDoesNotProveItHoldsTheToken) {
 // What a client says when the greeting is not one it can answer.
 TEST(Handshake, AGreetingTheClientCannotAnswerIsAClearError) {
   const std::vector<std::pair<std::string, std::string>> greetings = {
-      {"ERR busy\n", "answered ERR busy"},
+      {"ERR busy\n", "is busy (too many connections)"},
       {"AUTH 1234\n", "sent a malformed authentication greeting"},
       {"AUTH " + std::string(64, 'A') + "\n", "sent a malformed authentication greeting"},
       {"OK\n", "did not ask for authentication"},

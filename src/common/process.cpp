@@ -269,7 +269,6 @@ Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* ca
   std::vector<std::string> guard_argv;
   if (spec.guard) {
     guard_argv.push_back(guard_program);
-    if (!spec.cgroup.empty()) guard_argv.insert(guard_argv.end(), {"--cgroup", spec.cgroup});
     if (spec.run_as_user) {
       guard_argv.insert(guard_argv.end(),
                         {"--user", std::to_string(spec.uid), std::to_string(spec.gid)});

@@ -156,8 +156,7 @@ Result<void> Runner::open_state() {
   ::chmod(state_dir_.c_str(), 0711);
   std::string lock_path = (std::filesystem::path(state_dir_) / "lock").string();
   state_lock_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (state_lock_ < 0)
-    return make_error("cannot open " + lock_path + ": " + std::strerror(errno));
+  if (state_lock_ < 0) return make_error("cannot open " + lock_path + ": " + std::strerror(errno));
   if (::flock(state_lock_, LOCK_EX | LOCK_NB) != 0) {
     ::close(state_lock_);
     state_lock_ = -1;
@@ -196,7 +195,8 @@ Result<void> Runner::prepare_work_root() {
   }
   std::string pattern = "/var/tmp/tinyci-work-XXXXXX";
   if (!::mkdtemp(pattern.data()))
-    return make_error("cannot make a work folder in /var/tmp: " + std::string(std::strerror(errno)));
+    return make_error("cannot make a work folder in /var/tmp: " +
+                      std::string(std::strerror(errno)));
   ::chmod(pattern.c_str(), 0711);
   if (auto noted = write_file_atomic(note, pattern + "\n"); !noted) {
     (void)remove_tree(pattern);
@@ -245,15 +245,17 @@ Result<void> Runner::prepare_sandbox() {
   spec.gid = job_options_.user.gid;
   auto ran = run_command(spec);
   (void)remove_tree(probe);
-  std::string why = !ran ? ran.error()
-                    : ran->exit_code != 0 ? ran->output.empty() ? "exit code " + std::to_string(ran->exit_code)
-                                                                : ran->output
-                                          : "";
+  std::string why =
+      !ran ? ran.error()
+      : ran->exit_code != 0
+          ? ran->output.empty() ? "exit code " + std::to_string(ran->exit_code) : ran->output
+          : "";
   if (!why.empty()) {
     while (!why.empty() && why.back() == '\n') why.pop_back();
     return make_error(
         "the sandbox cannot run on this machine (" + why +
-        "): bubblewrap needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 "
+        "): bubblewrap needs unprivileged user namespaces (sysctl "
+        "kernel.unprivileged_userns_clone=1 "
         "and user.max_user_namespaces > 0); or start with --sandbox off to run tests unconfined");
   }
   return {};

@@ -22,8 +22,8 @@ Result<TestUser> find_test_user(const std::string& name) {
   int error = 0;
   bool numeric = name.find_first_not_of("0123456789") == std::string::npos && name.size() < 10;
   if (numeric) {
-    error = ::getpwuid_r(static_cast<uid_t>(std::stoul(name)), &entry, buf.data(), buf.size(),
-                         &found);
+    error =
+        ::getpwuid_r(static_cast<uid_t>(std::stoul(name)), &entry, buf.data(), buf.size(), &found);
   } else {
     error = ::getpwnam_r(name.c_str(), &entry, buf.data(), buf.size(), &found);
   }
@@ -79,8 +79,8 @@ std::string resolved(const std::string& path) {
 
 std::vector<std::string> sandbox_command(const SandboxOptions& options, const std::string& workdir,
                                          const std::vector<std::string>& command) {
-  std::vector<std::string> argv = {options.bwrap,   "--die-with-parent", "--unshare-user",
-                                   "--unshare-pid", "--unshare-ipc",     "--unshare-uts",
+  std::vector<std::string> argv = {options.bwrap,         "--die-with-parent", "--unshare-user",
+                                   "--unshare-pid",       "--unshare-ipc",     "--unshare-uts",
                                    "--unshare-cgroup-try"};
   if (!options.network) argv.push_back("--unshare-net");
   argv.insert(argv.end(), {"--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"});

@@ -177,7 +177,8 @@ TestJobOutcome run_test_job(Clone& clone, const TestJobOptions& options, const R
 
   CommandSpec spec;
   spec.argv = test_argv(options, workdir.path());
-  if (options.sandbox.enabled) spec.argv = sandbox_command(options.sandbox, workdir.path(), spec.argv);
+  if (options.sandbox.enabled)
+    spec.argv = sandbox_command(options.sandbox, workdir.path(), spec.argv);
   spec.cwd = workdir.path();
   spec.env = job_environment(job, options.pass_env);
   if (options.user.set) {

@@ -29,8 +29,6 @@ struct TestJobOptions {
   std::vector<std::string> pass_env;           // names of the runner's variables the test also gets
   SandboxOptions sandbox;
   TestUser user;  // set when the runner runs as root
-  // A cgroup (v2) folder made for each job under this one; "" for none (cgroup.h).
-  std::string cgroup_root;
 };
 
 // The variables a test gets from the runner's environment besides those pass_env names.

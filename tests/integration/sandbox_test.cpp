@@ -65,11 +65,13 @@ class SandboxTest : public ::testing::Test {
 TEST_F(SandboxTest, ATestCannotReadTheTokenNorFindTheRunner) {
   c.start_runner({"--token-file", token_file});
   // What worked before: find --token-file in a process's command line, read the file.
-  std::string commit = commit_ci_run(c.master(), R"SH(#!/bin/sh
+  std::string commit = commit_ci_run(
+      c.master(), R"SH(#!/bin/sh
 echo "uid $(id -u)"
 for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' < "$f"; echo; done > /tmp/cmdlines
 grep -c '^[^ ]*/ci-runner ' /tmp/cmdlines | sed 's/^/runner processes seen: /'
-for path in ')SH" + token_file + R"SH(' $(grep -o -- '--token-file [^ ]*' /tmp/cmdlines | cut -d' ' -f2); do
+for path in ')SH" + token_file +
+                      R"SH(' $(grep -o -- '--token-file [^ ]*' /tmp/cmdlines | cut -d' ' -f2); do
   cat "$path" 2>/dev/null | sed 's/^/read: /'
 done
 env | sed 's/^/env: /'
@@ -138,7 +140,8 @@ TEST_F(SandboxTest, NothingOfTheRunnersOwnCanBeReadOrTouchedFromATest) {
   std::ofstream(state + "/sentinel") << "kept\n";
   std::string config = read_text(clone + "/.git/config");
   std::string commit = commit_ci_run(c.master(), R"SH(#!/bin/sh
-for dir in ')SH" + state + "' '" + state + "/spool' '" + clone + "' '" + clone + R"SH(/.git'; do
+for dir in ')SH" + state + "' '" + state + "/spool' '" +
+                                                     clone + "' '" + clone + R"SH(/.git'; do
   ls -A "$dir" 2>&1 | sed "s|^|in $dir: |"
 done
 rm -f ')SH" + state + R"SH(/sentinel' 2>/dev/null
@@ -162,11 +165,12 @@ TEST_F(SandboxTest, WithoutNetworkATestHasOnlyItsOwnLoopback) {
   // /dev/tcp is bash's.
   if (!file_exists("/bin/bash")) GTEST_SKIP() << "no bash";
   // The dispatcher listens on the machine's loopback, which this test must not reach.
-  std::string commit = commit_ci_run(c.master(), "#!/bin/bash\n"
-                                                 "if (exec 3<>/dev/tcp/127.0.0.1/" +
-                                                     std::to_string(c.port()) +
-                                                     ") 2>/dev/null; then echo reached; "
-                                                     "else echo unreachable; fi\n");
+  std::string commit = commit_ci_run(c.master(),
+                                     "#!/bin/bash\n"
+                                     "if (exec 3<>/dev/tcp/127.0.0.1/" +
+                                         std::to_string(c.port()) +
+                                         ") 2>/dev/null; then echo reached; "
+                                         "else echo unreachable; fi\n");
   std::string result = result_of(commit);
   EXPECT_NE(result.find("unreachable"), std::string::npos) << result;
 }
@@ -189,12 +193,12 @@ TEST_F(SandboxTest, ARunnerThatIsNotRootRunsTestsInTheSandboxToo) {
   // when told that it is safe, as a user of such a runner would tell it.
   std::ofstream(home + "/.gitconfig") << "[safe]\n\tdirectory = " << c.master() << "\n";
   run({"chown", "-R", "65534:65534", home});
-  Daemon runner("ci-runner",
-                {"--port", "0", "--dispatcher-server", c.server(), "--token-file", token_copy,
-                 "--test-command", "id -u; touch /etc/planted 2>/dev/null || echo read-only", clone},
-                c.path("nobody-runner.log"), "",
-                {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "env",
-                 "HOME=" + home});
+  Daemon runner(
+      "ci-runner",
+      {"--port", "0", "--dispatcher-server", c.server(), "--token-file", token_copy,
+       "--test-command", "id -u; touch /etc/planted 2>/dev/null || echo read-only", clone},
+      c.path("nobody-runner.log"), "",
+      {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "env", "HOME=" + home});
   ASSERT_NE(runner.wait_listening(), 0) << runner.log();
   std::string commit = commit_file(c.master(), "file", "x\n");
   dispatch(commit, "master");

@@ -549,6 +549,11 @@ void Runner::stop() {
   if (liaison_.joinable()) liaison_.join();
   if (server_) server_->stop();
   if (started_) say_goodbye();
+  // A work folder of its own outside the state folder goes with the runner.
+  const std::string& work = job_options_.work_root;
+  if (started_ && work.rfind("/var/tmp/tinyci-work-", 0) == 0 && remove_tree(work)) {
+    ::unlink((std::filesystem::path(state_dir_) / kWorkRootNote).c_str());
+  }
 }
 
 void Runner::say_goodbye() {

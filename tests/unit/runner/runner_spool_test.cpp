@@ -2,6 +2,8 @@
 // across a dispatcher that is down and across a restart of the runner itself.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -196,6 +198,30 @@ TEST_F(RunnerTest, StartKillsWhatAnEarlierRunLeftOfItsTest) {
   EXPECT_EQ(log_count("killed 2 process(es) left running by job 4 attempt 2"), 1u);
   EXPECT_FALSE(test::file_exists(dir / "state/running-test"));
   EXPECT_EQ(pong(runner->port()), "pong idle");
+}
+
+}  // namespace
+}  // namespace ci::runner
+
+namespace ci::runner {
+namespace {
+
+TEST_F(RunnerTest, AsRootWithAStateFolderTheTestUserCannotReachCheckoutsGoElsewhere) {
+  if (::geteuid() != 0) GTEST_SKIP() << "only a runner running as root switches users";
+  std::string closed = dir / "closed";
+  ASSERT_TRUE(make_dirs(closed).ok());
+  ::chmod(closed.c_str(), 0700);
+  options.state_dir = closed + "/state";
+  options.job.test_command = "pwd; id -u";
+  fake.start();
+  start_runner();
+  std::string work = runner->work_root();
+  EXPECT_EQ(work.rfind("/var/tmp/tinyci-work-", 0), 0u) << work;
+  ASSERT_EQ(runtest(runner->port(), 5, commit), Reply::Kind::Ok);
+  ASSERT_TRUE(test::wait_until([&] { return !fake.results().empty(); }));
+  EXPECT_EQ(fake.results().front().output, work + "/5-1\n65534\n");
+  runner->stop();
+  EXPECT_FALSE(test::file_exists(work)) << "the runner's work folder goes with it";
 }
 
 }  // namespace

@@ -53,6 +53,11 @@ struct CommandSpec {
   bool guard = false;
   // The guard's executable; "" for default_guard_program().
   std::string guard_program;
+  // With a guard: a cgroup (v2) folder the guard moves into before it starts the
+  // command, so that everything the command starts is in it; "" for none. Whenever the
+  // group is killed with SIGKILL (the command ended, timed out or was cancelled), so is
+  // everything in the cgroup, processes that left the group included.
+  std::string cgroup;
   // With a guard and a caller running as root: the user and group the command runs as
   // (the guard drops to them, with no supplementary groups, before starting it).
   bool run_as_user = false;

@@ -269,6 +269,7 @@ Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* ca
   std::vector<std::string> guard_argv;
   if (spec.guard) {
     guard_argv.push_back(guard_program);
+    if (!spec.cgroup.empty()) guard_argv.insert(guard_argv.end(), {"--cgroup", spec.cgroup});
     if (spec.run_as_user) {
       guard_argv.insert(guard_argv.end(),
                         {"--user", std::to_string(spec.uid), std::to_string(spec.gid)});
@@ -315,7 +316,16 @@ Result<CommandResult> run_command(const CommandSpec& spec, const CancelToken* ca
   Clock::time_point drain_deadline = Clock::time_point::max();
   char buf[65536];
 
-  auto kill_group = [&](int sig) { ::kill(-pid, sig); };
+  // SIGKILL also ends, through its cgroup, what the command started outside its group.
+  const std::string cgroup_kill = spec.cgroup.empty() ? "" : spec.cgroup + "/cgroup.kill";
+  auto kill_group = [&](int sig) {
+    ::kill(-pid, sig);
+    if (sig != SIGKILL || cgroup_kill.empty()) return;
+    int fd = ::open(cgroup_kill.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    (void)!::write(fd, "1", 1);
+    ::close(fd);
+  };
 
   while (!exited || pipe_open) {
     auto now = Clock::now();

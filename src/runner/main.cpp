@@ -99,6 +99,15 @@ int main(int argc, char** argv) {
             return {};
           },
           "NAME", ""));
+  ci::runner::CgroupLimits limits;
+  app.add_option("--memory-max", limits.memory_max,
+                 "Memory a test may use, all its processes together (e.g. 2G; needs cgroup v2)")
+      ->transform(CLI::AsSizeValue(false));
+  app.add_option("--cpus", limits.cpus, "CPUs' worth of time a test may use (needs cgroup v2)")
+      ->check(CLI::Range(0.01, 4096.0));
+  app.add_option("--pids-max", limits.pids_max,
+                 "Processes and threads a test may have at once (needs cgroup v2)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{4194304}));
   app.add_option("--timeout", timeout_s, "Seconds a test run may take")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{7 * 24 * 3600}));
@@ -197,6 +206,7 @@ int main(int argc, char** argv) {
   options.job.sandbox.network = test_network == "host";
   options.job.sandbox.hidden = hide;
   options.job.sandbox.shared = share;
+  options.cgroup_limits = limits;
 
   ci::runner::Runner runner(options);
   if (auto started = runner.start(); !started) {

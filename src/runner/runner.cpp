@@ -126,6 +126,7 @@ Result<void> Runner::start() {
   if (auto opened = open_spool(); !opened) return opened;
   if (auto prepared = prepare_work_root(); !prepared) return prepared;
   if (auto prepared = prepare_sandbox(); !prepared) return prepared;
+  if (auto prepared = prepare_cgroups(); !prepared) return prepared;
   if (auto listening = listen(); !listening) return listening;
   std::error_code ec;
   std::string shown_path = std::filesystem::absolute(path, ec).lexically_normal().string();
@@ -258,6 +259,29 @@ Result<void> Runner::prepare_sandbox() {
         "kernel.unprivileged_userns_clone=1 "
         "and user.max_user_namespaces > 0); or start with --sandbox off to run tests unconfined");
   }
+  return {};
+}
+
+Result<void> Runner::prepare_cgroups() {
+  const CgroupLimits& limits = options_.cgroup_limits;
+  auto cgroups = JobCgroups::open(limits);
+  if (!cgroups) {
+    if (limits.any()) {
+      return make_error("--memory-max, --cpus and --pids-max need cgroups the runner can make: " +
+                        cgroups.error());
+    }
+    spdlog::info("jobs get no cgroup of their own ({}){}", cgroups.error(),
+                 job_options_.sandbox.enabled
+                     ? ""
+                     : ": a process a test starts in a session of its own may outlive it");
+    return {};
+  }
+  std::string shown;
+  if (limits.memory_max > 0) shown += ", memory " + std::to_string(limits.memory_max) + " bytes";
+  if (limits.cpus > 0) shown += ", " + std::to_string(limits.cpus).substr(0, 6) + " CPUs";
+  if (limits.pids_max > 0) shown += ", " + std::to_string(limits.pids_max) + " processes";
+  spdlog::info("each job runs in a cgroup of its own in {}{}", cgroups->base(), shown);
+  job_options_.cgroups = std::move(*cgroups);
   return {};
 }
 

@@ -51,6 +51,9 @@ struct RunnerOptions {
   std::string test_user = "nobody";
   // The token's file, hidden from tests (the token itself never reaches them).
   std::string token_file;
+  // Limits of each job's cgroup; with any, the runner refuses to start where it cannot
+  // make cgroups with them (cgroup.h).
+  CgroupLimits cgroup_limits;
   // With no message from the dispatcher for this long, register again.
   std::chrono::milliseconds dispatcher_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds retry_initial{100};  // backoff towards the dispatcher
@@ -95,6 +98,7 @@ class Runner {
   Result<void> open_state();
   Result<void> prepare_work_root();
   Result<void> prepare_sandbox();
+  Result<void> prepare_cgroups();
   Result<void> open_spool();
   Result<void> listen();
   Response handle(const Frame& request, const std::string& peer);

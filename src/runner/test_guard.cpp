@@ -1,7 +1,7 @@
 // ci-test-guard: leads a test command's process group, runs the command in it and
 // waits for it. run_command (ci/process.h) starts it with posix_spawn as
 //
-//   ci-test-guard [--user UID GID] CALLER_PID PROGRAM [ARGUMENT...]
+//   ci-test-guard [--cgroup DIR] [--user UID GID] CALLER_PID PROGRAM [ARGUMENT...]
 //
 // already in a session and process group of its own (with no controlling terminal) and in the
 // command's working folder, with the command's environment, every signal blocked (a SIGTERM for the
@@ -15,8 +15,10 @@
 // code, or the same signal. A command that cannot be started ends with 127 and says why
 // on stderr.
 //
-// With --user (the caller is root), it first drops to that user and group, with no
-// supplementary groups, for good: the command never runs as root.
+// With --cgroup, the guard first moves itself into that cgroup (v2) folder, so that the
+// command and everything it starts are in it. With --user (the caller is root), it then
+// drops to that user and group, with no supplementary groups, for good: the command
+// never runs as root.
 //
 // Plain libc and no allocation: it starts for every test, so it must start fast.
 #include <errno.h>
@@ -105,6 +107,27 @@ bool parse_id(const char* text, unsigned* id) {
   return true;
 }
 
+// Moves this process into the cgroup folder `dir`.
+bool join_cgroup(const char* dir) {
+  char path[4096];
+  size_t n = strlen(dir);
+  const char* leaf = "/cgroup.procs";
+  if (n + strlen(leaf) + 1 > sizeof path) return false;
+  memcpy(path, dir, n);
+  memcpy(path + n, leaf, strlen(leaf) + 1);
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char digits[16];
+  size_t len = 0;
+  for (unsigned pid = static_cast<unsigned>(::getpid()); pid > 0; pid /= 10)
+    digits[len++] = static_cast<char>('0' + pid % 10);
+  char text[16];
+  for (size_t i = 0; i < len; ++i) text[i] = digits[len - 1 - i];
+  bool ok = ::write(fd, text, len) == static_cast<ssize_t>(len);
+  ::close(fd);
+  return ok;
+}
+
 // Drops to `uid` and `gid` with no supplementary groups, for good.
 bool drop_to(unsigned uid, unsigned gid) {
   if (::setgroups(0, nullptr) != 0) return false;
@@ -114,7 +137,8 @@ bool drop_to(unsigned uid, unsigned gid) {
 }
 
 int usage() {
-  write_text("usage: ci-test-guard [--user UID GID] CALLER_PID PROGRAM [ARGUMENT...]\n");
+  write_text(
+      "usage: ci-test-guard [--cgroup DIR] [--user UID GID] CALLER_PID PROGRAM [ARGUMENT...]\n");
   write_text("(started by ci-runner for each test, with its lifeline on descriptor 3)\n");
   return kCannotRun;
 }
@@ -122,12 +146,16 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const char* cgroup = nullptr;
   bool as_user = false;
   unsigned uid = 0, gid = 0;
   int arg = 1;
   while (arg < argc && strncmp(argv[arg], "--", 2) == 0) {
-    if (strcmp(argv[arg], "--user") == 0 && arg + 2 < argc && parse_id(argv[arg + 1], &uid) &&
-        parse_id(argv[arg + 2], &gid)) {
+    if (strcmp(argv[arg], "--cgroup") == 0 && arg + 1 < argc) {
+      cgroup = argv[arg + 1];
+      arg += 2;
+    } else if (strcmp(argv[arg], "--user") == 0 && arg + 2 < argc &&
+               parse_id(argv[arg + 1], &uid) && parse_id(argv[arg + 2], &gid)) {
       as_user = true;
       arg += 3;
     } else {
@@ -149,6 +177,12 @@ int main(int argc, char** argv) {
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
 
+  if (cgroup && !join_cgroup(cgroup)) {
+    write_text("ci-test-guard: cannot join the cgroup ");
+    write_text(cgroup);
+    write_error(": ");
+    return kCannotRun;
+  }
   if (as_user && !drop_to(uid, gid)) {
     write_error("ci-test-guard: cannot drop to the test user: ");
     return kCannotRun;

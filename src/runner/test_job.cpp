@@ -197,7 +197,29 @@ TestJobOutcome run_test_job(Clone& clone, const TestJobOptions& options, const R
   spec.kill_grace = options.kill_grace;
   spec.guard = true;
   spec.on_started = on_started;
+  std::string cgroup;
+  if (options.cgroups) {
+    auto made =
+        options.cgroups->make("job-" + std::to_string(job.job) + "-" + std::to_string(job.attempt));
+    if (!made) {
+      results.output = "cannot make the job's cgroup: " + made.error();
+      results.duration_ms = elapsed_ms(start);
+      return outcome;
+    }
+    cgroup = *made;
+    spec.cgroup = cgroup;
+  }
   auto ran = run_command(spec, cancel);
+  if (!cgroup.empty()) {
+    // Whatever the test left running is killed, and the result waits until it is gone.
+    if (auto emptied = JobCgroups::kill_and_remove(cgroup, std::chrono::seconds(10)); !emptied) {
+      spdlog::error("job {} attempt {}: {}", job.job, job.attempt, emptied.error());
+      results.output = "the test's processes could not all be ended: " + emptied.error();
+      results.duration_ms = elapsed_ms(start);
+      outcome.cancelled = ran && ran->cancelled;
+      return outcome;
+    }
+  }
   if (!ran) {
     results.output = "cannot run the test command: " + ran.error();
     results.duration_ms = elapsed_ms(start);

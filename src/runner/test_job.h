@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cgroup.h"
 #include "ci/git.h"
 #include "ci/process.h"
 #include "ci/protocol.h"
@@ -29,6 +30,11 @@ struct TestJobOptions {
   std::vector<std::string> pass_env;           // names of the runner's variables the test also gets
   SandboxOptions sandbox;
   TestUser user;  // set when the runner runs as root
+  // Where each job gets a cgroup of its own; none where the machine does not let the
+  // runner make one.
+  std::optional<JobCgroups> cgroups;
+  // A cgroup (v2) folder made for each job under this one; "" for none (cgroup.h).
+  std::string cgroup_root;
 };
 
 // The variables a test gets from the runner's environment besides those pass_env names.

@@ -109,6 +109,25 @@ TEST_F(SandboxTest, AProcessThatLeftTheTestsSessionIsGoneWhenTheJobEnds) {
       << "the setsid process outlived its job";
 }
 
+TEST_F(SandboxTest, WithTheSandboxOffTheJobsCgroupStillEndsWhatTheTestLeftRunning) {
+  Daemon& runner = c.start_runner({"--token-file", token_file, "--sandbox", "off"});
+  if (!runner.log_contains("each job runs in a cgroup of its own"))
+    GTEST_SKIP() << "the runner cannot make cgroups here: " << runner.log();
+  std::string marker = "3600.0" + std::to_string(::getpid()) + "2";
+  std::string commit = commit_ci_run(c.master(), "#!/bin/sh\nsetsid sleep " + marker +
+                                                     " >/dev/null 2>&1 &\n"
+                                                     "while ! pgrep -f '^sleep " +
+                                                     marker + "' >/dev/null; do :; done\n");
+  std::string result = result_of(commit);
+  EXPECT_EQ(header_field(result, "status"), "passed") << result;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return run({"sh", "-c", "pgrep -f '^sleep " + marker + "' || true"}).empty();
+      },
+      10000ms))
+      << "the setsid process outlived its job";
+}
+
 TEST_F(SandboxTest, ATamperedFileWithTheSameSizeAndTimeDoesNotReachTheNextJob) {
   c.start_runner({"--token-file", token_file});
   // On a feature branch: a .ci/run that rewrites the failing example test so that it

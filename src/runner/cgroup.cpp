@@ -105,13 +105,13 @@ Result<JobCgroups> JobCgroups::open(const CgroupLimits& limits) {
   cgroups.base_ = own == "/" ? mount : mount + own;
   const std::string& base = cgroups.base_;
 
-  // What runners that are gone left: empty cgroups (a cgroup with a process in it is
-  // not removed by rmdir).
+  // What runners that are gone left: their jobs' cgroups, with whatever a test left
+  // running in them when its runner was killed.
   std::error_code ec;
   for (fs::directory_iterator it(base, ec), end; !ec && it != end; it.increment(ec)) {
     pid_t maker = maker_of(it->path().filename().string());
     if (maker > 0 && maker != ::getpid() && ::kill(maker, 0) != 0 && errno == ESRCH)
-      ::rmdir(it->path().c_str());
+      (void)kill_and_remove(it->path().string(), std::chrono::seconds(2));
   }
 
   std::string probe = base + "/" + prefix() + "probe";

@@ -285,14 +285,48 @@ Result<void> Runner::prepare_cgroups() {
   return {};
 }
 
+// Where runners kept their spool before they had a state folder: inside the clone.
+std::string Runner::old_spool_dir() const {
+  return (std::filesystem::path(options_.job.repo) / ".git" / "ci-runner-spool").string();
+}
+
+// Results an earlier version of the runner left undelivered in the clone's spool move to
+// this one's, so that an upgrade loses none.
+void Runner::take_up_old_spool() {
+  namespace fs = std::filesystem;
+  std::string old = old_spool_dir();
+  std::error_code ec;
+  if (!fs::is_directory(old, ec) || fs::equivalent(old, spool_.dir(), ec)) return;
+  for (fs::directory_iterator it(old, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (!name.ends_with(".result")) continue;
+    std::string to = (fs::path(spool_.dir()) / name).string();
+    std::error_code moved;
+    fs::rename(it->path(), to, moved);
+    if (moved) {  // another file system: copy, then remove
+      auto data = read_file(it->path().string());
+      if (!data || !write_file_atomic(to, *data)) {
+        spdlog::warn("cannot move {} into the spool {}", it->path().string(), spool_.dir());
+        continue;
+      }
+      fs::remove(it->path(), moved);
+    }
+    spdlog::info("moved {} from {} into the spool", name, old);
+  }
+}
+
 Result<void> Runner::open_spool() {
   if (auto opened = spool_.open(); !opened) return make_error("spool: " + opened.error());
   ::chmod(spool_.dir().c_str(), 0700);
-  if (auto left = test_group_.kill_leftovers()) {
-    spdlog::warn(
-        "killed {} process(es) left running by job {} attempt {} (process group {}) "
-        "when an earlier run of the runner was killed",
-        left->processes, left->job, left->attempt, left->group);
+  take_up_old_spool();
+  for (const TestGroupRecord& record :
+       {test_group_, TestGroupRecord(old_spool_dir() + "/running-test")}) {
+    if (auto left = record.kill_leftovers()) {
+      spdlog::warn(
+          "killed {} process(es) left running by job {} attempt {} (process group {}) "
+          "when an earlier run of the runner was killed",
+          left->processes, left->job, left->attempt, left->group);
+    }
   }
   std::vector<std::string> problems;
   std::vector<SpooledResult> found = spool_.load(&problems);

@@ -100,6 +100,8 @@ class Runner {
   Result<void> prepare_sandbox();
   Result<void> prepare_cgroups();
   Result<void> open_spool();
+  std::string old_spool_dir() const;
+  void take_up_old_spool();
   Result<void> listen();
   Response handle(const Frame& request, const std::string& peer);
   Reply handle_runtest(const RuntestRequest& request);

@@ -93,6 +93,20 @@ TEST_F(RunnerTest, DropsSpooledResultsTheDispatcherRefuses) {
   EXPECT_EQ(log_count("refused the results"), 1u);
 }
 
+TEST_F(RunnerTest, ResultsAnEarlierVersionLeftInTheClonesSpoolAreDelivered) {
+  // Before runners had a state folder, the spool was in the clone's .git folder.
+  ResultSpool old(dir / "clone/.git/ci-runner-spool");
+  ASSERT_TRUE(old.open().ok());
+  SpooledResult left = old.prepare(
+      ResultsRequest{9, 1, "127.0.0.1:8901", TestStatus::Passed, 1, 0, 12, "from before\n"});
+  ASSERT_TRUE(old.write(left).ok());
+  fake.start();
+  start_runner();
+  ASSERT_TRUE(test::wait_until([&] { return fake.results().size() == 1; }));
+  EXPECT_EQ(fake.results().front().output, "from before\n");
+  EXPECT_TRUE(test::list_dir(dir / "clone/.git/ci-runner-spool").empty());
+}
+
 // With a backoff far longer than the test waits, only the wake-up can deliver in time.
 class RunnerWakeTest : public RunnerTest {
  protected:

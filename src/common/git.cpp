@@ -549,13 +549,24 @@ bool Repository::has_commit(const std::string& id) const {
   return true;
 }
 
+namespace {
+
+// The commit `id` of `repo`, or why not.
+Result<ObjectPtr> lookup_commit(git_repository* repo, const std::string& id, git_oid* oid) {
+  if (!parse_oid(id, oid)) return make_error("bad commit id '" + id + "'");
+  git_object* raw = nullptr;
+  if (git_object_lookup(&raw, repo, oid, GIT_OBJECT_COMMIT) != 0)
+    return make_error(last_error("commit " + id + " not found"));
+  return ObjectPtr(raw);
+}
+
+}  // namespace
+
 Result<void> Repository::checkout_detached(const std::string& id) {
   git_oid oid;
-  if (!parse_oid(id, &oid)) return make_error("bad commit id '" + id + "'");
-  git_object* raw = nullptr;
-  if (git_object_lookup(&raw, repo_, &oid, GIT_OBJECT_COMMIT) != 0)
-    return make_error(last_error("commit " + id + " not found"));
-  ObjectPtr commit(raw);
+  auto found = lookup_commit(repo_, id, &oid);
+  if (!found) return Error{found.error()};
+  ObjectPtr commit = std::move(*found);
   git_checkout_options opts = GIT_CHECKOUT_OPTIONS_INIT;
   opts.checkout_strategy =
       GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
@@ -579,11 +590,9 @@ Result<void> Repository::checkout_detached(const std::string& id) {
 
 Result<void> Repository::export_commit(const std::string& id, const std::string& dir) const {
   git_oid oid;
-  if (!parse_oid(id, &oid)) return make_error("bad commit id '" + id + "'");
-  git_object* raw = nullptr;
-  if (git_object_lookup(&raw, repo_, &oid, GIT_OBJECT_COMMIT) != 0)
-    return make_error(last_error("commit " + id + " not found"));
-  ObjectPtr commit(raw);
+  auto found = lookup_commit(repo_, id, &oid);
+  if (!found) return Error{found.error()};
+  ObjectPtr commit = std::move(*found);
   // Compared against an empty index rather than HEAD and the clone's own index: no
   // cached stat data of any file is trusted, every file of the commit is written.
   git_index* empty_raw = nullptr;

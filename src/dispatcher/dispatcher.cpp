@@ -463,6 +463,13 @@ void Dispatcher::heartbeat_loop() {
           rr.attempt = static_cast<uint32_t>(parse_u64(a[2], UINT32_MAX).value_or(0));
         }
         report = rr;
+      } else if (!reply && client->busy()) {
+        // The runner is there, only out of connection slots (a test flooding its port,
+        // say): not a missed ping, and nothing learned either.
+        spdlog::info("ping to {}: busy (too many connections); asked again next round",
+                     target.runner);
+        kept[target.runner] = std::move(client);
+        continue;
       } else {
         spdlog::debug("ping to {} failed: {}", target.runner,
                       reply ? "unexpected reply" : reply.error());
@@ -525,13 +532,16 @@ void Dispatcher::redistribution_loop() {
     auto client = take_client(offer->runner, std::chrono::milliseconds(5000));
     auto reply =
         client->call(RuntestRequest{offer->job, offer->attempt, offer->commit, offer->branch});
+    // Out of connection slots, the runner is alive: the job goes back to the queue as for
+    // BUSY, without counting against the runner.
+    const bool slots_full = !reply && client->busy();
     give_client(offer->runner, std::move(client));
 
     lock.lock();
     auto t = now();
     if (reply && reply->kind == Reply::Kind::Ok) {
       scheduler_.offer_accepted(*offer, t);
-    } else if (reply && reply->kind == Reply::Kind::Busy) {
+    } else if (slots_full || (reply && reply->kind == Reply::Kind::Busy)) {
       spdlog::info("runner {} is busy; job {} goes back to the queue", offer->runner, offer->job);
       scheduler_.offer_refused(*offer, Scheduler::Refusal::Busy, t);
     } else if (reply) {

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -228,6 +229,29 @@ Result<void> Runner::prepare_sandbox() {
   }
   if (const passwd* self = ::getpwuid(::geteuid()); self && self->pw_dir)
     sandbox.hidden.emplace_back(self->pw_dir);
+  // The users' runtime folders: the sockets of a systemd user manager, a session bus,
+  // agents. A read-only mount does not stop a connect(), and through them a test could
+  // start a process outside its sandbox with the runner's rights.
+  sandbox.hidden.emplace_back("/run/user");
+  // A shared folder is bound over the hidden ones: it must not bring back what they hide.
+  namespace fs = std::filesystem;
+  auto inside = [](const fs::path& path, const fs::path& dir) {
+    auto [d, p] = std::mismatch(dir.begin(), dir.end(), path.begin(), path.end());
+    return d == dir.end();
+  };
+  for (const auto& share : sandbox.shared) {
+    std::error_code ec;
+    fs::path shared = fs::weakly_canonical(fs::absolute(share, ec), ec);
+    for (const std::string& own : {state_dir_, spool_.dir(), options_.job.repo, options_.token_file,
+                                   job_options_.work_root}) {
+      if (own.empty()) continue;
+      fs::path mine = fs::weakly_canonical(fs::absolute(own, ec), ec);
+      if (inside(mine, shared) || inside(shared, mine)) {
+        return make_error("--sandbox-share " + share + " would let every test reach " + own +
+                          ", the runner's own: share a folder outside it");
+      }
+    }
+  }
 
   // Once, as every job will: a command in the sandbox, as the test user.
   std::string probe = (std::filesystem::path(job_options_.work_root) / "sandbox-check").string();
@@ -270,10 +294,14 @@ Result<void> Runner::prepare_cgroups() {
       return make_error("--memory-max, --cpus and --pids-max need cgroups the runner can make: " +
                         cgroups.error());
     }
-    spdlog::info("jobs get no cgroup of their own ({}){}", cgroups.error(),
-                 job_options_.sandbox.enabled
-                     ? ""
-                     : ": a process a test starts in a session of its own may outlive it");
+    if (job_options_.sandbox.enabled) {
+      spdlog::info("jobs get no cgroup of their own ({})", cgroups.error());
+    } else {
+      spdlog::warn(
+          "jobs get no cgroup of their own ({}) and the sandbox is off: a process a test "
+          "starts in a session of its own outlives it, and can reach later jobs' checkouts",
+          cgroups.error());
+    }
     return {};
   }
   std::string shown;

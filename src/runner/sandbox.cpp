@@ -1,5 +1,6 @@
 #include "sandbox.h"
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -162,7 +163,8 @@ namespace {
 
 // Lets the owner enter, list and change every folder under `dir`, as far as it can.
 void open_up(const fs::path& dir) {
-  ::chmod(dir.c_str(), 0700);
+  // Never through a link a leftover process may have put in place of a folder.
+  ::fchmodat(AT_FDCWD, dir.c_str(), 0700, AT_SYMLINK_NOFOLLOW);
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::error_code type_ec;

@@ -240,3 +240,20 @@ TEST_F(RunnerTest, AsRootWithAStateFolderTheTestUserCannotReachCheckoutsGoElsewh
 
 }  // namespace
 }  // namespace ci::runner
+
+namespace ci::runner {
+namespace {
+
+TEST_F(RunnerTest, ASharedFolderThatHoldsTheRunnersOwnIsRefused) {
+  options.job.sandbox.enabled = true;
+  options.job.sandbox.shared = {dir.path()};  // holds the clone and the state folder
+  Runner refused(options);
+  auto started = refused.start();
+  ASSERT_FALSE(started.ok());
+  EXPECT_NE(started.error().find("--sandbox-share " + dir.path() + " would let every test reach"),
+            std::string::npos)
+      << started.error();
+}
+
+}  // namespace
+}  // namespace ci::runner

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pwd.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -87,6 +88,16 @@ std::string state_dir_of(const RunnerOptions& options) {
 // The file naming a work root made outside the state folder, for the next start to
 // remove what a killed runner left in it.
 constexpr const char* kWorkRootNote = "work-root";
+
+// The runner that made the work folder "tinyci-work-<pid>-XXXXXX"; 0 for any other name.
+pid_t work_folder_maker(const std::string& name) {
+  const std::string prefix = "tinyci-work-";
+  if (name.rfind(prefix, 0) != 0) return 0;
+  size_t dash = name.find('-', prefix.size());
+  if (dash == std::string::npos) return 0;
+  auto pid = parse_u64(name.substr(prefix.size(), dash - prefix.size()), INT32_MAX);
+  return pid ? static_cast<pid_t>(*pid) : 0;
+}
 
 }  // namespace
 
@@ -195,7 +206,17 @@ Result<void> Runner::prepare_work_root() {
     job_options_.work_root = work;
     return {};
   }
-  std::string pattern = "/var/tmp/tinyci-work-XXXXXX";
+  // Named after this process, so that a later runner can tell the folders of runners
+  // that are gone (their state folder gone with them, say) and remove them.
+  std::error_code ec;
+  for (fs::directory_iterator it("/var/tmp", ec), end; !ec && it != end; it.increment(ec)) {
+    pid_t maker = work_folder_maker(it->path().filename().string());
+    struct stat st {};
+    if (maker > 0 && ::kill(maker, 0) != 0 && errno == ESRCH &&
+        ::lstat(it->path().c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid())
+      (void)remove_tree(it->path().string());
+  }
+  std::string pattern = "/var/tmp/tinyci-work-" + std::to_string(::getpid()) + "-XXXXXX";
   if (!::mkdtemp(pattern.data()))
     return make_error("cannot make a work folder in /var/tmp: " +
                       std::string(std::strerror(errno)));

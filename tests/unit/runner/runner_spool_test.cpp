@@ -227,10 +227,18 @@ TEST_F(RunnerTest, AsRootWithAStateFolderTheTestUserCannotReachCheckoutsGoElsewh
   ::chmod(closed.c_str(), 0700);
   options.state_dir = closed + "/state";
   options.job.test_command = "pwd; id -u";
+  // What a runner that is gone left there, its state folder gone with it.
+  auto gone = ChildProcess::spawn({"true"}, dir / "gone.log");
+  ASSERT_TRUE(gone.ok()) << gone.error();
+  pid_t dead = gone->pid();
+  gone->wait(10s);
+  std::string left = "/var/tmp/tinyci-work-" + std::to_string(dead) + "-test00";
+  ASSERT_TRUE(make_dirs(left + "/7-1").ok());
   fake.start();
   start_runner();
   std::string work = runner->work_root();
-  EXPECT_EQ(work.rfind("/var/tmp/tinyci-work-", 0), 0u) << work;
+  EXPECT_EQ(work.rfind("/var/tmp/tinyci-work-" + std::to_string(::getpid()) + "-", 0), 0u) << work;
+  EXPECT_FALSE(test::file_exists(left)) << "a gone runner's work folder is removed";
   ASSERT_EQ(runtest(runner->port(), 5, commit), Reply::Kind::Ok);
   ASSERT_TRUE(test::wait_until([&] { return !fake.results().empty(); }));
   EXPECT_EQ(fake.results().front().output, work + "/5-1\n65534\n");

@@ -1,4 +1,5 @@
-// A cgroup (v2) of its own for each job, where the machine lets the runner make one:
+// A cgroup (v2) of its own for each job, when the runner has limits to set or is told to
+// (--job-cgroup on), where the machine lets it make one:
 // everything the test starts is in it, so that it can be killed as a whole
 // (cgroup.kill) and checked empty before the result is reported, and limited
 // (memory.max, cpu.max, pids.max).

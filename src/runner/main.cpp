@@ -108,6 +108,12 @@ int main(int argc, char** argv) {
   app.add_option("--pids-max", limits.pids_max,
                  "Processes and threads a test may have at once (needs cgroup v2)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{4194304}));
+  std::string job_cgroup = "auto";
+  app.add_option("--job-cgroup", job_cgroup,
+                 "A cgroup (v2) per job: only with a limit (auto), or always (on: ends every "
+                 "process a test left running, about 10 ms a job)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on"}));
   app.add_option("--timeout", timeout_s, "Seconds a test run may take")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{7 * 24 * 3600}));
@@ -207,6 +213,7 @@ int main(int argc, char** argv) {
   options.job.sandbox.hidden = hide;
   options.job.sandbox.shared = share;
   options.cgroup_limits = limits;
+  options.job_cgroup = job_cgroup == "on";
 
   ci::runner::Runner runner(options);
   if (auto started = runner.start(); !started) {

@@ -309,21 +309,23 @@ Result<void> Runner::prepare_sandbox() {
 
 Result<void> Runner::prepare_cgroups() {
   const CgroupLimits& limits = options_.cgroup_limits;
-  auto cgroups = JobCgroups::open(limits);
-  if (!cgroups) {
-    if (limits.any()) {
-      return make_error("--memory-max, --cpus and --pids-max need cgroups the runner can make: " +
-                        cgroups.error());
-    }
-    if (job_options_.sandbox.enabled) {
-      spdlog::info("jobs get no cgroup of their own ({})", cgroups.error());
-    } else {
+  if (!limits.any() && !options_.job_cgroup) {
+    // Moving each test's guard into a new cgroup costs the kernel a grace period (about
+    // 10 ms a job). In the sandbox its PID namespace already ends every process of a
+    // test; without it, what a test starts in a session of its own may outlive it.
+    if (!job_options_.sandbox.enabled) {
       spdlog::warn(
-          "jobs get no cgroup of their own ({}) and the sandbox is off: a process a test "
-          "starts in a session of its own outlives it, and can reach later jobs' checkouts",
-          cgroups.error());
+          "with the sandbox off and no cgroup per job, a process a test starts in a session "
+          "of its own outlives it and can reach later jobs' checkouts (--job-cgroup on ends "
+          "them)");
     }
     return {};
+  }
+  auto cgroups = JobCgroups::open(limits);
+  if (!cgroups) {
+    return make_error(std::string(limits.any() ? "--memory-max, --cpus and --pids-max need"
+                                               : "--job-cgroup on needs") +
+                      " cgroups the runner can make: " + cgroups.error());
   }
   std::string shown;
   if (limits.memory_max > 0) shown += ", memory " + std::to_string(limits.memory_max) + " bytes";

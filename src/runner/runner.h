@@ -54,6 +54,9 @@ struct RunnerOptions {
   // Limits of each job's cgroup; with any, the runner refuses to start where it cannot
   // make cgroups with them (cgroup.h).
   CgroupLimits cgroup_limits;
+  // A cgroup per job even without limits (it then only ends what a test left running,
+  // which matters with the sandbox off); the runner refuses to start where it cannot.
+  bool job_cgroup = false;
   // With no message from the dispatcher for this long, register again.
   std::chrono::milliseconds dispatcher_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds retry_initial{100};  // backoff towards the dispatcher

@@ -105,6 +105,7 @@ class Runner {
   Result<void> open_spool();
   std::string old_spool_dir() const;
   void take_up_old_spool();
+  void remove_own_work_root();
   Result<void> listen();
   Response handle(const Frame& request, const std::string& peer);
   Reply handle_runtest(const RuntestRequest& request);

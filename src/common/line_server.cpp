@@ -81,7 +81,6 @@ class Session : public std::enable_shared_from_this<Session> {
         ip_(std::move(ip)),
         authenticated_(server_->options.token.empty()),
         counted_unauthenticated_(unauthenticated),
-        authenticated_flag_(authenticated_),
         opened_at_(Clock::now().time_since_epoch().count()) {
     // Stops before each body, to decide whether and when to read it.
     parser_.pause_before_body(true);
@@ -106,7 +105,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // True when no part of a message is waiting: safe to close to make room.
   bool idle() const { return !in_message_.load(); }
   Clock::rep idle_since() const { return idle_since_.load(); }
-  bool authenticated() const { return authenticated_flag_.load(); }
+  bool authenticated() const { return authenticated_.load(); }
   Clock::rep opened_at() const { return opened_at_; }
   // True for the first caller only: a connection is closed to make room once.
   bool mark_evicted() { return !evicted_.exchange(true); }
@@ -199,7 +198,6 @@ class Session : public std::enable_shared_from_this<Session> {
         const auto& options = server_->options;
         if (w.size() == 3 && w[0] == "auth" && is_nonce(w[1]) &&
             check_client_proof(options.token, options.service, nonce_, w[1], w[2])) {
-          authenticated_ = true;
           server_->auth_succeeded(ip_);
           now_authenticated();
           out_ += "OK " + server_proof(options.token, options.service, nonce_, w[1]) + "\n";
@@ -281,7 +279,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void now_authenticated() {
-    authenticated_flag_ = true;
+    authenticated_ = true;
     if (counted_unauthenticated_) {
       counted_unauthenticated_ = false;
       server_->left_unauthenticated(ip_);
@@ -339,7 +337,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string peer_;
   std::string ip_;
   std::string nonce_;
-  bool authenticated_;
+  // Set on the connection's strand, read from other connections' threads (make_room).
+  std::atomic<bool> authenticated_;
   bool counted_unauthenticated_;
   bool closed_ = false;
   size_t reserved_ = 0;  // bytes of the body budget this connection holds
@@ -347,7 +346,6 @@ class Session : public std::enable_shared_from_this<Session> {
   // Read from other connections' threads (make_room).
   std::atomic<bool> in_message_{false};
   std::atomic<Clock::rep> idle_since_{0};
-  std::atomic<bool> authenticated_flag_;
   std::atomic<bool> evicted_{false};
   const Clock::rep opened_at_;
 };

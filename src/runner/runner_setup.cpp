@@ -24,9 +24,18 @@ namespace {
 // remove what a killed runner left in it.
 constexpr const char* kWorkRootNote = "work-root";
 
-// The runner that made the work folder "tinyci-work-<pid>-XXXXXX"; 0 for any other name.
+// A work folder of a runner's own outside its state folder: <kWorkFolders>/<kWorkPrefix>
+// <pid>-XXXXXX, named after the runner that made it.
+constexpr const char* kWorkFolders = "/var/tmp";
+constexpr std::string_view kWorkPrefix = "tinyci-work-";
+
+bool is_own_work_folder(const std::string& path) {
+  return path.rfind(std::string(kWorkFolders) + "/" + std::string(kWorkPrefix), 0) == 0;
+}
+
+// The runner that made the work folder `name`; 0 for any other name.
 pid_t work_folder_maker(const std::string& name) {
-  const std::string prefix = "tinyci-work-";
+  const std::string prefix(kWorkPrefix);
   if (name.rfind(prefix, 0) != 0) return 0;
   size_t dash = name.find('-', prefix.size());
   if (dash == std::string::npos) return 0;
@@ -67,7 +76,7 @@ Result<void> Runner::prepare_work_root() {
   // What a killed runner left: its checkouts are not to be trusted.
   if (auto earlier = read_file(note); earlier && !earlier->empty()) {
     std::string dir = earlier->substr(0, earlier->find('\n'));
-    if (dir.rfind("/var/tmp/tinyci-work-", 0) == 0) (void)remove_tree(dir);
+    if (is_own_work_folder(dir)) (void)remove_tree(dir);
     ::unlink(note.c_str());
   }
   std::string work = (fs::path(state_dir_) / "work").string();
@@ -90,7 +99,8 @@ Result<void> Runner::prepare_work_root() {
         ::lstat(it->path().c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid())
       (void)remove_tree(it->path().string());
   }
-  std::string pattern = "/var/tmp/tinyci-work-" + std::to_string(::getpid()) + "-XXXXXX";
+  std::string pattern = std::string(kWorkFolders) + "/" + std::string(kWorkPrefix) +
+                        std::to_string(::getpid()) + "-XXXXXX";
   if (!::mkdtemp(pattern.data()))
     return make_error("cannot make a work folder in /var/tmp: " +
                       std::string(std::strerror(errno)));
@@ -116,8 +126,10 @@ Result<void> Runner::prepare_sandbox() {
   }
   sandbox.bwrap = *bwrap;
   // What the test must not see: the runner's own files and secrets.
+  std::vector<std::string> own;
   for (std::string path : {state_dir_, spool_.dir(), options_.job.repo, options_.token_file})
-    if (!path.empty()) sandbox.hidden.push_back(path);
+    if (!path.empty()) own.push_back(path);
+  sandbox.hidden.insert(sandbox.hidden.end(), own.begin(), own.end());
   if (const char* home = std::getenv("HOME"); home && *home) {
     sandbox.hidden.emplace_back(home);
     sandbox.home = home;
@@ -137,12 +149,12 @@ Result<void> Runner::prepare_sandbox() {
   for (const auto& share : sandbox.shared) {
     std::error_code ec;
     fs::path shared = fs::weakly_canonical(fs::absolute(share, ec), ec);
-    for (const std::string& own : {state_dir_, spool_.dir(), options_.job.repo, options_.token_file,
-                                   job_options_.work_root}) {
-      if (own.empty()) continue;
-      fs::path mine = fs::weakly_canonical(fs::absolute(own, ec), ec);
+    std::vector<std::string> guarded = own;
+    guarded.push_back(job_options_.work_root);
+    for (const std::string& path : guarded) {
+      fs::path mine = fs::weakly_canonical(fs::absolute(path, ec), ec);
       if (inside(mine, shared) || inside(shared, mine)) {
-        return make_error("--sandbox-share " + share + " would let every test reach " + own +
+        return make_error("--sandbox-share " + share + " would let every test reach " + path +
                           ", the runner's own: share a folder outside it");
       }
     }
@@ -155,14 +167,13 @@ Result<void> Runner::prepare_sandbox() {
     return make_error("cannot make " + probe + ": " + std::strerror(errno));
   if (job_options_.user.set) (void)chown_tree(probe, job_options_.user.uid, job_options_.user.gid);
   CommandSpec spec;
-  spec.argv = sandbox_command(sandbox, probe, {"/bin/sh", "-c", "exit 0"});
+  job_options_.box.emplace(sandbox);
+  spec.argv = job_options_.box->command(probe, {"/bin/sh", "-c", "exit 0"});
   spec.cwd = probe;
   spec.env = {"PATH=/usr/local/bin:/usr/bin:/bin"};
   spec.timeout = std::chrono::seconds(30);
   spec.guard = true;
-  spec.run_as_user = job_options_.user.set;
-  spec.uid = job_options_.user.uid;
-  spec.gid = job_options_.user.gid;
+  run_as(job_options_.user, &spec);
   auto ran = run_command(spec);
   (void)remove_tree(probe);
   std::string why =
@@ -243,7 +254,7 @@ void Runner::take_up_old_spool() {
 // A work folder of its own outside the state folder goes with the runner.
 void Runner::remove_own_work_root() {
   const std::string& work = job_options_.work_root;
-  if (work.rfind("/var/tmp/tinyci-work-", 0) == 0 && remove_tree(work))
+  if (is_own_work_folder(work) && remove_tree(work))
     ::unlink((std::filesystem::path(state_dir_) / kWorkRootNote).c_str());
 }
 

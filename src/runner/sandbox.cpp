@@ -41,6 +41,12 @@ Result<TestUser> find_test_user(const std::string& name) {
   return user;
 }
 
+void run_as(const TestUser& user, CommandSpec* spec) {
+  spec->run_as_user = user.set;
+  spec->uid = user.uid;
+  spec->gid = user.gid;
+}
+
 Result<std::string> find_program(const std::string& program) {
   if (program.find('/') != std::string::npos) {
     if (::access(program.c_str(), X_OK) != 0)
@@ -78,11 +84,10 @@ std::string resolved(const std::string& path) {
 
 }  // namespace
 
-std::vector<std::string> sandbox_command(const SandboxOptions& options, const std::string& workdir,
-                                         const std::vector<std::string>& command) {
-  std::vector<std::string> argv = {options.bwrap,         "--die-with-parent", "--unshare-user",
-                                   "--unshare-pid",       "--unshare-ipc",     "--unshare-uts",
-                                   "--unshare-cgroup-try"};
+Sandbox::Sandbox(const SandboxOptions& options) {
+  std::vector<std::string>& argv = mounts_;
+  argv = {options.bwrap,   "--die-with-parent", "--unshare-user",      "--unshare-pid",
+          "--unshare-ipc", "--unshare-uts",     "--unshare-cgroup-try"};
   if (!options.network) argv.push_back("--unshare-net");
   argv.insert(argv.end(), {"--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"});
   for (const char* scratch : {"/tmp", "/var/tmp", "/dev/shm"}) {
@@ -106,11 +111,11 @@ std::vector<std::string> sandbox_command(const SandboxOptions& options, const st
   hidden.erase(std::unique(hidden.begin(), hidden.end()), hidden.end());
   // Hidden folders are empty and read-only, made so once the mounts under them are in
   // place; only the runner's home stays writable (an empty home of the job's own).
-  std::vector<std::string> read_only;
+  const std::string home = options.home.empty() ? "" : resolved(options.home);
   for (const auto& [path, is_dir] : hidden) {
     if (is_dir) {
       argv.insert(argv.end(), {"--tmpfs", path});
-      if (path != resolved(options.home)) read_only.push_back(path);
+      if (path != home) read_only_.push_back(path);
     } else {
       argv.insert(argv.end(), {"--ro-bind", "/dev/null", path});
     }
@@ -119,9 +124,15 @@ std::vector<std::string> sandbox_command(const SandboxOptions& options, const st
     std::string p = resolved(path);
     argv.insert(argv.end(), {"--bind", p, p});
   }
+}
+
+std::vector<std::string> Sandbox::command(const std::string& workdir,
+                                          const std::vector<std::string>& command) const {
+  std::vector<std::string> argv = mounts_;
+  argv.reserve(argv.size() + 2 * read_only_.size() + command.size() + 6);
   std::string work = resolved(workdir);
   argv.insert(argv.end(), {"--bind", work, work});
-  for (const auto& path : read_only) argv.insert(argv.end(), {"--remount-ro", path});
+  for (const auto& path : read_only_) argv.insert(argv.end(), {"--remount-ro", path});
   argv.insert(argv.end(), {"--chdir", work, "--"});
   argv.insert(argv.end(), command.begin(), command.end());
   return argv;

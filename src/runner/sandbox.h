@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "ci/process.h"
 #include "ci/result.h"
 
 namespace ci::runner {
@@ -33,6 +34,9 @@ struct TestUser {
 
 // The user named `name` (or a numeric uid), from the password database; root refused.
 Result<TestUser> find_test_user(const std::string& name);
+
+// Has the command's guard drop to `user` before starting it, when it is set.
+void run_as(const TestUser& user, CommandSpec* spec);
 
 struct SandboxOptions {
   bool enabled = true;
@@ -52,10 +56,20 @@ struct SandboxOptions {
 // The absolute path of `program`, looked up in the runner's PATH.
 Result<std::string> find_program(const std::string& program);
 
-// The command line that runs `command` in the sandbox, in `workdir` (its checkout,
-// writable, at the same path inside).
-std::vector<std::string> sandbox_command(const SandboxOptions& options, const std::string& workdir,
-                                         const std::vector<std::string>& command);
+// The sandbox's command line, worked out once: its paths resolved and checked when it
+// is made (at the runner's start), so that a job only adds its checkout.
+class Sandbox {
+ public:
+  explicit Sandbox(const SandboxOptions& options);
+  // The command line that runs `command` in the sandbox, in `workdir` (its checkout,
+  // writable, at the same path inside).
+  std::vector<std::string> command(const std::string& workdir,
+                                   const std::vector<std::string>& command) const;
+
+ private:
+  std::vector<std::string> mounts_;     // bwrap and its options up to the checkout
+  std::vector<std::string> read_only_;  // hidden folders, made read-only after it
+};
 
 // True when a process of `uid`/`gid` (no supplementary groups) can search every folder
 // from / down to `dir`, from their permission bits (ACLs aside).

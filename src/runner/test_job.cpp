@@ -177,14 +177,14 @@ TestJobOutcome run_test_job(Clone& clone, const TestJobOptions& options, const R
 
   CommandSpec spec;
   spec.argv = test_argv(options, workdir.path());
-  if (options.sandbox.enabled)
-    spec.argv = sandbox_command(options.sandbox, workdir.path(), spec.argv);
+  if (options.sandbox.enabled) {
+    spec.argv = options.box ? options.box->command(workdir.path(), spec.argv)
+                            : Sandbox(options.sandbox).command(workdir.path(), spec.argv);
+  }
   spec.cwd = workdir.path();
   spec.env = job_environment(job, options.pass_env);
+  run_as(options.user, &spec);
   if (options.user.set) {
-    spec.run_as_user = true;
-    spec.uid = options.user.uid;
-    spec.gid = options.user.gid;
     for (auto& var : spec.env) {
       if (var.rfind("USER=", 0) == 0) var = "USER=" + options.user.name;
       if (var.rfind("LOGNAME=", 0) == 0) var = "LOGNAME=" + options.user.name;

@@ -29,6 +29,9 @@ struct TestJobOptions {
   std::chrono::milliseconds kill_grace{2000};  // SIGTERM, then SIGKILL, at a timeout
   std::vector<std::string> pass_env;           // names of the runner's variables the test also gets
   SandboxOptions sandbox;
+  // The sandbox made from `sandbox` when it is on (by the runner's start); made for each
+  // job when missing.
+  std::optional<Sandbox> box;
   TestUser user;  // set when the runner runs as root
   // Where each job gets a cgroup of its own; none where the machine does not let the
   // runner make one.

@@ -199,8 +199,7 @@ void Observer::report_skipped(const std::vector<Skipped>& skipped) {
     spdlog::warn(
         "branch '{}' has more new commits than --max-new-commits {}: handing over the newest "
         "{} (its tip among them), skipping the {} older ones, {} (oldest) to {} (newest)",
-        escape_for_log(s.branch), options_.max_new_commits, options_.max_new_commits, s.count,
-        s.oldest, s.newest);
+        s.branch, options_.max_new_commits, options_.max_new_commits, s.count, s.oldest, s.newest);
   }
 }
 
@@ -254,7 +253,8 @@ bool Observer::dispatcher_ready(LineClient& client) {
 
 bool Observer::hand_over(LineClient& client, const HandOver& item) {
   auto reply = client.call(DispatchRequest{item.commit, item.branch});
-  std::string what = "commit " + item.commit + " on branch " + escape_for_log(item.branch);
+  // Branch names reach the log as they are: every log line is escaped (ci/log.h).
+  std::string what = "commit " + item.commit + " on branch " + item.branch;
   if (!reply) {
     dispatcher_streak_.failed("cannot dispatch " + what + ": " + reply.error());
     return false;
@@ -270,8 +270,7 @@ bool Observer::hand_over(LineClient& client, const HandOver& item) {
     tracker_->mark_handed_over(item.branch, item.commit);
   }
   std::string job = reply->args.empty() ? "?" : escape_for_log(reply->args.front(), 40);
-  spdlog::info("dispatched commit {} on branch {}: job {}", item.commit,
-               escape_for_log(item.branch), job);
+  spdlog::info("dispatched commit {} on branch {}: job {}", item.commit, item.branch, job);
   return true;
 }
 

@@ -17,8 +17,8 @@
 #include "ci/framing.h"
 #include "ci/git.h"
 #include "ci/protocol.h"
-#include "commit_tracker.h"
-#include "scheduler.h"
+#include "observer/commit_tracker.h"
+#include "dispatcher/scheduler.h"
 
 namespace {
 

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git python3 netcat-openbsd
   libasio-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  libgit2-dev libsqlite3-dev libssl-dev libbenchmark-dev bubblewrap procps
+  libgit2-dev libsqlite3-dev libssl-dev nlohmann-json3-dev libbenchmark-dev bubblewrap procps
   clang-14 libclang-rt-14-dev llvm-14
 )
 

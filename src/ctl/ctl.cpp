@@ -1,4 +1,4 @@
-#include "ctl.h"
+#include "ctl/ctl.h"
 
 #include <CLI/CLI.hpp>
 #include <algorithm>

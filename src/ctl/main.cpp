@@ -1,7 +1,7 @@
 // cictl: the command line client of the CI dispatcher.
 #include <iostream>
 
-#include "ctl.h"
+#include "ctl/ctl.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);

@@ -1,4 +1,4 @@
-#include "dispatcher.h"
+#include "dispatcher/dispatcher.h"
 
 #include <spdlog/spdlog.h>
 

@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "ci/net.h"
-#include "result_writer.h"
-#include "scheduler.h"
-#include "store.h"
+#include "dispatcher/result_writer.h"
+#include "dispatcher/scheduler.h"
+#include "dispatcher/sqlite_store.h"
 
 namespace ci {
 

@@ -8,7 +8,7 @@
 #include "ci/auth.h"
 #include "ci/log.h"
 #include "ci/signals.h"
-#include "dispatcher.h"
+#include "dispatcher/dispatcher.h"
 
 int main(int argc, char** argv) {
   ci::DispatcherOptions opts;

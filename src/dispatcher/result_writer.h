@@ -8,7 +8,7 @@
 
 #include "ci/result.h"
 #include "ci/validate.h"
-#include "scheduler.h"
+#include "dispatcher/scheduler.h"
 
 namespace ci {
 

@@ -1,4 +1,4 @@
-#include "scheduler.h"
+#include "dispatcher/scheduler.h"
 
 #include <algorithm>
 
@@ -44,7 +44,7 @@ const char* to_string(RunnerState s) {
 
 Scheduler::Scheduler(Options options) : options_(options) {}
 
-void Scheduler::set_idle(Runner& r) {
+void Scheduler::set_idle(RunnerRecord& r) {
   leave_idle(r);
   r.state = RunnerState::Idle;
   r.job = 0;
@@ -55,20 +55,20 @@ void Scheduler::set_idle(Runner& r) {
   idle_.insert({r.idle_seq, r.address});
 }
 
-void Scheduler::leave_idle(Runner& r) {
+void Scheduler::leave_idle(RunnerRecord& r) {
   if (r.state == RunnerState::Idle) idle_.erase({r.idle_seq, r.address});
 }
 
 bool Scheduler::register_runner(const std::string& address, TimePoint now) {
   auto it = runners_.find(address);
   if (it != runners_.end()) {
-    Runner& r = it->second;
+    RunnerRecord& r = it->second;
     r.last_seen = now;
     r.misses = 0;
     if (r.state == RunnerState::Suspect) set_idle(r);
     return false;
   }
-  Runner r;
+  RunnerRecord r;
   r.address = address;
   r.registered_at = now;
   r.last_seen = now;
@@ -96,7 +96,7 @@ std::vector<PingTarget> Scheduler::ping_targets(TimePoint heard_since) const {
 void Scheduler::ping_answered(const PingTarget& target, const RunnerReport& report, TimePoint now) {
   auto it = runners_.find(target.runner);
   if (it == runners_.end()) return;
-  Runner& r = it->second;
+  RunnerRecord& r = it->second;
   r.last_seen = now;
   r.misses = 0;
   // The report describes the runner as it was when pinged; if we have given it work
@@ -138,14 +138,14 @@ void Scheduler::ping_answered(const PingTarget& target, const RunnerReport& repo
 void Scheduler::ping_missed(const PingTarget& target, TimePoint now) {
   auto it = runners_.find(target.runner);
   if (it == runners_.end()) return;
-  Runner& r = it->second;
+  RunnerRecord& r = it->second;
   if (++r.misses >= options_.heartbeat_misses) drop_runner(r.address, now);
 }
 
 void Scheduler::drop_runner(std::string address, TimePoint now) {
   auto it = runners_.find(address);
   if (it == runners_.end()) return;
-  Runner& r = it->second;
+  RunnerRecord& r = it->second;
   event("runner " + address + " dropped after " + std::to_string(r.misses) + " missed pings");
   if (r.state == RunnerState::Running) lose_job(r, "runner " + address + " died", now);
   leave_idle(r);
@@ -153,7 +153,7 @@ void Scheduler::drop_runner(std::string address, TimePoint now) {
   touch_runner(address, false);
 }
 
-void Scheduler::lose_job(Runner& r, const std::string& why, TimePoint now, bool counts) {
+void Scheduler::lose_job(RunnerRecord& r, const std::string& why, TimePoint now, bool counts) {
   (void)now;
   // A job restored from an offer the runner may never have received is not a lost attempt.
   counts = counts && !r.unconfirmed;
@@ -196,7 +196,7 @@ void Scheduler::requeue_front(Job& job) {
 bool Scheduler::unregister_runner(const std::string& address, TimePoint now) {
   auto it = runners_.find(address);
   if (it == runners_.end()) return false;
-  Runner& r = it->second;
+  RunnerRecord& r = it->second;
   if (r.state == RunnerState::Running) lose_job(r, "runner " + address + " left", now, false);
   leave_idle(r);
   runners_.erase(it);
@@ -267,7 +267,7 @@ std::optional<Offer> Scheduler::next_offer(TimePoint now) {
   queue_.pop_front();
   Job& job = jobs_.at(id);
   auto first = idle_.begin();
-  Runner& r = runners_.at(first->second);
+  RunnerRecord& r = runners_.at(first->second);
   leave_idle(r);
   r.state = RunnerState::Offered;
   r.epoch = next_seq_++;
@@ -289,7 +289,7 @@ void Scheduler::offer_accepted(const Offer& offer, TimePoint now) {
     if (job.state == JobState::Offered) requeue_front(job);
     return;
   }
-  Runner& r = it->second;
+  RunnerRecord& r = it->second;
   r.state = RunnerState::Running;
   r.last_seen = now;
   r.misses = 0;
@@ -315,7 +315,7 @@ void Scheduler::offer_refused(const Offer& offer, Refusal why, TimePoint now) {
   if (job.state == JobState::Offered) requeue_front(job);
   auto it = runners_.find(offer.runner);
   if (it == runners_.end() || it->second.epoch != offer.epoch) return;
-  Runner& r = it->second;
+  RunnerRecord& r = it->second;
   r.job = 0;
   r.attempt = 0;
   r.epoch = next_seq_++;
@@ -380,7 +380,7 @@ void Scheduler::release_runner(const std::string& runner, JobId job, uint32_t at
                                TimePoint now) {
   auto it = runners_.find(runner);
   if (it == runners_.end()) return;
-  Runner& r = it->second;
+  RunnerRecord& r = it->second;
   r.last_seen = now;
   r.misses = 0;
   // Offered too: a quick test's result can arrive before the runtest's OK is handled.
@@ -424,7 +424,7 @@ void Scheduler::restore(std::vector<Job> jobs, const std::vector<std::string>& r
         if (offered) touch(job);
         job.state = JobState::Running;
         job.started_at = now;
-        Runner& r = runners_[job.current_runner()];
+        RunnerRecord& r = runners_[job.current_runner()];
         r.address = job.current_runner();
         r.state = RunnerState::Running;
         r.job = id;
@@ -440,7 +440,7 @@ void Scheduler::restore(std::vector<Job> jobs, const std::vector<std::string>& r
   }
   for (const auto& address : runners) {
     if (runners_.count(address)) continue;
-    Runner& r = runners_[address];
+    RunnerRecord& r = runners_[address];
     r.address = address;
     r.state = RunnerState::Suspect;
     r.epoch = next_seq_++;

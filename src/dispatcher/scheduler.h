@@ -14,11 +14,10 @@
 #include <string_view>
 #include <vector>
 
+#include "ci/clock.h"
 #include "ci/protocol.h"
 
 namespace ci {
-
-using TimePoint = std::chrono::steady_clock::time_point;
 
 enum class JobState { Queued, Offered, Running, Finishing, Finished };
 const char* to_string(JobState s);
@@ -89,7 +88,7 @@ enum class RunnerState {
 };
 const char* to_string(RunnerState s);
 
-struct Runner {
+struct RunnerRecord {
   std::string address;  // host:port, as it registered
   RunnerState state = RunnerState::Idle;
   JobId job = 0;
@@ -194,7 +193,7 @@ class Scheduler {
   // Queries.
   const Job* job(JobId id) const;
   const std::map<JobId, Job>& jobs() const { return jobs_; }
-  const std::map<std::string, Runner>& runners() const { return runners_; }
+  const std::map<std::string, RunnerRecord>& runners() const { return runners_; }
   size_t queued() const { return queue_.size(); }
   size_t count_jobs(JobState state) const;
 
@@ -221,11 +220,11 @@ class Scheduler {
   std::vector<JobId> take_gave_up();
 
  private:
-  void set_idle(Runner& r);
-  void leave_idle(Runner& r);
+  void set_idle(RunnerRecord& r);
+  void leave_idle(RunnerRecord& r);
   // The runner lost the job it was running (it died or forgot it).
   // `counts` says whether it counts towards max_attempts.
-  void lose_job(Runner& r, const std::string& why, TimePoint now, bool counts = true);
+  void lose_job(RunnerRecord& r, const std::string& why, TimePoint now, bool counts = true);
   void requeue_front(Job& job);
   // By value: callers pass the runner's own address, which erasing it frees.
   void drop_runner(std::string address, TimePoint now);
@@ -241,7 +240,7 @@ class Scheduler {
   using CommitKey = std::pair<std::string_view, std::string_view>;
   std::map<CommitKey, JobId> by_commit_;
   std::deque<JobId> queue_;
-  std::map<std::string, Runner> runners_;
+  std::map<std::string, RunnerRecord> runners_;
   std::set<std::pair<uint64_t, std::string>> idle_;  // (idle_seq, address)
   std::vector<SchedulerEvent> events_;
   std::vector<JobId> gave_up_;

@@ -1,4 +1,4 @@
-#include "sqlite.h"
+#include "dispatcher/sqlite.h"
 
 #include <sqlite3.h>
 

@@ -1,8 +1,9 @@
+#include "dispatcher/sqlite_store.h"
+
 #include <chrono>
 #include <sstream>
 
-#include "sqlite.h"
-#include "store.h"
+#include "dispatcher/sqlite.h"
 
 namespace ci {
 

@@ -2,26 +2,21 @@
 // runners. The dispatcher writes every change here before it answers OK.
 #pragma once
 
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "ci/result.h"
-#include "scheduler.h"
+#include "dispatcher/scheduler.h"
 
 namespace ci {
-
-enum class SyncMode {
-  Normal,  // survives any crash of the process (SQLite WAL, synchronous=NORMAL)
-  Full,    // also survives power loss (synchronous=FULL: a flush per commit)
-};
 
 struct StoredState {
   std::vector<Job> jobs;             // by id
   std::vector<std::string> runners;  // addresses of the registered runners
 };
 
-// Thread-compatible: the dispatcher calls it under its one mutex.
+// Thread-compatible: one thread at a time (the dispatcher's store thread, or start()
+// before it).
 class Store {
  public:
   virtual ~Store() = default;
@@ -31,10 +26,5 @@ class Store {
                             const std::vector<std::string>& runners_added,
                             const std::vector<std::string>& runners_removed) = 0;
 };
-
-// `path` may be ":memory:". Creates the schema or migrates an older one.
-Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, SyncMode sync);
-
-constexpr int kStoreSchemaVersion = 1;
 
 }  // namespace ci

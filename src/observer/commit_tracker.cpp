@@ -1,4 +1,4 @@
-#include "commit_tracker.h"
+#include "observer/commit_tracker.h"
 
 #include <algorithm>
 #include <cctype>

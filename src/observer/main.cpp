@@ -15,8 +15,8 @@
 #include "ci/log.h"
 #include "ci/signals.h"
 #include "ci/validate.h"
-#include "observer.h"
-#include "poke_listener.h"
+#include "observer/observer.h"
+#include "observer/poke_listener.h"
 
 namespace {
 

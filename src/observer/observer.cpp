@@ -1,4 +1,4 @@
-#include "observer.h"
+#include "observer/observer.h"
 
 #include <spdlog/spdlog.h>
 

@@ -18,7 +18,7 @@
 #include "ci/net.h"
 #include "ci/result.h"
 #include "ci/validate.h"
-#include "commit_tracker.h"
+#include "observer/commit_tracker.h"
 
 namespace ci::observer {
 

@@ -1,4 +1,4 @@
-#include "poke_listener.h"
+#include "observer/poke_listener.h"
 
 namespace ci::observer {
 

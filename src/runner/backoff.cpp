@@ -1,4 +1,4 @@
-#include "backoff.h"
+#include "runner/backoff.h"
 
 #include <algorithm>
 

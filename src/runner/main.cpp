@@ -12,7 +12,7 @@
 #include "ci/log.h"
 #include "ci/signals.h"
 #include "ci/validate.h"
-#include "runner.h"
+#include "runner/runner.h"
 
 namespace {
 

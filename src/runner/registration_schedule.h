@@ -7,7 +7,7 @@
 
 #include <chrono>
 
-#include "backoff.h"
+#include "runner/backoff.h"
 
 namespace ci::runner {
 

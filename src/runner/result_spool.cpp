@@ -1,4 +1,4 @@
-#include "result_spool.h"
+#include "runner/result_spool.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "runner.h"
+#include "runner/runner.h"
 
 #include <malloc.h>
 #include <spdlog/spdlog.h>
@@ -52,20 +52,20 @@ std::string describe(const SpooledResult& result) {
 
 // The dispatcher's reply to a message: OK, ERR (refused for good) or a failure to
 // reach it (or a reply that makes no sense), with why.
-struct Answer {
+struct Delivery {
   enum class Kind { Ok, Refused, Failed } kind = Kind::Failed;
   std::string why;
 };
 
-Answer ask(LineClient& dispatcher, const Frame& message) {
+Delivery ask(LineClient& dispatcher, const Frame& message) {
   auto frame = dispatcher.call_frame(message);
   dispatcher.close();
-  if (!frame) return {Answer::Kind::Failed, frame.error()};
+  if (!frame) return {Delivery::Kind::Failed, frame.error()};
   auto reply = parse_reply(*frame);
-  if (!reply) return {Answer::Kind::Failed, "unreadable reply: " + reply.error()};
-  if (reply->kind == Reply::Kind::Ok) return {Answer::Kind::Ok, ""};
-  if (reply->kind == Reply::Kind::Err) return {Answer::Kind::Refused, reply->reason()};
-  return {Answer::Kind::Failed, "unexpected reply " + serialize(serialize_reply(*reply))};
+  if (!reply) return {Delivery::Kind::Failed, "unreadable reply: " + reply.error()};
+  if (reply->kind == Reply::Kind::Ok) return {Delivery::Kind::Ok, ""};
+  if (reply->kind == Reply::Kind::Err) return {Delivery::Kind::Refused, reply->reason()};
+  return {Delivery::Kind::Failed, "unexpected reply " + serialize(serialize_reply(*reply))};
 }
 
 // Absolute: the jobs' checkouts are made under it, and bind-mounted by path.
@@ -87,7 +87,7 @@ Runner::Runner(RunnerOptions options)
       job_options_(options_.job),
       spool_(options_.spool_dir.empty() ? (std::filesystem::path(state_dir_) / "spool").string()
                                         : options_.spool_dir),
-      test_group_((std::filesystem::path(state_dir_) / "running-test").string()),
+      running_job_((std::filesystem::path(state_dir_) / "running-test").string()),
       clone_(options_.job.repo),
       delivery_backoff_(options_.retry_initial, options_.retry_max),
       registration_(Clock::now(), options_.dispatcher_timeout,
@@ -146,8 +146,8 @@ Result<void> Runner::open_spool() {
   if (auto opened = spool_.open(); !opened) return make_error("spool: " + opened.error());
   ::chmod(spool_.dir().c_str(), 0700);
   take_up_old_spool();
-  for (const TestGroupRecord& record :
-       {test_group_, TestGroupRecord(old_spool_dir() + "/running-test")}) {
+  for (const RunningJobRecord& record :
+       {running_job_, RunningJobRecord(old_spool_dir() + "/running-test")}) {
     if (auto left = record.kill_leftovers()) {
       spdlog::warn(
           "killed {} process(es) left running by job {} attempt {} (process group {}) "
@@ -275,11 +275,11 @@ void Runner::work() {
 std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job) {
   spdlog::info("{}: running", describe(job));
   auto note_group = [&](pid_t group) {
-    if (auto noted = test_group_.write(group, job); !noted)
+    if (auto noted = running_job_.write(group, job); !noted)
       spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
   };
-  TestJobOutcome outcome = run_test_job(clone_, job_options_, job, address(), &cancel_, note_group);
-  test_group_.clear();
+  JobRunOutcome outcome = runner::run_job(clone_, job_options_, job, address(), &cancel_, note_group);
+  running_job_.clear();
   if (outcome.cancelled) {
     spdlog::info("{}: cancelled by shutdown, not reported", describe(job));
     return nullptr;
@@ -333,11 +333,11 @@ void Runner::register_once(LineClient& dispatcher, std::unique_lock<std::mutex>&
   bool renewal = registration_.registered();
   bool first = !ever_registered_;
   lock.unlock();
-  Answer answer =
+  Delivery delivery =
       ask(dispatcher, serialize_request(Request{RegisterRequest{options_.host, port_}}));
   lock.lock();
   auto now = Clock::now();
-  if (answer.kind == Answer::Kind::Ok) {
+  if (delivery.kind == Delivery::Kind::Ok) {
     registration_.succeeded(now);
     ever_registered_ = true;
     deliver_at_ = now;  // a dispatcher that was away is back: waiting results go now
@@ -352,7 +352,7 @@ void Runner::register_once(LineClient& dispatcher, std::unique_lock<std::mutex>&
     }
     return;
   }
-  std::string why = answer.kind == Answer::Kind::Refused ? "refused: " + answer.why : answer.why;
+  std::string why = delivery.kind == Delivery::Kind::Refused ? "refused: " + delivery.why : delivery.why;
   if (registration_.failed(now)) {
     spdlog::warn("cannot register with the dispatcher at {} ({}); retrying, at most every {} ms",
                  options_.dispatcher.str(), why, options_.retry_max.count());
@@ -363,23 +363,23 @@ void Runner::deliver_oldest(LineClient& dispatcher, std::unique_lock<std::mutex>
   std::shared_ptr<const SpooledResult> result = pending_.front();
   delivering_front_ = true;
   lock.unlock();
-  Answer answer = ask(dispatcher, result->message);
-  if (answer.kind == Answer::Kind::Ok) {
+  Delivery delivery = ask(dispatcher, result->message);
+  if (delivery.kind == Delivery::Kind::Ok) {
     spdlog::info("{}: results delivered", describe(*result));
-  } else if (answer.kind == Answer::Kind::Refused) {
+  } else if (delivery.kind == Delivery::Kind::Refused) {
     spdlog::warn("{}: the dispatcher refused the results: {}; dropping them", describe(*result),
-                 answer.why);
+                 delivery.why);
   }
-  if (answer.kind != Answer::Kind::Failed) {
+  if (delivery.kind != Delivery::Kind::Failed) {
     if (auto removed = spool_.remove(*result); !removed)
       spdlog::warn("{}: {}", describe(*result), removed.error());
   }
   lock.lock();
   delivering_front_ = false;
-  if (answer.kind == Answer::Kind::Failed) {
+  if (delivery.kind == Delivery::Kind::Failed) {
     if (!delivery_failing_) {
       spdlog::warn("{}: cannot deliver the results ({}); they stay in the spool, retrying",
-                   describe(*result), answer.why);
+                   describe(*result), delivery.why);
       delivery_failing_ = true;
     }
     deliver_at_ = Clock::now() + delivery_backoff_.next();
@@ -458,31 +458,31 @@ void Runner::say_goodbye() {
   std::string unreachable;
   while (!pending.empty() && unreachable.empty()) {
     const SpooledResult& result = *pending.front();
-    Answer answer = ask(dispatcher, result.message);
-    if (answer.kind == Answer::Kind::Failed) {
-      unreachable = answer.why;
+    Delivery delivery = ask(dispatcher, result.message);
+    if (delivery.kind == Delivery::Kind::Failed) {
+      unreachable = delivery.why;
       break;
     }
-    if (answer.kind == Answer::Kind::Ok) spdlog::info("{}: results delivered", describe(result));
-    if (answer.kind == Answer::Kind::Refused)
+    if (delivery.kind == Delivery::Kind::Ok) spdlog::info("{}: results delivered", describe(result));
+    if (delivery.kind == Delivery::Kind::Refused)
       spdlog::warn("{}: the dispatcher refused the results: {}; dropping them", describe(result),
-                   answer.why);
+                   delivery.why);
     if (auto removed = spool_.remove(result); !removed)
       spdlog::warn("{}: {}", describe(result), removed.error());
     pending.pop_front();
   }
 
   if (killed) {
-    Answer answer =
+    Delivery delivery =
         ask(dispatcher,
             serialize_request(Request{AbandonRequest{killed->job, killed->attempt, address()}}));
     std::string what = test_started ? "killed the test of job " + std::to_string(killed->job)
                                     : "did not start job " + std::to_string(killed->job);
-    if (answer.kind == Answer::Kind::Failed) {
+    if (delivery.kind == Delivery::Kind::Failed) {
       spdlog::warn(
           "stopping: {} but could not give it back ({}); the dispatcher requeues it "
           "once it misses the runner",
-          what, answer.why);
+          what, delivery.why);
     } else {
       spdlog::info("stopping: {} and gave it back", what);
     }
@@ -497,9 +497,9 @@ void Runner::say_goodbye() {
   }
 
   if (!was_registered && !killed) return;
-  Answer left =
+  Delivery left =
       ask(dispatcher, serialize_request(Request{UnregisterRequest{options_.host, port_}}));
-  if (left.kind == Answer::Kind::Ok) {
+  if (left.kind == Delivery::Kind::Ok) {
     spdlog::info("left the dispatcher at {}", options_.dispatcher.str());
   } else {
     spdlog::warn("could not unregister from the dispatcher at {}: {}", options_.dispatcher.str(),

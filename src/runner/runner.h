@@ -23,15 +23,15 @@
 #include <string>
 #include <thread>
 
-#include "backoff.h"
+#include "runner/backoff.h"
 #include "ci/net.h"
 #include "ci/process.h"
 #include "ci/protocol.h"
 #include "ci/validate.h"
-#include "registration_schedule.h"
-#include "result_spool.h"
-#include "test_group_record.h"
-#include "test_job.h"
+#include "runner/registration_schedule.h"
+#include "runner/result_spool.h"
+#include "runner/running_job_record.h"
+#include "runner/job_run.h"
 
 namespace ci::runner {
 
@@ -40,7 +40,7 @@ struct RunnerOptions {
   // nullopt: the first free port in 8900-9000; 0: an ephemeral port.
   std::optional<uint16_t> port;
   HostPort dispatcher{"localhost", 8888};
-  TestJobOptions job;  // job.repo is the runner's clone; work_root and user are set by start()
+  JobRunOptions job;  // job.repo is the runner's clone; work_root and user are set by start()
   // The runner's own folder, out of every test's reach: the spool, the note of the
   // running test, the jobs' checkouts (work/) and a lock that keeps a second runner out.
   // "": <job.repo>.ci-runner, beside the clone.
@@ -124,10 +124,10 @@ class Runner {
 
   const RunnerOptions options_;
   const std::string state_dir_;
-  TestJobOptions job_options_;  // options_.job, completed by start()
+  JobRunOptions job_options_;  // options_.job, completed by start()
   int state_lock_ = -1;         // held while the runner runs
   const ResultSpool spool_;
-  const TestGroupRecord test_group_;
+  const RunningJobRecord running_job_;
   Clone clone_;  // options_.job.repo, the worker's
   uint16_t port_ = 0;
   std::unique_ptr<LineServer> server_;

@@ -14,8 +14,8 @@
 #include <filesystem>
 
 #include "ci/files.h"
-#include "runner.h"
-#include "sandbox.h"
+#include "runner/runner.h"
+#include "runner/sandbox.h"
 
 namespace ci::runner {
 namespace {

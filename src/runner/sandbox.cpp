@@ -1,4 +1,4 @@
-#include "sandbox.h"
+#include "runner/sandbox.h"
 
 #include <fcntl.h>
 #include <pwd.h>

@@ -1,4 +1,4 @@
-#include "unittest_summary.h"
+#include "runner/unittest_summary.h"
 
 #include <optional>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "result_writer.h"
+#include "dispatcher/result_writer.h"
 
 #include <gtest/gtest.h>
 

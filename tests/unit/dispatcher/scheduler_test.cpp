@@ -1,5 +1,5 @@
 // The scheduling decisions, driven with a fake clock: no sockets, threads or sleeps.
-#include "scheduler.h"
+#include "dispatcher/scheduler.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // The store on SQLite: in memory for the logic, on disk for reopening.
-#include "store.h"
+#include "dispatcher/sqlite_store.h"
 
 #include <gtest/gtest.h>
 

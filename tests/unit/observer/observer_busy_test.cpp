@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "ci/net.h"
-#include "observer.h"
+#include "observer/observer.h"
 #include "test_support.h"
 
 namespace ci::observer {

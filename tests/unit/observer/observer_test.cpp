@@ -1,4 +1,4 @@
-#include "observer.h"
+#include "observer/observer.h"
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>

@@ -1,6 +1,6 @@
 // Each job's cgroup, on this machine's cgroup v2 hierarchy. Where the runner cannot make
 // cgroups (no v2 hierarchy, no write access), what it says instead is checked.
-#include "cgroup.h"
+#include "runner/cgroup.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -1,4 +1,4 @@
-#include "registration_schedule.h"
+#include "runner/registration_schedule.h"
 
 #include <gtest/gtest.h>
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "fake_dispatcher.h"
-#include "runner.h"
+#include "runner/runner.h"
 #include "test_support.h"
 
 namespace ci::runner {

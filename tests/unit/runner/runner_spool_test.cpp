@@ -10,10 +10,10 @@
 #include "ci/files.h"
 #include "fake_dispatcher.h"
 #include "process_probe.h"
-#include "result_spool.h"
-#include "runner.h"
+#include "runner/result_spool.h"
+#include "runner/runner.h"
 #include "runner_fixture.h"
-#include "test_group_record.h"
+#include "runner/running_job_record.h"
 #include "test_support.h"
 
 namespace ci::runner {
@@ -203,7 +203,7 @@ TEST_F(RunnerTest, StartKillsWhatAnEarlierRunLeftOfItsTest) {
   ASSERT_EQ(group, leftover->pid());
   ASSERT_TRUE(make_dirs(dir / "state").ok());
   ASSERT_TRUE(
-      TestGroupRecord(dir / "state/running-test").write(group, {4, 2, commit, "master"}).ok());
+      RunningJobRecord(dir / "state/running-test").write(group, {4, 2, commit, "master"}).ok());
 
   fake.start();
   start_runner();

@@ -4,7 +4,7 @@
 
 #include "fake_dispatcher.h"
 #include "process_probe.h"
-#include "runner.h"
+#include "runner/runner.h"
 #include "runner_fixture.h"
 #include "test_support.h"
 

@@ -10,15 +10,15 @@
 #include <string>
 #include <vector>
 
-#include "cgroup.h"
+#include "runner/cgroup.h"
 #include "ci/git.h"
 #include "ci/process.h"
 #include "ci/protocol.h"
-#include "sandbox.h"
+#include "runner/sandbox.h"
 
 namespace ci::runner {
 
-struct TestJobOptions {
+struct JobRunOptions {
   std::string repo;  // the runner's clone, with a remote "origin"
   // Each job's checkout is made in a new folder here, <job>-<attempt>, and removed
   // after the job. Nothing else may be in it.
@@ -48,7 +48,7 @@ extern const char* const kBaseEnvironment[];
 std::vector<std::string> job_environment(const RuntestRequest& job,
                                          const std::vector<std::string>& pass_env);
 
-struct TestJobOutcome {
+struct JobRunOutcome {
   ResultsRequest results;
   // The runner stopped the command: the outcome says nothing about the commit and
   // must not be reported as its result.
@@ -57,7 +57,7 @@ struct TestJobOutcome {
 
 // The command for the checked-out work tree at `workdir`: the test command if given,
 // else the repository's .ci/run, else Python unittest discovery of tests/.
-std::vector<std::string> test_argv(const TestJobOptions& options, const std::string& workdir);
+std::vector<std::string> test_argv(const JobRunOptions& options, const std::string& workdir);
 
 // The runner's clone, kept open from one job to the next: opening it costs more than a
 // trivial test. It is an object store only: a job's files are exported from it into a
@@ -88,17 +88,17 @@ class Clone {
 };
 
 // The folder of a job's checkout under options.work_root.
-std::string job_workdir(const TestJobOptions& options, const RuntestRequest& job);
+std::string job_workdir(const JobRunOptions& options, const RuntestRequest& job);
 
 // Runs the job to its end on the calling thread, in `clone` (options.repo's). `runner`
 // is the runner's host:port for the results message; `cancel` stops a running command.
 // The command runs under a guard (see CommandSpec::guard): nothing of it outlives the
 // runner. `on_started` gets the id of its process group once it exists.
-TestJobOutcome run_test_job(Clone& clone, const TestJobOptions& options, const RuntestRequest& job,
+JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestRequest& job,
                             const std::string& runner, const CancelToken* cancel,
                             const std::function<void(pid_t group)>& on_started = nullptr);
 // The same in options.repo, opened for this job only.
-TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest& job,
+JobRunOutcome run_job(const JobRunOptions& options, const RuntestRequest& job,
                             const std::string& runner, const CancelToken* cancel,
                             const std::function<void(pid_t group)>& on_started = nullptr);
 

@@ -1,4 +1,4 @@
-#include "test_group_record.h"
+#include "runner/running_job_record.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -83,9 +83,9 @@ std::vector<pid_t> processes_in_group(pid_t group) {
   return out;
 }
 
-TestGroupRecord::TestGroupRecord(std::string path) : path_(std::move(path)) {}
+RunningJobRecord::RunningJobRecord(std::string path) : path_(std::move(path)) {}
 
-Result<void> TestGroupRecord::write(pid_t group, const RuntestRequest& job) const {
+Result<void> RunningJobRecord::write(pid_t group, const RuntestRequest& job) const {
   // Not flushed: it is read after a crash of the runner; a power loss ends the test's
   // processes anyway. It is written as each test starts, on the path of every job.
   return write_file_atomic(path_,
@@ -94,20 +94,20 @@ Result<void> TestGroupRecord::write(pid_t group, const RuntestRequest& job) cons
                            /*flush=*/false);
 }
 
-void TestGroupRecord::clear() const { ::unlink(path_.c_str()); }
+void RunningJobRecord::clear() const { ::unlink(path_.c_str()); }
 
-std::optional<LeftoverTest> TestGroupRecord::kill_leftovers() const {
+std::optional<LeftoverJob> RunningJobRecord::kill_leftovers() const {
   auto text = read_file(path_);
   if (!text) return std::nullopt;
   auto record = parse_record(*text);
-  std::optional<LeftoverTest> out;
+  std::optional<LeftoverJob> out;
   if (record) {
     std::vector<pid_t> members = processes_in_group(record->group);
     size_t of_job = static_cast<size_t>(std::count_if(
         members.begin(), members.end(), [&](pid_t pid) { return runs_job(pid, record->job); }));
     if (of_job > 0) {
       ::kill(-record->group, SIGKILL);
-      out = LeftoverTest{record->group, record->job.job, record->job.attempt, of_job};
+      out = LeftoverJob{record->group, record->job.job, record->job.attempt, of_job};
     }
   }
   clear();

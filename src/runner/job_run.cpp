@@ -1,4 +1,4 @@
-#include "test_job.h"
+#include "runner/job_run.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "unittest_summary.h"
+#include "runner/unittest_summary.h"
 
 namespace ci::runner {
 namespace {
@@ -53,7 +53,7 @@ std::vector<std::string> job_environment(const RuntestRequest& job,
   return env;
 }
 
-std::vector<std::string> test_argv(const TestJobOptions& options, const std::string& workdir) {
+std::vector<std::string> test_argv(const JobRunOptions& options, const std::string& workdir) {
   if (!options.test_command.empty()) return {"/bin/sh", "-c", options.test_command};
   std::string script = workdir;
   if (!script.empty() && script.back() != '/') script += '/';
@@ -113,7 +113,7 @@ Result<void> Clone::try_export(const std::string& commit, const std::string& dir
   return repo.export_commit(commit, dir);
 }
 
-std::string job_workdir(const TestJobOptions& options, const RuntestRequest& job) {
+std::string job_workdir(const JobRunOptions& options, const RuntestRequest& job) {
   return (std::filesystem::path(options.work_root) /
           (std::to_string(job.job) + "-" + std::to_string(job.attempt)))
       .string();
@@ -137,7 +137,7 @@ class Workdir {
 };
 
 // A new, empty folder for the job's checkout, with the commit's files in it.
-Result<void> prepare_workdir(Clone& clone, const TestJobOptions& options, const std::string& commit,
+Result<void> prepare_workdir(Clone& clone, const JobRunOptions& options, const std::string& commit,
                              const std::string& dir) {
   // Left by a runner killed during this very job: nothing in it is to be trusted.
   if (auto cleared = remove_tree(dir); !cleared) return cleared;
@@ -150,18 +150,18 @@ Result<void> prepare_workdir(Clone& clone, const TestJobOptions& options, const 
 
 }  // namespace
 
-TestJobOutcome run_test_job(const TestJobOptions& options, const RuntestRequest& job,
+JobRunOutcome run_job(const JobRunOptions& options, const RuntestRequest& job,
                             const std::string& runner, const CancelToken* cancel,
                             const std::function<void(pid_t group)>& on_started) {
   Clone clone(options.repo);
-  return run_test_job(clone, options, job, runner, cancel, on_started);
+  return run_job(clone, options, job, runner, cancel, on_started);
 }
 
-TestJobOutcome run_test_job(Clone& clone, const TestJobOptions& options, const RuntestRequest& job,
+JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestRequest& job,
                             const std::string& runner, const CancelToken* cancel,
                             const std::function<void(pid_t group)>& on_started) {
   auto start = Clock::now();
-  TestJobOutcome outcome;
+  JobRunOutcome outcome;
   ResultsRequest& results = outcome.results;
   results.job = job.job;
   results.attempt = job.attempt;

@@ -1,4 +1,4 @@
-#include "test_job.h"
+#include "runner/job_run.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -41,8 +41,8 @@ class TestJobTest : public ::testing::Test {
     return RuntestRequest{id, 1, commit, "master"};
   }
 
-  TestJobOutcome run(const std::string& commit) {
-    return run_test_job(options, job(commit), "127.0.0.1:8900", nullptr);
+  JobRunOutcome run(const std::string& commit) {
+    return run_job(options, job(commit), "127.0.0.1:8900", nullptr);
   }
 
   // Commits an executable file to the master repository.
@@ -60,7 +60,7 @@ class TestJobTest : public ::testing::Test {
 
   TempDir dir;
   std::string first_commit;
-  TestJobOptions options;
+  JobRunOptions options;
 };
 
 TEST_F(TestJobTest, RunsTheExampleTestsWithUnittestAndCountsThem) {
@@ -97,7 +97,7 @@ TEST_F(TestJobTest, TestCommandOverridesTheRepositorysOwnAndGetsTheJobEnvironmen
   commit_executable(".ci/run", "#!/bin/sh\necho from-ci-run\n");
   std::string commit = test::head_commit(dir / "master");
   options.test_command = "echo \"$CI $CI_COMMIT $CI_BRANCH $CI_JOB_ID $CI_ATTEMPT\"; pwd";
-  auto outcome = run_test_job(options, RuntestRequest{42, 3, commit, "master"}, "h:1", nullptr);
+  auto outcome = run_job(options, RuntestRequest{42, 3, commit, "master"}, "h:1", nullptr);
   std::string workdir = std::filesystem::canonical(dir / "work").string() + "/42-3";
   EXPECT_EQ(outcome.results.status, TestStatus::Passed);
   EXPECT_EQ(outcome.results.output, "true " + commit + " master 42 3\n" + workdir + "\n");
@@ -135,7 +135,7 @@ TEST_F(TestJobTest, ATamperedFileWithTheSameSizeAndTimeDoesNotReachTheNextJob) {
       "head -c $s /dev/zero | tr '\\000' x > $f; touch -d @$t $f";
   ASSERT_EQ(run(first_commit).results.status, TestStatus::Passed);
   options.test_command = "";  // the repository's own tests: unittest of tests/
-  auto next = run_test_job(options, job(second, 2), "h:1", nullptr);
+  auto next = run_job(options, job(second, 2), "h:1", nullptr);
   EXPECT_EQ(next.results.status, TestStatus::Failed) << next.results.output;
   EXPECT_EQ(next.results.tests_run, 2) << next.results.output;
   EXPECT_EQ(next.results.tests_failed, 1) << next.results.output;
@@ -196,7 +196,7 @@ TEST_F(TestJobTest, CancelledCommandIsMarkedCancelled) {
   CancelToken cancel;
   cancel.cancel();
   options.test_command = "sleep 30";
-  auto outcome = run_test_job(options, job(first_commit), "h:1", &cancel);
+  auto outcome = run_job(options, job(first_commit), "h:1", &cancel);
   EXPECT_TRUE(outcome.cancelled);
 }
 
@@ -228,7 +228,7 @@ TEST_F(TestJobTest, TheCloneStaysOpenFromOneJobToTheNext) {
   for (int i = 0; i < 3; ++i) {
     std::string content = "fresh " + std::to_string(i) + "\n";
     std::string commit = test::commit_file(dir / "master", "fresh.txt", content);
-    auto outcome = run_test_job(clone, options, job(commit, i + 1), "h:1", nullptr);
+    auto outcome = run_job(clone, options, job(commit, i + 1), "h:1", nullptr);
     EXPECT_EQ(outcome.results.status, TestStatus::Passed) << outcome.results.output;
     EXPECT_EQ(outcome.results.output, content);
   }
@@ -238,14 +238,14 @@ TEST_F(TestJobTest, TheCloneStaysOpenFromOneJobToTheNext) {
 TEST_F(TestJobTest, AfterAGitErrorTheCloneIsOpenedAnew) {
   Clone clone(dir / "clone");
   options.test_command = "true";
-  EXPECT_EQ(run_test_job(clone, options, job(first_commit), "h:1", nullptr).results.status,
+  EXPECT_EQ(run_job(clone, options, job(first_commit), "h:1", nullptr).results.status,
             TestStatus::Passed);
   std::string missing(40, 'b');
-  auto failed = run_test_job(clone, options, job(missing, 2), "h:1", nullptr);
+  auto failed = run_job(clone, options, job(missing, 2), "h:1", nullptr);
   EXPECT_EQ(failed.results.status, TestStatus::Error);
   EXPECT_EQ(failed.results.output, "commit " + missing + " not found in origin");
   EXPECT_EQ(clone.opens(), 1u) << "origin lacking the commit is no reason to try again";
-  EXPECT_EQ(run_test_job(clone, options, job(first_commit, 3), "h:1", nullptr).results.status,
+  EXPECT_EQ(run_job(clone, options, job(first_commit, 3), "h:1", nullptr).results.status,
             TestStatus::Passed);
   EXPECT_EQ(clone.opens(), 2u);
 }
@@ -254,7 +254,7 @@ TEST_F(TestJobTest, TheCloneIsOpenedAnewAfterItsReuseLimit) {
   Clone clone(dir / "clone", 2);
   options.test_command = "true";
   for (JobId id = 1; id <= 5; ++id) {
-    EXPECT_EQ(run_test_job(clone, options, job(first_commit, id), "h:1", nullptr).results.status,
+    EXPECT_EQ(run_job(clone, options, job(first_commit, id), "h:1", nullptr).results.status,
               TestStatus::Passed);
   }
   EXPECT_EQ(clone.opens(), 3u);
@@ -265,17 +265,17 @@ TEST_F(TestJobTest, ARepackOfTheCloneBetweenJobsLeavesTheNextJobWorking) {
   Clone clone(dir / "clone");
   std::string second = test::commit_file(dir / "master", "second.txt", "second\n");
   options.test_command = "true";
-  ASSERT_EQ(run_test_job(clone, options, job(second), "h:1", nullptr).results.status,
+  ASSERT_EQ(run_job(clone, options, job(second), "h:1", nullptr).results.status,
             TestStatus::Passed);
   test::git(dir / "clone", {"repack", "-a", "-d", "-q"});
   test::git(dir / "clone", {"pack-refs", "--all"});
 
   std::string third = test::commit_file(dir / "master", "third.txt", "third\n");
   options.test_command = "cat second.txt third.txt";
-  auto next = run_test_job(clone, options, job(third, 2), "h:1", nullptr);
+  auto next = run_job(clone, options, job(third, 2), "h:1", nullptr);
   EXPECT_EQ(next.results.status, TestStatus::Passed) << next.results.output;
   EXPECT_EQ(next.results.output, "second\nthird\n");
-  auto back = run_test_job(clone, options, job(first_commit, 3), "h:1", nullptr);
+  auto back = run_job(clone, options, job(first_commit, 3), "h:1", nullptr);
   EXPECT_EQ(back.results.status, TestStatus::Failed) << "second.txt is not in the first commit";
   EXPECT_EQ(clone.opens(), 1u) << "the handle read the new pack and packed-refs by itself";
 }
@@ -285,14 +285,14 @@ TEST_F(TestJobTest, WhenTheOpenCloneFailsTheJobIsTriedWithTheCloneOpenedAnew) {
   // absorbgitdirs` does: the handle kept open still looks in the old place.
   Clone clone(dir / "clone");
   options.test_command = "true";
-  ASSERT_EQ(run_test_job(clone, options, job(first_commit), "h:1", nullptr).results.status,
+  ASSERT_EQ(run_job(clone, options, job(first_commit), "h:1", nullptr).results.status,
             TestStatus::Passed);
   std::filesystem::rename(dir / "clone/.git", dir / "moved.git");
   std::ofstream(dir / "clone/.git") << "gitdir: ../moved.git\n";
 
   std::string fresh = test::commit_file(dir / "master", "fresh.txt", "fresh\n");
   options.test_command = "cat fresh.txt";
-  auto next = run_test_job(clone, options, job(fresh, 2), "h:1", nullptr);
+  auto next = run_job(clone, options, job(fresh, 2), "h:1", nullptr);
   EXPECT_EQ(next.results.status, TestStatus::Passed) << next.results.output;
   EXPECT_EQ(next.results.output, "fresh\n");
   EXPECT_EQ(clone.opens(), 2u);
@@ -300,7 +300,7 @@ TEST_F(TestJobTest, WhenTheOpenCloneFailsTheJobIsTriedWithTheCloneOpenedAnew) {
 
 TEST(TestArgv, PicksTheTestCommandThenCiRunThenUnittest) {
   TempDir dir;
-  TestJobOptions options;
+  JobRunOptions options;
   EXPECT_EQ(
       test_argv(options, dir.path()),
       (std::vector<std::string>{"python3", "-m", "unittest", "discover", "-s", "tests", "-v"}));

@@ -1,4 +1,4 @@
-#include "test_group_record.h"
+#include "runner/running_job_record.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -12,7 +12,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class TestGroupRecordTest : public ::testing::Test {
+class RunningJobRecordTest : public ::testing::Test {
  protected:
   void TearDown() override {
     if (group > 0) ::kill(-group, SIGKILL);
@@ -39,16 +39,16 @@ class TestGroupRecordTest : public ::testing::Test {
 
   test::TempDir dir;
   std::string commit = std::string(40, 'a');
-  TestGroupRecord record{dir / "running-test"};
+  RunningJobRecord record{dir / "running-test"};
   ChildProcess leader;
   pid_t sleeper = 0, group = 0;
 };
 
-TEST_F(TestGroupRecordTest, NothingRecordedNothingDone) {
+TEST_F(RunningJobRecordTest, NothingRecordedNothingDone) {
   EXPECT_FALSE(record.kill_leftovers().has_value());
 }
 
-TEST_F(TestGroupRecordTest, KillsTheRecordedGroupWhileItRunsTheJob) {
+TEST_F(RunningJobRecordTest, KillsTheRecordedGroupWhileItRunsTheJob) {
   start_group({"CI_JOB_ID=4", "CI_ATTEMPT=2", "CI_COMMIT=" + commit});
   ASSERT_TRUE(record.write(group, {4, 2, commit, "master"}).ok());
   auto left = record.kill_leftovers();
@@ -61,7 +61,7 @@ TEST_F(TestGroupRecordTest, KillsTheRecordedGroupWhileItRunsTheJob) {
   EXPECT_FALSE(test::file_exists(dir / "running-test"));
 }
 
-TEST_F(TestGroupRecordTest, SparesAGroupThatIsNotTheJobs) {
+TEST_F(RunningJobRecordTest, SparesAGroupThatIsNotTheJobs) {
   // The group id now belongs to something else (the same commit, another attempt).
   start_group({"CI_JOB_ID=4", "CI_ATTEMPT=3", "CI_COMMIT=" + commit});
   ASSERT_TRUE(record.write(group, {4, 2, commit, "master"}).ok());
@@ -70,7 +70,7 @@ TEST_F(TestGroupRecordTest, SparesAGroupThatIsNotTheJobs) {
   EXPECT_FALSE(test::file_exists(dir / "running-test"));
 }
 
-TEST_F(TestGroupRecordTest, IgnoresAGarbledRecord) {
+TEST_F(RunningJobRecordTest, IgnoresAGarbledRecord) {
   start_group({"CI_JOB_ID=4", "CI_ATTEMPT=2", "CI_COMMIT=" + commit});
   test::run(
       {"sh", "-c", "echo '" + std::to_string(group) + " 4 x' > '" + (dir / "running-test") + "'"});

@@ -20,22 +20,22 @@
 
 namespace ci::runner {
 
-struct LeftoverTest {
+struct LeftoverJob {
   pid_t group = 0;
   JobId job = 0;
   uint32_t attempt = 0;
   size_t processes = 0;  // of the job's, found alive and killed
 };
 
-class TestGroupRecord {
+class RunningJobRecord {
  public:
-  explicit TestGroupRecord(std::string path);
+  explicit RunningJobRecord(std::string path);
 
   Result<void> write(pid_t group, const RuntestRequest& job) const;
   void clear() const;
   // Kills (SIGKILL) the recorded group if the job's processes are still in it, and
   // forgets the record. nullopt when nothing was recorded or nothing of it was left.
-  std::optional<LeftoverTest> kill_leftovers() const;
+  std::optional<LeftoverJob> kill_leftovers() const;
 
  private:
   std::string path_;

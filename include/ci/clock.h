@@ -42,8 +42,10 @@ class FakeClock : public Clock {
   // Moves time on by `d` and wakes the waiters whose deadline it reached. Call it
   // holding no mutex that a waiter uses.
   void advance(std::chrono::steady_clock::duration d);
-  // Threads waiting in wait_until now (for tests to know a thread has gone to sleep).
+  // Threads waiting in wait_until now, and whether one waits for exactly `deadline`:
+  // for tests to know that a thread has gone back to sleep.
   size_t waiters() const;
+  bool waiting_until(TimePoint deadline) const;
 
  private:
   struct Waiter {

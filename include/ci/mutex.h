@@ -76,8 +76,10 @@ class CondVar {
     held.release();
     return woken;
   }
+  // `done` runs with the lock held: give a lambda that reads guarded members
+  // REQUIRES(that mutex). (The analysis cannot see that the lock held here is it.)
   template <typename Predicate>
-  void wait(MutexLock& lock, Predicate done) {
+  void wait(MutexLock& lock, Predicate done) NO_THREAD_SAFETY_ANALYSIS {
     while (!done()) wait(lock);
   }
 

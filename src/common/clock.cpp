@@ -33,6 +33,12 @@ size_t FakeClock::waiters() const {
   return waiters_.size();
 }
 
+bool FakeClock::waiting_until(TimePoint deadline) const {
+  MutexLock lock(mutex_);
+  return std::any_of(waiters_.begin(), waiters_.end(),
+                     [&](const Waiter& w) { return w.deadline == deadline; });
+}
+
 void FakeClock::wait_until(CondVar& cv, MutexLock& lock, TimePoint deadline) {
   uint64_t id = 0;
   {
@@ -53,8 +59,11 @@ void FakeClock::advance(std::chrono::steady_clock::duration d) {
   {
     MutexLock lock(mutex_);
     now_ += d;
+    // The woken leave the list at once, so that waiters() counts only those still
+    // asleep once this returns.
     for (const auto& w : waiters_)
       if (w.deadline <= now_) due.push_back(w);
+    std::erase_if(waiters_, [&](const Waiter& w) { return w.deadline <= now_; });
   }
   for (const auto& w : due) {
     // Taking the waiter's mutex waits until it is inside its wait: the notification

@@ -1,23 +1,28 @@
-// The dispatcher daemon: serves the protocol, and runs the heartbeat thread (pings
-// runners, drops the dead) and the redistribution thread (hands queued jobs to free
-// runners). Every thread reaches the Scheduler only under mutex_.
+// The dispatcher daemon, wired from parts with one job each:
+//   RequestHandler  the verbs: requests -> scheduler calls -> typed replies
+//   GroupCommitter  the store thread: changes written in batches, answers after
+//   OfferSender     the redistribution threads: offers -> runtest -> scheduler
+//   Heartbeat       the heartbeat thread: pings -> scheduler
+//   RunnerLink      the connections to the runners (one for pings, one for offers)
+// All of them reach the Scheduler only under the one mutex of GuardedScheduler. The
+// store and the clock are given to it, so tests run it on a store that fails on
+// demand and on a fake clock.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
+#include "ci/clock.h"
 #include "ci/net.h"
+#include "dispatcher/group_committer.h"
+#include "dispatcher/guarded_scheduler.h"
+#include "dispatcher/heartbeat.h"
+#include "dispatcher/offer_sender.h"
+#include "dispatcher/request_handler.h"
 #include "dispatcher/result_writer.h"
-#include "dispatcher/scheduler.h"
+#include "dispatcher/runner_link.h"
 #include "dispatcher/sqlite_store.h"
 
 namespace ci {
@@ -43,97 +48,39 @@ struct DispatcherOptions {
 
 class Dispatcher {
  public:
-  // `jobs` lists at most this many jobs, the newest: a larger limit is clamped to it.
-  static constexpr uint64_t kMaxJobsListed = 10000;
-
-  explicit Dispatcher(DispatcherOptions options);
+  // Opens its store in options.state_dir (SQLite) at start().
+  explicit Dispatcher(DispatcherOptions options, Clock& clock = Clock::real());
+  // On a store of the caller's: options.state_dir is not used.
+  Dispatcher(DispatcherOptions options, std::unique_ptr<Store> store,
+             Clock& clock = Clock::real());
   ~Dispatcher();
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
   Result<void> start();
+  // No new requests first; then the threads, the store thread last so that it writes
+  // what they changed.
   void stop();
   uint16_t port() const { return server_ ? server_->port() : 0; }
 
  private:
-  using Answer = std::function<void(const Reply&)>;
-  void handle(const Frame& frame, const std::string& peer, Responder respond);
-  void on_register(const RegisterRequest& r, Answer answer);
-  void on_dispatch(const DispatchRequest& r, Answer answer);
-  void on_results(const ResultsRequest& r, Answer answer);
-  Reply on_status();
-  Reply on_runners();
-  Reply on_jobs(const JobsRequest& r);
-  void on_retry(const RetryRequest& r, Answer answer);
-  void on_abandon(const AbandonRequest& r, Answer answer);
-  void on_unregister(const UnregisterRequest& r, Answer answer);
-
-  void heartbeat_loop();
-  void redistribution_loop();
-  void store_loop();
-
-  // Group commit. Every change to the scheduler is followed by a ticket; the store
-  // thread writes all the changes made so far in one transaction and then calls
-  // back every ticket up to that point. So a peer hears OK only once its change is
-  // in the store, and changes that arrive together share one write.
-  using Saved = std::function<void(const Result<void>&)>;
-  // Called with mutex_ held: `saved` runs (under mutex_) once the changes made so far
-  // are durable, or failed to become so.
-  void after_save(Saved saved);
-  // Takes every offer the scheduler can make now (with mutex_ held). Each goes out once
-  // the write that holds it is done: usually the one of the change that made it
-  // possible, so a dispatch or a result and the next offer share one transaction.
-  void plan_offers();
-  // A change no one waits for (with mutex_ held): written with the next batch, and
-  // at the latest kLazyWriteDelay later.
-  void note_change();
-  static constexpr std::chrono::milliseconds kLazyWriteDelay{20};
-  // after_save() for a peer: unlocks and answers `reply` once the change is durable,
-  // ERR if it cannot be made so.
-  void answer_when_saved(std::unique_lock<std::mutex>& lock, Reply reply, Answer answer);
-  // Writes the scheduler's changes to the store, logs its events and records the
-  // jobs it gave up on. Called with `lock` held; releases it while writing. `more`:
-  // recording gave-up jobs made new changes.
-  Result<void> save_changes(std::unique_lock<std::mutex>& lock, bool* more);
-
-  struct Waiter {
-    uint64_t ticket;
-    Saved saved;
-  };
-
-  // Clients to runners, shared by the threads that talk to them: one connection per
-  // runner in the usual case.
-  std::unique_ptr<LineClient> take_client(const std::string& runner,
-                                          std::chrono::milliseconds timeout);
-  void give_client(const std::string& runner, std::unique_ptr<LineClient> client);
+  Result<void> open_store();
+  Result<void> restore();
+  ServerOptions server_options() const;
 
   DispatcherOptions options_;
+  Clock& clock_;
   ResultWriter writer_;
-  std::mutex mutex_;
-  std::condition_variable offers_cv_;  // an offer may be sent
-  std::condition_variable stop_cv_;
-  std::condition_variable store_cv_;  // changes wait for the store thread
-  bool stopping_ = false;
-  bool workers_stopped_ = false;  // no thread but the store thread changes anything
-  uint64_t change_seq_ = 0;       // tickets handed out
-  uint64_t saved_seq_ = 0;        // tickets written (or failed)
-  std::deque<Waiter> waiters_;
-  struct PlannedOffer {
-    uint64_t ticket;
-    Offer offer;
-  };
-  std::deque<PlannedOffer> planned_;  // waiting for their write
-  std::deque<Offer> sendable_;        // written: for the offer threads to send
-  bool lazy_pending_ = false;         // changes no one waits for, not written yet
-  TimePoint lazy_due_{};
-  std::mutex clients_mutex_;
-  std::multimap<std::string, std::unique_ptr<LineClient>> clients_;
-  Scheduler scheduler_;
+  GuardedScheduler state_;
   std::unique_ptr<Store> store_;
+  std::string store_name_ = "given to the dispatcher";  // for messages: its file
+  RunnerLink ping_link_;
+  RunnerLink offer_link_;
+  std::unique_ptr<GroupCommitter> committer_;
+  std::unique_ptr<OfferSender> offers_;
+  std::unique_ptr<Heartbeat> heartbeat_;
+  std::unique_ptr<RequestHandler> handler_;
   std::unique_ptr<LineServer> server_;
-  std::thread store_thread_;
-  std::thread heartbeat_;
-  std::vector<std::thread> redistributors_;
 };
 
 }  // namespace ci

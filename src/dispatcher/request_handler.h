@@ -1,0 +1,56 @@
+// The dispatcher's verbs: each request, parsed, becomes scheduler calls, and its answer
+// a typed reply. A change is answered only once it is durable (through the group
+// committer); a query is answered at once from the scheduler.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "ci/clock.h"
+#include "ci/net.h"
+#include "ci/protocol.h"
+#include "dispatcher/group_committer.h"
+#include "dispatcher/guarded_scheduler.h"
+#include "dispatcher/offer_sender.h"
+#include "dispatcher/result_writer.h"
+
+namespace ci {
+
+class RequestHandler {
+ public:
+  // `jobs` lists at most this many jobs, the newest: a larger limit is clamped to it.
+  static constexpr uint64_t kMaxJobsListed = 10000;
+
+  // What answers one peer's request: called once, from any thread.
+  using Answer = std::function<void(const Reply&)>;
+
+  RequestHandler(GuardedScheduler& state, GroupCommitter& committer, OfferSender& offers,
+                 const ResultWriter& writer, Clock& clock);
+
+  // For the line server: answers through `respond`, closing the connection after ERR.
+  void handle(const Frame& frame, const std::string& peer, Responder respond);
+  void handle(const Request& request, Answer answer) EXCLUDES(state_.mutex);
+
+ private:
+  void on_register(const RegisterRequest& r, Answer answer) EXCLUDES(state_.mutex);
+  void on_unregister(const UnregisterRequest& r, Answer answer) EXCLUDES(state_.mutex);
+  void on_dispatch(const DispatchRequest& r, Answer answer) EXCLUDES(state_.mutex);
+  void on_results(const ResultsRequest& r, Answer answer) EXCLUDES(state_.mutex);
+  void on_retry(const RetryRequest& r, Answer answer) EXCLUDES(state_.mutex);
+  void on_abandon(const AbandonRequest& r, Answer answer) EXCLUDES(state_.mutex);
+  Reply on_status() EXCLUDES(state_.mutex);
+  Reply on_runners() EXCLUDES(state_.mutex);
+  Reply on_jobs(const JobsRequest& r) EXCLUDES(state_.mutex);
+
+  // Answers `reply` once the changes made so far (and the offers they make possible,
+  // written with them) are durable; ERR if they cannot be made so.
+  void answer_when_saved(Reply reply, Answer answer) REQUIRES(state_.mutex);
+
+  GuardedScheduler& state_;
+  GroupCommitter& committer_;
+  OfferSender& offers_;
+  const ResultWriter& writer_;
+  Clock& clock_;
+};
+
+}  // namespace ci

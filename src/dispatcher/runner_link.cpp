@@ -1,0 +1,83 @@
+#include "dispatcher/runner_link.h"
+
+#include "ci/auth.h"
+#include "ci/validate.h"
+
+namespace ci {
+
+namespace {
+
+// Bounded: runners come and go.
+constexpr size_t kMaxPooled = 4096;
+
+}  // namespace
+
+std::unique_ptr<LineClient> RunnerLink::take(const std::string& runner) {
+  {
+    MutexLock lock(mutex_);
+    auto it = clients_.find(runner);
+    if (it != clients_.end()) {
+      auto client = std::move(it->second);
+      clients_.erase(it);
+      return client;
+    }
+  }
+  auto hp = parse_host_port(runner);
+  ClientOptions co;
+  co.connect_timeout = options_.connect_timeout;
+  co.io_timeout = options_.io_timeout;
+  co.token = options_.token;
+  co.service = kRunnerService;
+  return std::make_unique<LineClient>(hp ? hp->host : "", hp ? hp->port : 0, co);
+}
+
+void RunnerLink::give(const std::string& runner, std::unique_ptr<LineClient> client) {
+  MutexLock lock(mutex_);
+  if (clients_.size() >= kMaxPooled) clients_.clear();
+  clients_.emplace(runner, std::move(client));
+}
+
+void RunnerLink::keep_only(const std::set<std::string>& runners) {
+  MutexLock lock(mutex_);
+  std::erase_if(clients_, [&](const auto& entry) { return !runners.count(entry.first); });
+}
+
+RunnerLink::PingAnswer RunnerLink::ping(const std::string& runner) {
+  auto client = take(runner);
+  auto reply = client->call(PingRequest{});
+  PingAnswer answer;
+  if (reply && reply->kind == Reply::Kind::Pong) {
+    answer.kind = PingAnswer::Kind::Report;
+    const auto& a = reply->args;
+    answer.report.known = !a.empty();
+    answer.report.busy = !a.empty() && a[0] == "busy";
+    if (answer.report.busy && a.size() == 3) {
+      answer.report.job = parse_u64(a[1]).value_or(0);
+      answer.report.attempt = static_cast<uint32_t>(parse_u64(a[2], UINT32_MAX).value_or(0));
+    }
+  } else if (!reply && client->busy()) {
+    // A test flooding its runner's port, say.
+    answer.kind = PingAnswer::Kind::SlotsFull;
+  } else {
+    answer.kind = PingAnswer::Kind::Missed;
+    answer.why = reply ? "unexpected reply" : reply.error();
+  }
+  give(runner, std::move(client));
+  return answer;
+}
+
+RunnerLink::RuntestAnswer RunnerLink::runtest(const Offer& offer) {
+  auto client = take(offer.runner);
+  auto reply =
+      client->call(RuntestRequest{offer.job, offer.attempt, offer.commit, offer.branch});
+  // Out of connection slots, the runner is alive: as BUSY, not against the runner.
+  const bool slots_full = !reply && client->busy();
+  give(offer.runner, std::move(client));
+  if (reply && reply->kind == Reply::Kind::Ok) return {RuntestAnswer::Kind::Accepted, ""};
+  if (slots_full || (reply && reply->kind == Reply::Kind::Busy))
+    return {RuntestAnswer::Kind::Busy, ""};
+  if (reply) return {RuntestAnswer::Kind::Rejected, reply->reason()};
+  return {RuntestAnswer::Kind::Unreachable, reply.error()};
+}
+
+}  // namespace ci

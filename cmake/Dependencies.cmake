@@ -8,6 +8,8 @@ find_package(SQLite3 REQUIRED)
 # constant-time compare. Linked privately by ci_common: no OpenSSL header in include/ci/.
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 pkg_check_modules(LIBGIT2 REQUIRED IMPORTED_TARGET libgit2)
+# nlohmann-json3-dev, headers only: cictl's --json output.
+find_package(nlohmann_json 3 REQUIRED)
 
 # libasio-dev ships headers only, without a CMake config: an INTERFACE target of our
 # own. Asio is compiled once, in src/common/asio.cpp (ASIO_SEPARATE_COMPILATION).

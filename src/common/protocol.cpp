@@ -53,6 +53,120 @@ std::string parse_job_attempt(const std::string& job_word, const std::string& at
   return {};
 }
 
+// One parser a verb. Each gets the whole frame (words[0] is the verb) and checks its
+// own arguments; the table below is the one place a verb is named.
+using RequestParser = Result<Request> (*)(const Frame& f);
+
+template <typename T>
+Result<Request> parse_bare(const Frame& f) {
+  if (f.words.size() != 1) return wrong_args(f.verb(), "");
+  return Request{T{}};
+}
+
+Result<Request> parse_jobs(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() > 2) return wrong_args(f.verb(), "[limit]");
+  JobsRequest r;
+  if (w.size() == 2) {
+    auto n = parse_u64(w[1], 1000000);
+    if (!n || *n == 0) return bad("jobs limit must be a number from 1 to 1000000");
+    r.limit = *n;
+  }
+  return Request{r};
+}
+
+Result<Request> parse_retry(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 2) return wrong_args(f.verb(), "<job>");
+  auto job = parse_u64(w[1], INT64_MAX);
+  if (!job || *job == 0) return bad("job id must be a positive number");
+  return Request{RetryRequest{*job}};
+}
+
+Result<Request> parse_abandon(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 4) return wrong_args(f.verb(), "<job> <attempt> <runner>");
+  AbandonRequest r;
+  if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
+  std::string why;
+  if (!parse_host_port(w[3], &why)) return bad("runner: " + why);
+  r.runner = w[3];
+  return Request{r};
+}
+
+// register and unregister: <host> <port>.
+template <typename T>
+Result<Request> parse_host_and_port(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 3) return wrong_args(f.verb(), "<host> <port>");
+  if (std::string why = check_host(w[1]); !why.empty()) return bad(why);
+  auto port = parse_port(w[2]);
+  if (!port) return bad("port must be a number from 1 to 65535");
+  return Request{T{w[1], *port}};
+}
+
+Result<Request> parse_dispatch(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 3) return wrong_args(f.verb(), "<commit> <branch>");
+  if (std::string why = check_commit_id(w[1]); !why.empty()) return bad(why);
+  if (std::string why = check_branch_name(w[2]); !why.empty()) return bad(why);
+  return Request{DispatchRequest{normalize_commit_id(w[1]), w[2]}};
+}
+
+Result<Request> parse_runtest(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 5) return wrong_args(f.verb(), "<job> <attempt> <commit> <branch>");
+  RuntestRequest r;
+  if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
+  if (std::string why = check_commit_id(w[3]); !why.empty()) return bad(why);
+  if (std::string why = check_branch_name(w[4]); !why.empty()) return bad(why);
+  r.commit = normalize_commit_id(w[3]);
+  r.branch = w[4];
+  return Request{r};
+}
+
+Result<Request> parse_results(const Frame& f) {
+  const auto& w = f.words;
+  if (!f.has_body || w.size() != 8)
+    return wrong_args(f.verb(), "<job> <attempt> <runner> <status> <run> <failed> <ms> <length>");
+  ResultsRequest r;
+  if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
+  std::string why;
+  if (!parse_host_port(w[3], &why)) return bad("runner: " + why);
+  if (!parse_test_status(w[4], &r.status))
+    return bad("status must be passed, failed, error or timeout");
+  auto run = parse_count(w[5]);
+  auto failed = parse_count(w[6]);
+  auto ms = parse_u64(w[7]);
+  if (!run || !failed) return bad("test counts must be numbers or '-'");
+  if (!ms) return bad("duration must be a number of milliseconds");
+  r.runner = w[3];
+  r.tests_run = *run;
+  r.tests_failed = *failed;
+  r.duration_ms = *ms;
+  r.output = f.body;
+  return Request{std::move(r)};
+}
+
+struct VerbParser {
+  std::string_view verb;
+  RequestParser parse;
+};
+constexpr VerbParser kRequestParsers[] = {
+    {"status", parse_bare<StatusRequest>},
+    {"ping", parse_bare<PingRequest>},
+    {"poll", parse_bare<PollRequest>},
+    {"runners", parse_bare<RunnersRequest>},
+    {"jobs", parse_jobs},
+    {"retry", parse_retry},
+    {"abandon", parse_abandon},
+    {"register", parse_host_and_port<RegisterRequest>},
+    {"unregister", parse_host_and_port<UnregisterRequest>},
+    {"dispatch", parse_dispatch},
+    {"runtest", parse_runtest},
+    {"results", parse_results},
+};
+
 }  // namespace
 
 bool request_has_body(const std::vector<std::string>& words) {
@@ -61,93 +175,8 @@ bool request_has_body(const std::vector<std::string>& words) {
 
 Result<Request> parse_request(const Frame& f) {
   const std::string& verb = f.verb();
-  const auto& w = f.words;
-  if (verb == "status") {
-    if (w.size() != 1) return wrong_args(verb, "");
-    return Request{StatusRequest{}};
-  }
-  if (verb == "ping") {
-    if (w.size() != 1) return wrong_args(verb, "");
-    return Request{PingRequest{}};
-  }
-  if (verb == "poll") {
-    if (w.size() != 1) return wrong_args(verb, "");
-    return Request{PollRequest{}};
-  }
-  if (verb == "runners") {
-    if (w.size() != 1) return wrong_args(verb, "");
-    return Request{RunnersRequest{}};
-  }
-  if (verb == "jobs") {
-    if (w.size() > 2) return wrong_args(verb, "[limit]");
-    JobsRequest r;
-    if (w.size() == 2) {
-      auto n = parse_u64(w[1], 1000000);
-      if (!n || *n == 0) return bad("jobs limit must be a number from 1 to 1000000");
-      r.limit = *n;
-    }
-    return Request{r};
-  }
-  if (verb == "retry") {
-    if (w.size() != 2) return wrong_args(verb, "<job>");
-    auto job = parse_u64(w[1], INT64_MAX);
-    if (!job || *job == 0) return bad("job id must be a positive number");
-    return Request{RetryRequest{*job}};
-  }
-  if (verb == "abandon") {
-    if (w.size() != 4) return wrong_args(verb, "<job> <attempt> <runner>");
-    AbandonRequest r;
-    if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
-    std::string why;
-    if (!parse_host_port(w[3], &why)) return bad("runner: " + why);
-    r.runner = w[3];
-    return Request{r};
-  }
-  if (verb == "register" || verb == "unregister") {
-    if (w.size() != 3) return wrong_args(verb, "<host> <port>");
-    if (std::string why = check_host(w[1]); !why.empty()) return bad(why);
-    auto port = parse_port(w[2]);
-    if (!port) return bad("port must be a number from 1 to 65535");
-    if (verb == "unregister") return Request{UnregisterRequest{w[1], *port}};
-    return Request{RegisterRequest{w[1], *port}};
-  }
-  if (verb == "dispatch") {
-    if (w.size() != 3) return wrong_args(verb, "<commit> <branch>");
-    if (std::string why = check_commit_id(w[1]); !why.empty()) return bad(why);
-    if (std::string why = check_branch_name(w[2]); !why.empty()) return bad(why);
-    return Request{DispatchRequest{normalize_commit_id(w[1]), w[2]}};
-  }
-  if (verb == "runtest") {
-    if (w.size() != 5) return wrong_args(verb, "<job> <attempt> <commit> <branch>");
-    RuntestRequest r;
-    if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
-    if (std::string why = check_commit_id(w[3]); !why.empty()) return bad(why);
-    if (std::string why = check_branch_name(w[4]); !why.empty()) return bad(why);
-    r.commit = normalize_commit_id(w[3]);
-    r.branch = w[4];
-    return Request{r};
-  }
-  if (verb == "results") {
-    if (!f.has_body || w.size() != 8)
-      return wrong_args(verb, "<job> <attempt> <runner> <status> <run> <failed> <ms> <length>");
-    ResultsRequest r;
-    if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
-    std::string why;
-    if (!parse_host_port(w[3], &why)) return bad("runner: " + why);
-    if (!parse_test_status(w[4], &r.status))
-      return bad("status must be passed, failed, error or timeout");
-    auto run = parse_count(w[5]);
-    auto failed = parse_count(w[6]);
-    auto ms = parse_u64(w[7]);
-    if (!run || !failed) return bad("test counts must be numbers or '-'");
-    if (!ms) return bad("duration must be a number of milliseconds");
-    r.runner = w[3];
-    r.tests_run = *run;
-    r.tests_failed = *failed;
-    r.duration_ms = *ms;
-    r.output = f.body;
-    return Request{std::move(r)};
-  }
+  for (const VerbParser& p : kRequestParsers)
+    if (verb == p.verb) return p.parse(f);
   return bad("unknown verb '" + escape_for_log(verb, 40) + "'");
 }
 

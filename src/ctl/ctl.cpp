@@ -11,32 +11,32 @@
 
 namespace ci {
 
-std::string align_columns(const std::string& text) {
-  std::vector<std::vector<std::string>> rows;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream words(line);
-    std::vector<std::string> row;
-    for (std::string w; words >> w;) row.push_back(w);
-    rows.push_back(std::move(row));
+namespace {
+
+// Where a failure goes: a line on stderr, and with --json also {"error": ...} on stdout,
+// so that a script reading stdout always gets one object.
+struct Report {
+  std::ostream& out;
+  std::ostream& err;
+  bool json = false;
+
+  int fail(int code, const std::string& reason, const std::string& hint = {}) const {
+    err << "cictl: " << reason << "\n" << hint;
+    if (json) out << error_json(reason);
+    return code;
   }
-  std::vector<size_t> width;
-  for (const auto& row : rows)
-    for (size_t i = 0; i < row.size(); ++i) {
-      if (width.size() <= i) width.push_back(0);
-      width[i] = std::max(width[i], row[i].size());
-    }
-  std::string out;
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
-    }
-    out += line + "\n";
-  }
-  return out;
+};
+
+// Prints a parsed query answer as a table or as JSON; a malformed answer is a failure.
+template <typename T>
+int print_answer(const Report& report, const char* peer, const Result<T>& parsed,
+                 std::string (*table)(const T&), std::string (*json)(const T&)) {
+  if (!parsed) return report.fail(1, std::string(peer) + " answered badly: " + parsed.error());
+  report.out << (report.json ? json(*parsed) : table(*parsed));
+  return 0;
 }
+
+}  // namespace
 
 int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   CLI::App app{"cictl: ask the CI dispatcher what it is doing, or give it work"};
@@ -50,6 +50,8 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   app.add_option("--timeout", timeout_s, "seconds to wait for an answer")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 3600.0));
+  bool json = false;
+  app.add_flag("--json", json, "print one JSON object (errors too: {\"error\": ...})");
   app.require_subcommand(1);
   app.fallthrough();  // global options may also come after the subcommand
   auto* notify = app.add_subcommand("notify", "make the observer fetch and look now");
@@ -73,6 +75,8 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   dispatch->add_option("commit", commit, "the commit id (40 or 64 hex digits)")->required();
   dispatch->add_option("--branch", branch, "the branch it is on")->capture_default_str();
 
+  // Known before parsing: a usage error is reported as JSON too.
+  Report report{out, err, std::find(args.begin(), args.end(), "--json") != args.end()};
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
@@ -84,26 +88,26 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       bool known = app.get_option_no_throw(name) != nullptr;
       for (auto* sub : app.get_subcommands({}))
         known = known || sub->get_option_no_throw(name) != nullptr;
-      if (!known) {
-        err << "cictl: unknown option '" << name << "'\nRun with --help for more information.\n";
-        return 2;
-      }
+      if (!known)
+        return report.fail(2, "unknown option '" + name + "'",
+                           "Run with --help for more information.\n");
     }
     std::ostringstream o, e2;
     int code = app.exit(e, o, e2);
     out << o.str();
+    if (code == 0) return 0;
     err << e2.str();
-    return code == 0 ? 0 : 2;
+    if (report.json) out << error_json(e.what());
+    return 2;
   }
+  report.json = json;
 
   std::string why;
   const std::string& target = *notify ? observer : server;
   auto hp = parse_host_port(target, &why);
-  if (!hp) {
-    err << "cictl: " << (*notify ? "--observer" : "--dispatcher-server") << " '" << target
-        << "': " << why << "\n";
-    return 2;
-  }
+  if (!hp)
+    return report.fail(2, std::string(*notify ? "--observer" : "--dispatcher-server") + " '" +
+                              target + "': " + why);
   Request request;
   if (*status) {
     request = StatusRequest{};
@@ -116,22 +120,15 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   } else if (*notify) {
     request = PollRequest{};
   } else {
-    if (std::string bad = check_commit_id(commit); !bad.empty()) {
-      err << "cictl: '" << commit << "': " << bad << "\n";
-      return 2;
-    }
-    if (std::string bad = check_branch_name(branch); !bad.empty()) {
-      err << "cictl: --branch '" << branch << "': " << bad << "\n";
-      return 2;
-    }
+    if (std::string bad = check_commit_id(commit); !bad.empty())
+      return report.fail(2, "'" + commit + "': " + bad);
+    if (std::string bad = check_branch_name(branch); !bad.empty())
+      return report.fail(2, "--branch '" + branch + "': " + bad);
     request = DispatchRequest{normalize_commit_id(commit), branch};
   }
 
   auto token = load_token(token_file);
-  if (!token) {
-    err << "cictl: --token-file: " << token.error() << "\n";
-    return 2;
-  }
+  if (!token) return report.fail(2, "--token-file: " + token.error());
   ClientOptions co;
   co.token = *token;
   co.service = *notify ? kObserverService : kDispatcherService;
@@ -139,28 +136,27 @@ int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   co.connect_timeout = std::min(co.io_timeout, std::chrono::milliseconds(5000));
   LineClient client(hp->host, hp->port, co);
   auto reply = client.call(request);
-  if (!reply && client.busy()) {
-    err << "cictl: " << (*notify ? "the observer" : "the dispatcher")
-        << " is busy (too many connections); try again\n";
-    return 3;
+  const char* peer = *notify ? "the observer" : "the dispatcher";
+  if (!reply && client.busy())
+    return report.fail(3, std::string(peer) + " is busy (too many connections); try again");
+  if (!reply) return report.fail(1, reply.error());
+  if (reply->kind != Reply::Kind::Ok)
+    return report.fail(1, std::string(peer) + " answered: " +
+                              (reply->kind == Reply::Kind::Err ? "ERR " : "") + reply->reason());
+  if (*status)
+    return print_answer(report, peer, parse_status_reply(*reply), status_table, status_json);
+  if (*runners)
+    return print_answer(report, peer, parse_runners_reply(*reply), runners_table, runners_json);
+  if (*jobs) return print_answer(report, peer, parse_jobs_reply(*reply), jobs_table, jobs_json);
+  if (*dispatch || *retry) {
+    auto job = reply->args.size() == 1 ? parse_u64(reply->args[0], INT64_MAX) : std::nullopt;
+    if (!job || *job == 0)
+      return report.fail(1, std::string(peer) + " answered OK without a job id");
+    out << (report.json ? job_json(*job) : "job " + std::to_string(*job) + "\n");
+    return 0;
   }
-  if (!reply) {
-    err << "cictl: " << reply.error() << "\n";
-    return 1;
-  }
-  if (reply->kind != Reply::Kind::Ok) {
-    err << "cictl: " << (*notify ? "the observer" : "the dispatcher")
-        << " answered: " << (reply->kind == Reply::Kind::Err ? "ERR " : "") << reply->reason()
-        << "\n";
-    return 1;
-  }
-  if (*notify) {
-    // Quiet on success: it runs from git hooks.
-  } else if (*dispatch || *retry) {
-    out << "job " << (reply->args.empty() ? "?" : reply->args[0]) << "\n";
-  } else {
-    out << align_columns(reply->body);
-  }
+  // notify: quiet on success without --json, for it runs from git hooks.
+  if (report.json) out << ok_json();
   return 0;
 }
 

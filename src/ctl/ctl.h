@@ -5,14 +5,31 @@
 #include <string>
 #include <vector>
 
+#include "ci/replies.h"
+
 namespace ci {
 
 // Runs cictl with its arguments (without the program name), printing to out and err.
 // Returns the process exit code: 0 success, 1 failure, 2 bad usage, 3 the server is
 // busy (at its connection limit; nothing was done, and trying again later may work).
+// With --json, stdout gets one JSON object whatever happens: the answer, {"job":N},
+// {"ok":true}, or {"error":"<reason>"} with the same exit code as without.
 int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 // Lines of space-separated columns, padded so the columns line up.
 std::string align_columns(const std::string& text);
+
+// The tables people read (output.cpp).
+std::string status_table(const StatusReply& status);
+std::string runners_table(const RunnersReply& runners);
+std::string jobs_table(const JobsReply& jobs);
+
+// --json: one object and a newline each. Unknowns ("-" in the tables) are null.
+std::string status_json(const StatusReply& status);
+std::string runners_json(const RunnersReply& runners);
+std::string jobs_json(const JobsReply& jobs);
+std::string job_json(JobId job);
+std::string ok_json();
+std::string error_json(const std::string& reason);
 
 }  // namespace ci

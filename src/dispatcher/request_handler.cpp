@@ -2,18 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include <map>
-#include <sstream>
+#include <algorithm>
 
+#include "ci/replies.h"
 #include "ci/validate.h"
 
 namespace ci {
-
-namespace {
-
-std::string count_text(int64_t n) { return n < 0 ? "-" : std::to_string(n); }
-
-}  // namespace
 
 RequestHandler::RequestHandler(GuardedScheduler& state, GroupCommitter& committer,
                                OfferSender& offers, const ResultWriter& writer, Clock& clock)
@@ -160,49 +154,70 @@ void RequestHandler::on_results(const ResultsRequest& r, Answer answer) {
 Reply RequestHandler::on_status() {
   MutexLock lock(state_.mutex);
   const Scheduler& scheduler = state_.scheduler;
-  std::map<std::string, size_t> runners, results;
-  for (const auto& [addr, r] : scheduler.runners()) runners[to_string(r.state)]++;
-  size_t running = 0, finished = 0;
+  StatusReply status;
+  status.runners = scheduler.runners().size();
+  for (const auto& [addr, r] : scheduler.runners()) {
+    switch (r.state) {
+      case RunnerState::Idle:
+        status.runners_idle++;
+        break;
+      case RunnerState::Offered:
+      case RunnerState::Running:
+      case RunnerState::BusyUnknown:
+        status.runners_busy++;
+        break;
+      case RunnerState::Suspect:
+        status.runners_unreachable++;
+        break;
+    }
+  }
   for (const auto& [id, j] : scheduler.jobs()) {
     if (j.state == JobState::Running || j.state == JobState::Offered ||
         j.state == JobState::Finishing)
-      running++;
-    if (j.state == JobState::Finished) {
-      finished++;
-      results[to_string(j.outcome->status)]++;
+      status.jobs_running++;
+    if (j.state != JobState::Finished) continue;
+    status.jobs_finished++;
+    switch (j.outcome->status) {
+      case TestStatus::Passed:
+        status.jobs_passed++;
+        break;
+      case TestStatus::Failed:
+        status.jobs_failed++;
+        break;
+      case TestStatus::Error:
+        status.jobs_error++;
+        break;
+      case TestStatus::Timeout:
+        status.jobs_timeout++;
+        break;
     }
   }
-  std::ostringstream body;
-  body << "runners " << scheduler.runners().size() << "\n";
-  body << "runners-idle " << runners["idle"] << "\n";
-  body << "runners-busy " << runners["running"] + runners["offered"] + runners["busy"] << "\n";
-  body << "runners-unreachable " << runners["unreachable"] << "\n";
-  body << "jobs-queued " << scheduler.queued() << "\n";
-  body << "jobs-running " << running << "\n";
-  body << "jobs-finished " << finished << "\n";
-  for (const char* s : {"passed", "failed", "error", "timeout"})
-    body << "jobs-" << s << " " << results[s] << "\n";
-  body << "results-dir " << writer_.dir() << "\n";
-  return Reply::ok_with_body(body.str());
+  status.jobs_queued = scheduler.queued();
+  status.results_dir = writer_.dir();
+  return to_reply(status);
 }
 
 Reply RequestHandler::on_runners() {
   MutexLock lock(state_.mutex);
   auto t = clock_.now();
-  std::ostringstream body;
-  body << "address state job attempt jobs-done last-seen-ms\n";
+  RunnersReply reply;
+  reply.runners.reserve(state_.scheduler.runners().size());
   for (const auto& [addr, r] : state_.scheduler.runners()) {
-    auto seen = std::chrono::duration_cast<std::chrono::milliseconds>(t - r.last_seen).count();
-    body << addr << " " << to_string(r.state) << " " << (r.job ? std::to_string(r.job) : "-") << " "
-         << (r.job ? std::to_string(r.attempt) : "-") << " " << r.jobs_done << " " << seen << "\n";
+    RunnerRow row;
+    row.address = addr;
+    row.state = to_string(r.state);
+    row.job = r.job;
+    row.attempt = r.job ? r.attempt : 0;
+    row.jobs_done = r.jobs_done;
+    row.last_seen_ms = static_cast<uint64_t>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(t - r.last_seen).count()));
+    reply.runners.push_back(std::move(row));
   }
-  return Reply::ok_with_body(body.str());
+  return to_reply(reply);
 }
 
 Reply RequestHandler::on_jobs(const JobsRequest& r) {
   MutexLock lock(state_.mutex);
-  std::ostringstream body;
-  body << "id commit branch state status attempt runner tests-run tests-failed duration-ms\n";
   const auto& jobs = state_.scheduler.jobs();
   // Bounded: one reply is at most about a megabyte.
   const uint64_t limit = std::min(r.limit, kMaxJobsListed);
@@ -210,20 +225,30 @@ Reply RequestHandler::on_jobs(const JobsRequest& r) {
   newest.reserve(std::min<uint64_t>(limit, jobs.size()));
   for (auto it = jobs.rbegin(); it != jobs.rend() && newest.size() < limit; ++it)
     newest.push_back(&it->second);
+  JobsReply reply;
+  reply.jobs.reserve(newest.size());
   for (auto it = newest.rbegin(); it != newest.rend(); ++it) {
     const Job& j = **it;
-    body << j.id << " " << j.commit << " " << j.branch << " " << to_string(j.state) << " ";
+    JobRow row;
+    row.id = j.id;
+    row.commit = j.commit;
+    row.branch = j.branch;
+    row.state = to_string(j.state);
     if (j.outcome && j.state == JobState::Finished) {
       const JobOutcome& o = *j.outcome;
-      body << to_string(o.status) << " " << o.attempt << " " << o.runner << " "
-           << count_text(o.tests_run) << " " << count_text(o.tests_failed) << " " << o.duration_ms
-           << "\n";
+      row.status = o.status;
+      row.attempt = o.attempt;
+      row.runner = o.runner;
+      row.tests_run = o.tests_run;
+      row.tests_failed = o.tests_failed;
+      row.duration_ms = o.duration_ms;
     } else {
-      body << "- " << (j.attempt ? std::to_string(j.attempt) : "-") << " "
-           << (j.attempt ? j.current_runner() : "-") << " - - -\n";
+      row.attempt = j.attempt;
+      row.runner = j.attempt ? j.current_runner() : "";
     }
+    reply.jobs.push_back(std::move(row));
   }
-  return Reply::ok_with_body(body.str());
+  return to_reply(reply);
 }
 
 }  // namespace ci

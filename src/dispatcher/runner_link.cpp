@@ -1,6 +1,7 @@
 #include "dispatcher/runner_link.h"
 
 #include "ci/auth.h"
+#include "ci/replies.h"
 #include "ci/validate.h"
 
 namespace ci {
@@ -45,24 +46,30 @@ void RunnerLink::keep_only(const std::set<std::string>& runners) {
 RunnerLink::PingAnswer RunnerLink::ping(const std::string& runner) {
   auto client = take(runner);
   auto reply = client->call(PingRequest{});
-  PingAnswer answer;
-  if (reply && reply->kind == Reply::Kind::Pong) {
-    answer.kind = PingAnswer::Kind::Report;
-    const auto& a = reply->args;
-    answer.report.known = !a.empty();
-    answer.report.busy = !a.empty() && a[0] == "busy";
-    if (answer.report.busy && a.size() == 3) {
-      answer.report.job = parse_u64(a[1]).value_or(0);
-      answer.report.attempt = static_cast<uint32_t>(parse_u64(a[2], UINT32_MAX).value_or(0));
-    }
-  } else if (!reply && client->busy()) {
-    // A test flooding its runner's port, say.
-    answer.kind = PingAnswer::Kind::SlotsFull;
-  } else {
-    answer.kind = PingAnswer::Kind::Missed;
-    answer.why = reply ? "unexpected reply" : reply.error();
-  }
+  // Out of connection slots (a test flooding its runner's port, say), the runner is
+  // there: nothing learned, and not a miss either.
+  const bool slots_full = !reply && client->busy();
   give(runner, std::move(client));
+
+  PingAnswer answer;
+  if (slots_full) {
+    answer.kind = PingAnswer::Kind::SlotsFull;
+    return answer;
+  }
+  if (!reply) {
+    answer.why = reply.error();
+    return answer;
+  }
+  auto pong = parse_pong_reply(*reply);
+  if (!pong) {
+    answer.why = pong.error();
+    return answer;
+  }
+  answer.kind = PingAnswer::Kind::Report;
+  answer.report.known = pong->state != PongReply::State::Alive;
+  answer.report.busy = pong->state == PongReply::State::Busy;
+  answer.report.job = pong->job;
+  answer.report.attempt = pong->attempt;
   return answer;
 }
 

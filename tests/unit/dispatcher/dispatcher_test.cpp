@@ -10,6 +10,7 @@
 #include "ci/clock.h"
 #include "ci/mutex.h"
 #include "ci/net.h"
+#include "ci/replies.h"
 #include "dispatcher/dispatcher.h"
 #include "dispatcher/group_committer.h"
 #include "dispatcher/heartbeat.h"
@@ -307,24 +308,29 @@ TEST(DispatcherOnAFakeClock, AnswersOverTheNetworkAndDropsASilentRunner) {
   }
   auto registered = client.call(RegisterRequest{"127.0.0.1", silent});
   ASSERT_TRUE(registered && registered->kind == Reply::Kind::Ok);
-  auto listed = [&] {
-    auto reply = client.call(RunnersRequest{});
-    return reply ? reply->body : std::string();
-  };
   const std::string address = "127.0.0.1:" + std::to_string(silent);
+  // The runner's state as `runners` tells it; "gone" once it is not listed.
+  auto runner_state = [&]() -> std::string {
+    auto reply = client.call(RunnersRequest{});
+    if (!reply) return reply.error();
+    auto runners = parse_runners_reply(*reply);
+    if (!runners) return runners.error();
+    for (const auto& row : runners->runners)
+      if (row.address == address) return row.state;
+    return "gone";
+  };
 
   // The dispatch is answered once written; the runner that cannot be reached keeps
   // it queued; the heartbeat drops it on the fake clock, and the store forgets it.
   auto dispatched = client.call(DispatchRequest{commit_id('e'), "master"});
   ASSERT_TRUE(dispatched && dispatched->kind == Reply::Kind::Ok);
   // The runtest could not reach it: it is suspect, and pinged at every round.
-  ASSERT_TRUE(test::wait_until(
-      [&] { return listed().find(address + " unreachable") != std::string::npos; }));
+  ASSERT_TRUE(test::wait_until([&] { return runner_state() == "unreachable"; }));
   for (int round = 1; round <= 2; ++round) {
     ASSERT_TRUE(test::wait_until([&] { return clock.waiting_until(clock.now() + 1000ms); }));
     clock.advance(1000ms);
   }
-  ASSERT_TRUE(test::wait_until([&] { return listed().find(address) == std::string::npos; }));
+  ASSERT_TRUE(test::wait_until([&] { return runner_state() == "gone"; }));
   ASSERT_TRUE(test::wait_until([&] {
     clock.advance(GroupCommitter::kLazyWriteDelay);
     MutexLock lock(data->mutex);

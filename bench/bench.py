@@ -18,7 +18,6 @@ import platform
 import re
 import select
 import shutil
-import signal
 import statistics
 import struct
 import subprocess
@@ -31,13 +30,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MiB = 1024 * 1024
 
-GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.com",
-               GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.com",
-               GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)
+# The daemons as processes, shared with scripts/chaos.py.
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import harness  # noqa: E402
+from harness import wait_for  # noqa: E402
 
+GIT_ENV = harness.git_env("Bench")
 
-class BenchError(Exception):
-    """Something broke: a daemon did not start, a result never came."""
+# Something broke: a daemon did not start, a result never came.
+BenchError = harness.HarnessError
 
 
 # ---------------------------------------------------------------------------------------
@@ -45,11 +46,7 @@ class BenchError(Exception):
 
 
 def git(repo, *args, env=None, stdin=None):
-    proc = subprocess.run(["git", "-C", repo, *args], env=env or GIT_ENV, input=stdin,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if proc.returncode != 0:
-        raise BenchError(f"git {' '.join(args)} in {repo}: {proc.stderr.decode().strip()}")
-    return proc.stdout.decode().strip()
+    return harness.git(repo, *args, env=env or GIT_ENV, stdin=stdin)
 
 
 def percentile(values, p):
@@ -83,16 +80,6 @@ def cpu_seconds(pid):
     return own, children
 
 
-def wait_for(condition, timeout, what, step=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) ")
 
 
@@ -104,50 +91,17 @@ def log_time(line):
     return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
 
 
-class Daemon:
-    """A daemon of the project as a real process, its output in a log file."""
+class Daemon(harness.Daemon):
+    """A daemon of the project as a real process, started at once, its output in a log
+    file."""
 
     def __init__(self, name, argv, log, cwd=None, stdin=None):
-        self.name, self.argv, self.log = name, argv, log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                         cwd=cwd)
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def text(self):
-        with open(self.log, errors="replace") as f:
-            return f.read()
-
-    def wait_log(self, pattern, timeout=30):
-        rx = re.compile(pattern)
-
-        def found():
-            if self.proc.poll() is not None:
-                raise BenchError(f"{self.name} exited ({self.proc.returncode}); see {self.log}")
-            return rx.search(self.text())
-        return wait_for(found, timeout, f"{self.name} to log '{pattern}'", step=0.02)
-
-    def wait_port(self, timeout=30):
-        m = self.wait_log(r"listening on [0-9.]+:(\d+)", timeout)
-        return int(m.group(1))
+        super().__init__(name, argv, log, cwd=cwd, stdin=stdin)
+        self.start()
 
     def memory(self):
-        if self.proc.poll() is not None:
-            raise BenchError(f"{self.name} exited ({self.proc.returncode}); see {self.log}")
+        self.check_running()
         return proc_status(self.pid)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class ResultWatch:
@@ -321,9 +275,8 @@ class Cluster:
                     CI_OBSERVER=f"127.0.0.1:{self.observer_port}")
 
     def notify(self):
-        subprocess.run([self.bin("cictl"), "--timeout", "5", "notify", "--observer",
-                        f"127.0.0.1:{self.observer_port}"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        harness.Ctl(self.bins, f"127.0.0.1:{self.dispatcher_port}").notify(
+            f"127.0.0.1:{self.observer_port}")
 
     def result_path(self, commit):
         return os.path.join(self.results, commit)
@@ -936,8 +889,15 @@ def main():
     ctx = Context()
     ctx.quick = args.quick
     ctx.bins = os.path.abspath(args.bin)
-    for exe in ("ci-dispatcher", "ci-runner", "ci-observer", "cictl", "ci-load-generator",
-                "ci-micro-bench"):
+    # The executables the chosen benchmarks run: `--only latency` runs against a build
+    # without the load generator and the micro benchmarks.
+    chosen = set(args.only or ["latency", "throughput", "sandbox", "capacity", "memory", "micro"])
+    needed = ["ci-dispatcher", "ci-runner", "ci-observer", "cictl"]
+    if chosen & {"capacity", "memory"}:
+        needed.append("ci-load-generator")
+    if "micro" in chosen:
+        needed.append("ci-micro-bench")
+    for exe in needed:
         if not os.access(os.path.join(ctx.bins, exe), os.X_OK):
             print(f"bench: {exe} not found in {ctx.bins}; run scripts/bench.sh",
                   file=sys.stderr)

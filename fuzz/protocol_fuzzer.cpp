@@ -7,6 +7,8 @@
 //  - a request that parses survives a round trip: serialize_request, framed and parsed
 //    again, serializes to the same bytes;
 //  - a reply that parses serializes back to the bytes of its frame;
+//  - a reply that parses as a typed one (status, runners, jobs, pong) survives a round
+//    trip: to_reply, serialized, framed and parsed again, is the same value;
 //  - the ERR reply answering a bad frame or request is itself one well-formed ERR frame.
 // A broken invariant prints what broke and aborts, which the fuzzer reports as a crash.
 //
@@ -24,6 +26,7 @@
 
 #include "ci/framing.h"
 #include "ci/protocol.h"
+#include "ci/replies.h"
 #include "ci/validate.h"
 
 namespace {
@@ -126,6 +129,28 @@ void check_request(const Frame& frame) {
   check(once == twice, "a request changes on a round trip", once, twice);
 }
 
+// A typed reply that parses is written by to_reply, framed as the answer to `verb` and
+// parsed again: the same value.
+template <typename T>
+void check_typed_reply(const ci::Reply& reply, ci::Result<T> (*parse)(const ci::Reply&),
+                       const char* verb) {
+  auto typed = parse(reply);
+  if (!typed) {
+    check(!typed.error().empty(), "a typed reply rejected without a reason");
+    return;
+  }
+  std::string bytes = ci::serialize(ci::serialize_reply(ci::to_reply(*typed)));
+  Frame frame = frame_one(
+      bytes, [verb](const std::vector<std::string>& w) { return ci::reply_has_body(verb, w); });
+  auto back = ci::parse_reply(frame);
+  check(back.ok(), "a typed reply's frame does not parse", bytes, back.ok() ? "" : back.error());
+  auto again = parse(*back);
+  check(again.ok(), "a typed reply does not parse after a round trip", bytes,
+        again.ok() ? "" : again.error());
+  check(*again == *typed, "a typed reply changes on a round trip", bytes,
+        ci::serialize(ci::serialize_reply(ci::to_reply(*again))));
+}
+
 void check_reply(const Frame& frame) {
   auto parsed = ci::parse_reply(frame);
   if (!parsed) {
@@ -136,6 +161,10 @@ void check_reply(const Frame& frame) {
   check(bytes == ci::serialize(frame), "a reply does not serialize back to its frame",
         ci::serialize(frame), bytes);
   (void)parsed->reason();
+  check_typed_reply(*parsed, ci::parse_status_reply, "status");
+  check_typed_reply(*parsed, ci::parse_runners_reply, "runners");
+  check_typed_reply(*parsed, ci::parse_jobs_reply, "jobs");
+  check_typed_reply(*parsed, ci::parse_pong_reply, "ping");
 }
 
 void run(std::string_view input, size_t split, const ci::BodyRule& rule,

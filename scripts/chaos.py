@@ -8,88 +8,28 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-ENV = dict(os.environ, GIT_AUTHOR_NAME="Chaos", GIT_AUTHOR_EMAIL="chaos@example.com",
-           GIT_COMMITTER_NAME="Chaos", GIT_COMMITTER_EMAIL="chaos@example.com")
+import harness
+from harness import Ctl, Daemon, HarnessError, free_port
+
+ENV = harness.git_env("Chaos")
 
 
 def git(repo, *args):
-    return subprocess.run(["git", "-C", repo, *args], check=True, env=ENV,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True).stdout.strip()
-
-
-def ask(port, line, timeout=5.0):
-    """One request to the dispatcher; returns (header, body) or None if it is down."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(line.encode() + b"\n")
-            data = b""
-            while b"\n" not in data:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return None
-                data += chunk
-            header, _, rest = data.partition(b"\n")
-            words = header.decode().split()
-            body = b""
-            if words and words[0] == "OK" and len(words) == 2 and line.split()[0] in (
-                    "status", "jobs", "runners"):
-                need = int(words[1])
-                body = rest
-                while len(body) < need:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        return None
-                    body += chunk
-            return header.decode(), body.decode()
-    except OSError:
-        return None
-
-
-class Daemon:
-    def __init__(self, name, argv, log):
-        self.name, self.argv, self.log = name, argv, log
-        self.proc = None
-
-    def start(self):
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    return harness.git(repo, *args, env=ENV)
 
 
 def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    print(f"chaos: timed out waiting for {what}", file=sys.stderr)
-    return False
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """True once condition() is; False (and says so) after `timeout` seconds."""
+    try:
+        return bool(harness.wait_for(condition, timeout, what, step=0.05))
+    except HarnessError as e:
+        print(f"chaos: {e}", file=sys.stderr)
+        return False
 
 
 def main():
@@ -109,7 +49,7 @@ def main():
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
     bin_dir = os.path.abspath(args.bin)
-    for exe in ("ci-dispatcher", "ci-runner", "ci-observer"):
+    for exe in ("ci-dispatcher", "ci-runner", "ci-observer", "cictl"):
         if not os.access(os.path.join(bin_dir, exe), os.X_OK):
             print(f"chaos: {exe} not found in {bin_dir}; build first (scripts/build.sh)",
                   file=sys.stderr)
@@ -126,6 +66,7 @@ def main():
     first = git(master, "rev-parse", "HEAD")
 
     port = free_port()
+    ctl = Ctl(bin_dir, f"127.0.0.1:{port}")
     results = os.path.join(work, "test_results")
     dispatcher = Daemon("dispatcher", [os.path.join(bin_dir, "ci-dispatcher"), "--port", str(port),
                                        "--results-dir", results,
@@ -152,12 +93,12 @@ def main():
     ok = False
     try:
         dispatcher.start()
-        if not wait_for(lambda: ask(port, "status") is not None, 20, "the dispatcher"):
+        if not wait_for(lambda: ctl.try_status() is not None, 20, "the dispatcher"):
             return 1
         for r in runners:
             r.start()
         observer.start()
-        if not wait_for(lambda: "first look" in open(observer.log).read(), 20, "the observer"):
+        if not wait_for(lambda: "first look" in observer.text(), 20, "the observer"):
             return 1
 
         print(f"chaos: seed {seed}, {args.minutes:g} minutes, {args.runners} runners, in {work}")
@@ -205,12 +146,14 @@ def main():
             return expected <= present
         wait_for(done, 180, "every commit's result")
         present = {n for n in os.listdir(results) if re.fullmatch(r"[0-9a-f]{40}", n)}
-        reply = ask(port, "jobs 1000000")
+        try:
+            jobs = ctl.jobs()
+        except HarnessError as e:
+            print(f"chaos: {e}", file=sys.stderr)
+            jobs = None
         per_commit = {}
-        if reply:
-            for line in reply[1].splitlines()[1:]:
-                words = line.split()
-                per_commit[words[1]] = per_commit.get(words[1], 0) + 1
+        for job in jobs or []:
+            per_commit[job["commit"]] = per_commit.get(job["commit"], 0) + 1
         lost = sorted(expected - present)
         duplicated = sorted(c for c, n in per_commit.items() if n > 1)
         unexpected = sorted(present - expected)
@@ -221,12 +164,12 @@ def main():
             print(f"chaos: lost {c}")
         for c in duplicated[:10]:
             print(f"chaos: duplicated {c}")
-        ok = not lost and not duplicated and not unexpected and reply is not None
+        ok = not lost and not duplicated and not unexpected and jobs is not None
         print("chaos: invariant holds" if ok else "chaos: INVARIANT BROKEN")
         return 0 if ok else 1
     finally:
         for d in daemons:
-            d.stop()
+            d.stop(timeout=10)
         if ok and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:

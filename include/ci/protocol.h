@@ -18,7 +18,9 @@
 //   runtest <job> <attempt> <commit> <branch>          OK | BUSY
 //   ping                                               pong idle | pong busy <job> <attempt>
 //
-// Anything malformed is answered "ERR <reason>" and the connection is closed.
+// Anything malformed is answered "ERR <reason>" and the connection is closed. The bodies
+// of the query replies (status, runners, jobs) and the runner's pong are typed in
+// ci/replies.h: read and write them there, never by splitting text.
 #pragma once
 
 #include <cstdint>

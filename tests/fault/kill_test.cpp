@@ -123,7 +123,7 @@ TEST(Kill, DispatcherKilledWithOneJobRunningAndThreeQueuedFinishesAllFour) {
   ASSERT_TRUE(wait_until([&] { return c.status_value("jobs-finished") == 4; }));
   auto jobs = jobs_of(c);
   ASSERT_EQ(jobs.size(), 4u);
-  for (const auto& j : jobs) EXPECT_EQ(j.status, "passed");
+  for (const auto& j : jobs) EXPECT_EQ(j.status, TestStatus::Passed);
   // Job 1 was not run again: its first attempt's result came from the spool.
   EXPECT_EQ(header_field(c.result(commits[0]), "attempt"), "1");
   EXPECT_FALSE(file_exists(gate + "/started.1.2"));

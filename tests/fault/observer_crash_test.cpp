@@ -51,7 +51,7 @@ TEST(ObserverCrash, KilledAfterPartOfARoundWasAcceptedHandsOverTheRestOnce) {
   expect_one_job_and_result_each(c, commits);
   for (const auto& j : jobs_of(c)) {
     if (job_of.count(j.commit)) {
-      EXPECT_EQ(j.id, job_of[j.commit]) << j.commit;
+      EXPECT_EQ(std::to_string(j.id), job_of[j.commit]) << j.commit;
     }
   }
 }

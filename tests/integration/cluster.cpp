@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <sstream>
 
 #include "ci/validate.h"
 
@@ -76,14 +75,31 @@ Result<Reply> Cluster::ask(const Request& request) {
   return client.call(request);
 }
 
-int64_t Cluster::status_value(const std::string& key) {
+Result<StatusReply> Cluster::status() {
   auto reply = ask(StatusRequest{});
-  if (!reply || reply->kind != Reply::Kind::Ok) return -1;
-  std::istringstream in(reply->body);
-  std::string k;
-  int64_t v;
-  while (in >> k >> v)
-    if (k == key) return v;
+  if (!reply) return Error{reply.error()};
+  return parse_status_reply(*reply);
+}
+
+int64_t Cluster::status_value(const std::string& key) {
+  auto s = status();
+  if (!s) return -1;
+  const std::pair<const char*, uint64_t> values[] = {
+      {"runners", s->runners},
+      {"runners-idle", s->runners_idle},
+      {"runners-busy", s->runners_busy},
+      {"runners-unreachable", s->runners_unreachable},
+      {"jobs-queued", s->jobs_queued},
+      {"jobs-running", s->jobs_running},
+      {"jobs-finished", s->jobs_finished},
+      {"jobs-passed", s->jobs_passed},
+      {"jobs-failed", s->jobs_failed},
+      {"jobs-error", s->jobs_error},
+      {"jobs-timeout", s->jobs_timeout},
+  };
+  for (const auto& [name, value] : values)
+    if (key == name) return static_cast<int64_t>(value);
+  ADD_FAILURE() << "no status value '" << key << "'";
   return -1;
 }
 
@@ -127,19 +143,12 @@ void Cluster::kill_hard(Daemon& daemon) {
 }
 
 std::vector<JobRow> jobs_of(Cluster& cluster) {
-  std::vector<JobRow> rows;
   auto reply = cluster.ask(JobsRequest{1000000});
-  if (!reply || reply->kind != Reply::Kind::Ok) return rows;
-  std::istringstream in(reply->body);
-  std::string line;
-  std::getline(in, line);  // the column names
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    JobRow r;
-    words >> r.id >> r.commit >> r.branch >> r.state >> r.status >> r.attempt >> r.runner;
-    rows.push_back(r);
-  }
-  return rows;
+  if (!reply) return {};
+  auto jobs = parse_jobs_reply(*reply);
+  // A dispatcher that answers, but badly, is a failure of the test, not an empty list.
+  EXPECT_TRUE(jobs.ok() || reply->kind != Reply::Kind::Ok) << jobs.error();
+  return jobs.ok() ? std::move(jobs->jobs) : std::vector<JobRow>{};
 }
 
 }  // namespace ci::test

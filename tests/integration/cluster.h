@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ci/net.h"
+#include "ci/replies.h"
 #include "test_support.h"
 
 namespace ci::test {
@@ -37,7 +38,10 @@ class Cluster {
   Daemon& observer() { return *observer_; }
 
   Result<Reply> ask(const Request& request);
-  // A value from the dispatcher's status body ("runners", "jobs-finished", ...).
+  // The dispatcher's status, parsed; an error if it cannot be asked or answers badly.
+  Result<StatusReply> status();
+  // A value of the dispatcher's status by its key on the wire ("runners",
+  // "jobs-finished", ...), or -1 when the status cannot be had.
   int64_t status_value(const std::string& key);
   bool wait_runners(int64_t n, std::chrono::milliseconds timeout = 20000ms);
   bool wait_result(const std::string& commit, std::chrono::milliseconds timeout = 60000ms);
@@ -56,10 +60,7 @@ class Cluster {
   std::unique_ptr<Daemon> observer_;
 };
 
-// One line of the dispatcher's `jobs` table.
-struct JobRow {
-  std::string id, commit, branch, state, status, attempt, runner;
-};
+// The rows of the dispatcher's `jobs` table, oldest first (none if it cannot be asked).
 std::vector<JobRow> jobs_of(Cluster& cluster);
 
 // The value of "key: value" in a result file's header.

@@ -3,6 +3,7 @@
 // the body budget) and line_connection.cpp (one connection).
 #pragma once
 
+#include <algorithm>
 #include <asio.hpp>
 #include <atomic>
 #include <chrono>

@@ -55,8 +55,9 @@ Observer::Observer(ObserverOptions options)
 Observer::~Observer() { stop(); }
 
 Result<void> Observer::start() {
-  std::lock_guard join_lock(join_mu_);
+  MutexLock join_lock(join_mu_);
   if (stopping() || thread_.joinable()) return make_error("observer already started or stopped");
+  if (options_.clock == nullptr) return make_error("the observer's options name no clock");
   std::error_code ec;
   if (!fs::exists(options_.repo, ec))
     return make_error("repository " + options_.repo + " does not exist");
@@ -100,7 +101,7 @@ Result<void> Observer::start() {
 
   repo_ = std::move(*repo);
   {
-    std::lock_guard lock(state_mu_);
+    MutexLock lock(state_mu_);
     tracker_ = std::move(*tracker);
   }
   thread_ = std::thread([this] { run(); });
@@ -109,34 +110,35 @@ Result<void> Observer::start() {
 
 void Observer::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   wake_.notify_all();
-  std::lock_guard join_lock(join_mu_);
+  MutexLock join_lock(join_mu_);
   if (thread_.joinable()) thread_.join();
 }
 
 void Observer::poll_now() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     poked_ = true;
   }
   wake_.notify_all();
 }
 
 CommitTracker::State Observer::handed_over() const {
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   return tracker_ ? tracker_->state() : CommitTracker::State{};
 }
 
 bool Observer::stopping() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return stopping_;
 }
 
 void Observer::run() {
-  std::unique_lock lock(mu_);
+  Clock& clock = *options_.clock;
+  MutexLock lock(mu_);
   while (!stopping_) {
     poked_ = false;
     lock.unlock();
@@ -148,8 +150,8 @@ void Observer::run() {
     }
     rounds_.fetch_add(1);
     lock.lock();
-    auto deadline = std::chrono::steady_clock::now() + options_.interval;
-    wake_.wait_until(lock, deadline, [this] { return stopping_ || poked_; });
+    auto deadline = clock.now() + options_.interval;
+    while (!stopping_ && !poked_ && clock.now() < deadline) clock.wait_until(wake_, lock, deadline);
   }
 }
 
@@ -169,7 +171,7 @@ void Observer::round() {
   // still pending: this round's plan only adds what is new since.
   std::vector<HandOver> plan;
   {
-    std::lock_guard lock(state_mu_);
+    MutexLock lock(state_mu_);
     bool first_look = !tracker_->has_state();
     auto planned = tracker_->plan(*tips, *repo_);
     if (!planned) {
@@ -266,7 +268,7 @@ bool Observer::hand_over(LineClient& client, const HandOver& item) {
     return false;
   }
   {
-    std::lock_guard lock(state_mu_);
+    MutexLock lock(state_mu_);
     tracker_->mark_handed_over(item.branch, item.commit);
   }
   std::string job = reply->args.empty() ? "?" : escape_for_log(reply->args.front(), 40);
@@ -275,7 +277,7 @@ bool Observer::hand_over(LineClient& client, const HandOver& item) {
 }
 
 void Observer::save_state() {
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   if (!tracker_->dirty()) return;
   if (auto r = tracker_->save(state_file_); !r) {
     save_streak_.failed(r.error());

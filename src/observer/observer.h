@@ -6,15 +6,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "ci/clock.h"
 #include "ci/git.h"
+#include "ci/mutex.h"
 #include "ci/net.h"
 #include "ci/result.h"
 #include "ci/validate.h"
@@ -34,6 +34,10 @@ struct ObserverOptions {
   size_t max_new_commits = CommitTracker::kDefaultMaxNewCommits;
   std::string state_file;  // empty: default_state_file(repo)
   ClientOptions client;
+  // Times the rounds: the wait of `interval` between them (and so the retry of what
+  // the dispatcher refused or could not take) is on this clock. Tests give a FakeClock.
+  // Network timeouts (`client`) stay on real time.
+  Clock* clock = &Clock::real();
 };
 
 // <repo>/.git/ci-observer.state, or <repo>/ci-observer.state for a bare repository.
@@ -49,17 +53,17 @@ class Observer {
   // Opens the repository and reads the state file, then starts the poll thread,
   // whose first round runs at once. An error (missing or non-git repository,
   // corrupt state file) is one line naming the path. Call once.
-  Result<void> start();
+  Result<void> start() EXCLUDES(join_mu_, state_mu_, mu_);
   // Wakes the loop and joins it; a round in progress stops before its next
   // hand-over and saves the state. Idempotent; thread-safe.
-  void stop();
+  void stop() EXCLUDES(join_mu_, mu_);
   // Wakes the loop for a round now instead of at the next deadline. Thread-safe.
-  void poll_now();
+  void poll_now() EXCLUDES(mu_);
 
   // Rounds finished since start(), whatever their outcome. Thread-safe.
   uint64_t rounds_completed() const { return rounds_.load(); }
   // A copy of the tracker's state: branch -> last commit handed over. Thread-safe.
-  CommitTracker::State handed_over() const;
+  CommitTracker::State handed_over() const EXCLUDES(state_mu_);
   // Commits read by the walks of the history since start(): the work of planning.
   // Thread-safe.
   uint64_t commits_read() const { return commits_read_.load(); }
@@ -80,15 +84,17 @@ class Observer {
     bool failing_ = false;
   };
 
-  void run();
-  void round();
+  // The poll thread's loop, and what it alone touches (repo_, the streaks,
+  // skipped_branches_): no lock for those.
+  void run() EXCLUDES(mu_, state_mu_);
+  void round() EXCLUDES(mu_, state_mu_);
   std::optional<std::vector<git::BranchTip>> watched_tips();
   void report_skipped(const std::vector<Skipped>& skipped);
-  void hand_over_all(const std::vector<HandOver>& plan);
+  void hand_over_all(const std::vector<HandOver>& plan) EXCLUDES(mu_, state_mu_);
   bool dispatcher_ready(LineClient& client);
-  bool hand_over(LineClient& client, const HandOver& item);
-  void save_state();
-  bool stopping() const;
+  bool hand_over(LineClient& client, const HandOver& item) EXCLUDES(state_mu_);
+  void save_state() EXCLUDES(state_mu_);
+  bool stopping() const EXCLUDES(mu_);
 
   ObserverOptions options_;
   std::string state_file_;
@@ -96,13 +102,13 @@ class Observer {
   std::set<std::string> watched_;      // empty: every branch
   std::optional<git::Repository> repo_;
 
-  mutable std::mutex state_mu_;  // guards tracker_ against handed_over()
-  std::optional<CommitTracker> tracker_;
+  mutable Mutex state_mu_;  // guards tracker_ against handed_over()
+  std::optional<CommitTracker> tracker_ GUARDED_BY(state_mu_);
 
-  mutable std::mutex mu_;  // guards stopping_ and poked_
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  bool poked_ = false;
+  mutable Mutex mu_;
+  CondVar wake_;  // stopping_ or poked_ set
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool poked_ GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> rounds_{0};
   std::atomic<uint64_t> commits_read_{0};
 
@@ -111,8 +117,8 @@ class Observer {
   FailureStreak dispatcher_streak_{"dispatcher " + options_.dispatcher.str() + " answers again"};
   FailureStreak save_streak_{"the state file is written again"};
   std::set<std::string> skipped_branches_;  // bad names, logged once each
-  std::mutex join_mu_;                      // serialises start's thread launch and stop's join
-  std::thread thread_;
+  Mutex join_mu_;  // serialises start's thread launch and stop's join
+  std::thread thread_ GUARDED_BY(join_mu_);
 };
 
 }  // namespace ci::observer

@@ -4,14 +4,13 @@
 // dispatched, and answers a repeat with that job.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "ci/mutex.h"
 #include "ci/net.h"
 #include "ci/protocol.h"
 
@@ -49,59 +48,59 @@ class FakeDispatcher {
 
   uint16_t port() const { return port_; }
 
-  std::vector<Dispatch> dispatches() const {
-    std::lock_guard lock(mu_);
+  std::vector<Dispatch> dispatches() const EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     return dispatches_;
   }
-  std::vector<std::string> commits() const {
-    std::lock_guard lock(mu_);
+  std::vector<std::string> commits() const EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     std::vector<std::string> out;
     for (const auto& d : dispatches_) out.push_back(d.commit);
     return out;
   }
   // The commits of the jobs made, in order: each (commit, branch) once.
-  std::vector<std::string> job_commits() const {
-    std::lock_guard lock(mu_);
+  std::vector<std::string> job_commits() const EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     return job_commits_;
   }
 
   // The n-th dispatch (counting from 1, repeats included) waits, before it is
   // recorded, until release_held(): as a dispatcher slow to answer, with the
   // observer in the middle of a round.
-  void hold_dispatch(size_t n) {
-    std::lock_guard lock(mu_);
+  void hold_dispatch(size_t n) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     hold_at_ = n;
   }
-  bool holding() const {
-    std::lock_guard lock(mu_);
+  bool holding() const EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     return holding_;
   }
   // Lets the held dispatch go: `accept` records and answers it as usual; otherwise
   // it is answered ERR and not recorded.
-  void release_held(bool accept) {
+  void release_held(bool accept) EXCLUDES(mu_) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       hold_at_ = 0;
       accept_held_ = accept;
       released_ = true;
     }
     released_cv_.notify_all();
   }
-  size_t status_calls() const {
-    std::lock_guard lock(mu_);
+  size_t status_calls() const EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     return status_calls_;
   }
   // While set, `status` is answered ERR, as by a dispatcher that is not ready.
-  void set_not_ready(bool not_ready) {
-    std::lock_guard lock(mu_);
+  void set_not_ready(bool not_ready) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     not_ready_ = not_ready;
   }
 
  private:
-  Response answer(const Frame& frame) {
+  Response answer(const Frame& frame) EXCLUDES(mu_) {
     auto request = parse_request(frame);
     if (!request) return {serialize_reply(Reply::err(request.error())), true};
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     if (std::holds_alternative<StatusRequest>(*request)) {
       ++status_calls_;
       if (not_ready_) return {serialize_reply(Reply::err("not ready")), false};
@@ -111,7 +110,7 @@ class FakeDispatcher {
       if (++dispatch_requests_ == hold_at_) {
         holding_ = true;
         released_ = false;
-        released_cv_.wait(lock, [this] { return released_; });
+        while (!released_) released_cv_.wait(lock);
         holding_ = false;
         if (!accept_held_) return {serialize_reply(Reply::err("dispatcher going away")), true};
       }
@@ -129,18 +128,19 @@ class FakeDispatcher {
 
   std::unique_ptr<LineServer> server_;
   uint16_t port_ = 0;
-  mutable std::mutex mu_;
-  std::vector<Dispatch> dispatches_;
-  std::map<std::pair<std::string, std::string>, size_t> jobs_;  // (commit, branch) -> job
-  std::vector<std::string> job_commits_;
-  size_t status_calls_ = 0;
-  bool not_ready_ = false;
-  size_t dispatch_requests_ = 0;
-  size_t hold_at_ = 0;  // 0: hold none
-  bool holding_ = false;
-  bool released_ = true;
-  bool accept_held_ = true;
-  std::condition_variable released_cv_;
+  mutable Mutex mu_;
+  std::vector<Dispatch> dispatches_ GUARDED_BY(mu_);
+  // (commit, branch) -> job
+  std::map<std::pair<std::string, std::string>, size_t> jobs_ GUARDED_BY(mu_);
+  std::vector<std::string> job_commits_ GUARDED_BY(mu_);
+  size_t status_calls_ GUARDED_BY(mu_) = 0;
+  bool not_ready_ GUARDED_BY(mu_) = false;
+  size_t dispatch_requests_ GUARDED_BY(mu_) = 0;
+  size_t hold_at_ GUARDED_BY(mu_) = 0;  // 0: hold none
+  bool holding_ GUARDED_BY(mu_) = false;
+  bool released_ GUARDED_BY(mu_) = true;
+  bool accept_held_ GUARDED_BY(mu_) = true;
+  CondVar released_cv_;
 };
 
 }  // namespace ci::observer::test

@@ -10,8 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "runner/cgroup.h"
+#include "ci/clock.h"
 #include "ci/git.h"
+#include "runner/cgroup.h"
 #include "ci/process.h"
 #include "ci/protocol.h"
 #include "runner/sandbox.h"
@@ -38,6 +39,9 @@ struct JobRunOptions {
   std::optional<JobCgroups> cgroups;
   // A cgroup (v2) folder made for each job under this one; "" for none (cgroup.h).
   std::string cgroup_root;
+  // Measures a job that ends before its command runs (the runner's; see runner.h). The
+  // command's own duration and timeout are on real time (ci/process.h).
+  Clock* clock = &Clock::real();
 };
 
 // The variables a test gets from the runner's environment besides those pass_env names.

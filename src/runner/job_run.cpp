@@ -149,15 +149,15 @@ Result<void> prepare_workdir(Clone& clone, const JobRunOptions& options, const s
 }  // namespace
 
 JobRunOutcome run_job(const JobRunOptions& options, const RuntestRequest& job,
-                            const std::string& runner, const CancelToken* cancel,
-                            const std::function<void(pid_t group)>& on_started) {
+                      const std::string& runner, const CancelToken* cancel,
+                      const std::function<void(pid_t group)>& on_started) {
   Clone clone(options.repo);
   return run_job(clone, options, job, runner, cancel, on_started);
 }
 
 JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestRequest& job,
-                            const std::string& runner, const CancelToken* cancel,
-                            const std::function<void(pid_t group)>& on_started) {
+                      const std::string& runner, const CancelToken* cancel,
+                      const std::function<void(pid_t group)>& on_started) {
   const Clock& clock = options.clock ? *options.clock : Clock::real();
   const TimePoint start = clock.now();
   JobRunOutcome outcome;

@@ -12,9 +12,9 @@
 
 #include "ci/clock.h"
 #include "ci/git.h"
-#include "runner/cgroup.h"
 #include "ci/process.h"
 #include "ci/protocol.h"
+#include "runner/cgroup.h"
 #include "runner/sandbox.h"
 
 namespace ci::runner {
@@ -99,11 +99,11 @@ std::string job_workdir(const JobRunOptions& options, const RuntestRequest& job)
 // The command runs under a guard (see CommandSpec::guard): nothing of it outlives the
 // runner. `on_started` gets the id of its process group once it exists.
 JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestRequest& job,
-                            const std::string& runner, const CancelToken* cancel,
-                            const std::function<void(pid_t group)>& on_started = nullptr);
+                      const std::string& runner, const CancelToken* cancel,
+                      const std::function<void(pid_t group)>& on_started = nullptr);
 // The same in options.repo, opened for this job only.
 JobRunOutcome run_job(const JobRunOptions& options, const RuntestRequest& job,
-                            const std::string& runner, const CancelToken* cancel,
-                            const std::function<void(pid_t group)>& on_started = nullptr);
+                      const std::string& runner, const CancelToken* cancel,
+                      const std::function<void(pid_t group)>& on_started = nullptr);
 
 }  // namespace ci::runner

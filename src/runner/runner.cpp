@@ -1,7 +1,5 @@
 #include "runner/runner.h"
 
-#include "runner/runner_internal.h"
-
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -14,6 +12,7 @@
 
 #include "ci/auth.h"
 #include "ci/git.h"
+#include "runner/runner_internal.h"
 
 namespace ci::runner {
 namespace {
@@ -263,7 +262,8 @@ std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job) 
     if (auto noted = running_job_.write(group, job); !noted)
       spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
   };
-  JobRunOutcome outcome = runner::run_job(clone_, job_options_, job, address(), &cancel_, note_group);
+  JobRunOutcome outcome =
+      runner::run_job(clone_, job_options_, job, address(), &cancel_, note_group);
   running_job_.clear();
   if (outcome.cancelled) {
     spdlog::info("{}: cancelled by shutdown, not reported", describe(job));

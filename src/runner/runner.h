@@ -138,7 +138,7 @@ class Runner {
   Clock& clock_;  // *options_.clock
   const std::string state_dir_;
   JobRunOptions job_options_;  // options_.job, completed by start()
-  UniqueFd state_lock_;         // held while the runner runs
+  UniqueFd state_lock_;        // held while the runner runs
   const ResultSpool spool_;
   const RunningJobRecord running_job_;
   Clone clone_;  // options_.job.repo, the worker's

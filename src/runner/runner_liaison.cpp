@@ -99,7 +99,8 @@ void Runner::register_once(LineClient& dispatcher) {
     }
     return;
   }
-  std::string why = delivery.kind == Delivery::Kind::Refused ? "refused: " + delivery.why : delivery.why;
+  std::string why =
+      delivery.kind == Delivery::Kind::Refused ? "refused: " + delivery.why : delivery.why;
   if (registration_.failed(now)) {
     spdlog::warn("cannot register with the dispatcher at {} ({}); retrying, at most every {} ms",
                  options_.dispatcher.str(), why, options_.retry_max.count());
@@ -133,7 +134,6 @@ void Runner::deliver_oldest(LineClient& dispatcher) {
   result.reset();
   release_memory(size, mu_);  // the results are handed over: their message is gone
 }
-
 
 void Runner::say_goodbye() {
   // The threads are joined: what is left is this thread's.

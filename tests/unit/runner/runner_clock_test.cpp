@@ -107,7 +107,8 @@ TEST_F(RunnerClockTest, RegistersAgainOnlyAfterTheDispatchersSilenceOnTheClock) 
   EXPECT_EQ(fake.registrations().size(), 1u);
   clock.advance(1ms);
   ASSERT_TRUE(registrations_then_asleep(2));
-  EXPECT_TRUE(test::wait_until([&] { return log_count("nothing heard from it for 10000 ms") == 1; }));
+  EXPECT_TRUE(
+      test::wait_until([&] { return log_count("nothing heard from it for 10000 ms") == 1; }));
 }
 
 TEST_F(RunnerClockTest, WaitDrainedTimesOutOnTheClock) {

@@ -250,9 +250,7 @@ class CommandWatch {
   bool wait_and_read(int timeout_ms) {
     struct pollfd fds[3];
     int nfds = 0;
-    int out_i = -1;
-    pid_ready_ = false;
-    int pid_i = -1;
+    int out_i = -1, pid_i = -1;
     if (pipe_open_) {
       fds[nfds] = {out_fd_.get(), POLLIN, 0};
       out_i = nfds++;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "ci/fd.h"
 #include "ci/result.h"
 
 namespace ci {
@@ -26,10 +27,10 @@ class CancelToken {
   CancelToken& operator=(const CancelToken&) = delete;
   void cancel();
   bool cancelled() const { return cancelled_.load(); }
-  int fd() const { return fd_; }  // readable once cancelled
+  int fd() const { return fd_.get(); }  // readable once cancelled
 
  private:
-  int fd_;
+  UniqueFd fd_;
   std::atomic<bool> cancelled_{false};
 };
 

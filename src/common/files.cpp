@@ -13,6 +13,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "ci/fd.h"
+
 namespace ci {
 
 namespace {
@@ -23,7 +25,7 @@ std::string sys_error(const std::string& what) { return what + ": " + std::strer
 // never one that exists, nor through a symbolic link (O_EXCL | O_NOFOLLOW). A name
 // taken (a temporary file a killed process left, with a pid since reused, or anything
 // planted there) is passed over for another.
-int create_temp_file(const std::string& path, std::string* tmp) {
+UniqueFd create_temp_file(const std::string& path, std::string* tmp) {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t seed = [] {
     uint64_t value = 0;
@@ -38,38 +40,38 @@ int create_temp_file(const std::string& path, std::string* tmp) {
     char suffix[17];
     std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(tag));
     *tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(n) + "." + suffix;
-    int fd = ::open(tmp->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd >= 0 || (errno != EEXIST && errno != ELOOP)) return fd;
+    UniqueFd fd(::open(tmp->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (fd.valid() || (errno != EEXIST && errno != ELOOP)) return fd;
   }
   errno = EEXIST;
-  return -1;
+  return UniqueFd();
 }
 
 }  // namespace
 
 Result<void> write_file_atomic(const std::string& path, const std::string& data, bool flush) {
   std::string tmp;
-  int fd = create_temp_file(path, &tmp);
-  if (fd < 0) return make_error(sys_error("cannot create " + tmp));
+  UniqueFd fd = create_temp_file(path, &tmp);
+  if (!fd.valid()) return make_error(sys_error("cannot create " + tmp));
   size_t off = 0;
   while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
       auto err = sys_error("cannot write " + tmp);
-      ::close(fd);
+      fd.reset();
       ::unlink(tmp.c_str());
       return make_error(err);
     }
     off += static_cast<size_t>(n);
   }
-  if (flush && ::fsync(fd) != 0) {
+  if (flush && ::fsync(fd.get()) != 0) {
     auto err = sys_error("cannot flush " + tmp);
-    ::close(fd);
+    fd.reset();
     ::unlink(tmp.c_str());
     return make_error(err);
   }
-  ::close(fd);
+  fd.reset();
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     auto err = sys_error("cannot rename " + tmp + " to " + path);
     ::unlink(tmp.c_str());
@@ -77,11 +79,8 @@ Result<void> write_file_atomic(const std::string& path, const std::string& data,
   }
   if (!flush) return {};
   std::string dir = std::filesystem::path(path).parent_path().string();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  UniqueFd dir_fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.valid()) ::fsync(dir_fd.get());
   return {};
 }
 

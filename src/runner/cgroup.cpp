@@ -15,6 +15,7 @@
 #include <sstream>
 #include <vector>
 
+#include "ci/fd.h"
 #include "ci/files.h"
 
 namespace ci::runner {
@@ -22,7 +23,6 @@ namespace ci::runner {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 std::string sys_error() { return std::strerror(errno); }
 
@@ -57,12 +57,10 @@ std::string own_cgroup() {
 
 // 0, or the errno of the failure.
 int write_raw(const std::string& path, const std::string& text) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  ssize_t n = ::write(fd, text.data(), text.size());
-  int error = n == static_cast<ssize_t>(text.size()) ? 0 : n < 0 ? errno : EIO;
-  ::close(fd);
-  return error;
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return errno;
+  ssize_t n = ::write(fd.get(), text.data(), text.size());
+  return n == static_cast<ssize_t>(text.size()) ? 0 : n < 0 ? errno : EIO;
 }
 
 Result<void> write_text(const std::string& path, const std::string& text) {
@@ -199,24 +197,27 @@ Result<void> JobCgroups::kill_and_remove(const std::string& path,
                                          std::chrono::milliseconds timeout) {
   if (auto killed = write_text(path + "/cgroup.kill", "1"); !killed) return killed;
   std::string events = path + "/cgroup.events";
-  int fd = ::open(events.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return make_error("cannot open " + events + ": " + sys_error());
-  auto deadline = Clock::now() + timeout;
+  UniqueFd fd(::open(events.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return make_error("cannot open " + events + ": " + sys_error());
+  // Real time, not the runner's Clock: this waits for the kernel to end real processes,
+  // as the test's own timeout does.
+  using RealClock = std::chrono::steady_clock;
+  auto deadline = RealClock::now() + timeout;
   bool empty = false;
   while (true) {
     char buf[256];
-    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
     if (n > 0) {
       buf[n] = '\0';
       empty = std::strstr(buf, "populated 0") != nullptr;
     }
-    if (empty || Clock::now() >= deadline) break;
+    if (empty || RealClock::now() >= deadline) break;
     // The kernel marks the file with POLLPRI when it changes.
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    pollfd p{fd, POLLPRI, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - RealClock::now());
+    pollfd p{fd.get(), POLLPRI, 0};
     ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count() + 1, 100)));
   }
-  ::close(fd);
+  fd.reset();
   if (!empty) {
     return make_error("processes of the test are still alive in " + path + " " +
                       std::to_string(timeout.count()) + " ms after it was killed");

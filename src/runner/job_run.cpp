@@ -15,11 +15,9 @@
 namespace ci::runner {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-uint64_t elapsed_ms(Clock::time_point since) {
+uint64_t elapsed_ms(const Clock& clock, TimePoint since) {
   return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count());
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock.now() - since).count());
 }
 
 }  // namespace
@@ -151,16 +149,17 @@ Result<void> prepare_workdir(Clone& clone, const JobRunOptions& options, const s
 }  // namespace
 
 JobRunOutcome run_job(const JobRunOptions& options, const RuntestRequest& job,
-                            const std::string& runner, const CancelToken* cancel,
-                            const std::function<void(pid_t group)>& on_started) {
+                      const std::string& runner, const CancelToken* cancel,
+                      const std::function<void(pid_t group)>& on_started) {
   Clone clone(options.repo);
   return run_job(clone, options, job, runner, cancel, on_started);
 }
 
 JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestRequest& job,
-                            const std::string& runner, const CancelToken* cancel,
-                            const std::function<void(pid_t group)>& on_started) {
-  auto start = Clock::now();
+                      const std::string& runner, const CancelToken* cancel,
+                      const std::function<void(pid_t group)>& on_started) {
+  const Clock& clock = options.clock ? *options.clock : Clock::real();
+  const TimePoint start = clock.now();
   JobRunOutcome outcome;
   ResultsRequest& results = outcome.results;
   results.job = job.job;
@@ -171,7 +170,7 @@ JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestR
   Workdir workdir(job_workdir(options, job));
   if (auto prepared = prepare_workdir(clone, options, job.commit, workdir.path()); !prepared) {
     results.output = prepared.error();
-    results.duration_ms = elapsed_ms(start);
+    results.duration_ms = elapsed_ms(clock, start);
     return outcome;
   }
 
@@ -203,7 +202,7 @@ JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestR
         options.cgroups->make("job-" + std::to_string(job.job) + "-" + std::to_string(job.attempt));
     if (!made) {
       results.output = "cannot make the job's cgroup: " + made.error();
-      results.duration_ms = elapsed_ms(start);
+      results.duration_ms = elapsed_ms(clock, start);
       return outcome;
     }
     cgroup = *made;
@@ -215,14 +214,14 @@ JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestR
     if (auto emptied = JobCgroups::kill_and_remove(cgroup, std::chrono::seconds(10)); !emptied) {
       spdlog::error("job {} attempt {}: {}", job.job, job.attempt, emptied.error());
       results.output = "the test's processes could not all be ended: " + emptied.error();
-      results.duration_ms = elapsed_ms(start);
+      results.duration_ms = elapsed_ms(clock, start);
       outcome.cancelled = ran && ran->cancelled;
       return outcome;
     }
   }
   if (!ran) {
     results.output = "cannot run the test command: " + ran.error();
-    results.duration_ms = elapsed_ms(start);
+    results.duration_ms = elapsed_ms(clock, start);
     return outcome;
   }
   outcome.cancelled = ran->cancelled;

@@ -10,10 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "runner/cgroup.h"
+#include "ci/clock.h"
 #include "ci/git.h"
 #include "ci/process.h"
 #include "ci/protocol.h"
+#include "runner/cgroup.h"
 #include "runner/sandbox.h"
 
 namespace ci::runner {
@@ -38,6 +39,9 @@ struct JobRunOptions {
   std::optional<JobCgroups> cgroups;
   // A cgroup (v2) folder made for each job under this one; "" for none (cgroup.h).
   std::string cgroup_root;
+  // Measures a job that ends before its command runs (the runner's; see runner.h). The
+  // command's own duration and timeout are on real time (ci/process.h).
+  Clock* clock = &Clock::real();
 };
 
 // The variables a test gets from the runner's environment besides those pass_env names.
@@ -95,11 +99,11 @@ std::string job_workdir(const JobRunOptions& options, const RuntestRequest& job)
 // The command runs under a guard (see CommandSpec::guard): nothing of it outlives the
 // runner. `on_started` gets the id of its process group once it exists.
 JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestRequest& job,
-                            const std::string& runner, const CancelToken* cancel,
-                            const std::function<void(pid_t group)>& on_started = nullptr);
+                      const std::string& runner, const CancelToken* cancel,
+                      const std::function<void(pid_t group)>& on_started = nullptr);
 // The same in options.repo, opened for this job only.
 JobRunOutcome run_job(const JobRunOptions& options, const RuntestRequest& job,
-                            const std::string& runner, const CancelToken* cancel,
-                            const std::function<void(pid_t group)>& on_started = nullptr);
+                      const std::string& runner, const CancelToken* cancel,
+                      const std::function<void(pid_t group)>& on_started = nullptr);
 
 }  // namespace ci::runner

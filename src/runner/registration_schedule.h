@@ -7,13 +7,14 @@
 
 #include <chrono>
 
+#include "ci/clock.h"
 #include "runner/backoff.h"
 
 namespace ci::runner {
 
 class RegistrationSchedule {
  public:
-  using TimePoint = std::chrono::steady_clock::time_point;
+  using TimePoint = ci::TimePoint;  // of the runner's Clock
 
   // Due at once (`start`), not yet registered.
   RegistrationSchedule(TimePoint start, std::chrono::milliseconds silence_limit, Backoff backoff);

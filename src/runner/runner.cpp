@@ -12,27 +12,13 @@
 
 #include "ci/auth.h"
 #include "ci/git.h"
+#include "runner/runner_internal.h"
 
 namespace ci::runner {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr uint16_t kFirstPort = 8900;
 constexpr uint16_t kLastPort = 9000;
-
-// Once a job's output of this size or more is freed, malloc_trim gives back the free
-// pages it may leave inside the malloc arenas. (Its large blocks themselves go back to
-// the system when freed: see main.)
-constexpr size_t kTrimAfter = 256u << 10;
-
-// After `freed` bytes of output are let go; `lock` is released meanwhile.
-void release_memory(size_t freed, std::unique_lock<std::mutex>& lock) {
-  if (freed < kTrimAfter) return;
-  lock.unlock();
-  ::malloc_trim(0);
-  lock.lock();
-}
 
 Response error_response(const std::string& reason, const std::string& peer) {
   spdlog::warn("refused a message from {}: {}", peer, reason);
@@ -40,33 +26,6 @@ Response error_response(const std::string& reason, const std::string& peer) {
 }
 
 std::string count_text(int64_t n) { return n < 0 ? "?" : std::to_string(n); }
-
-std::string describe(const RuntestRequest& job) {
-  return "job " + std::to_string(job.job) + " attempt " + std::to_string(job.attempt) + " commit " +
-         job.commit;
-}
-
-std::string describe(const SpooledResult& result) {
-  return "job " + std::to_string(result.job) + " attempt " + std::to_string(result.attempt);
-}
-
-// The dispatcher's reply to a message: OK, ERR (refused for good) or a failure to
-// reach it (or a reply that makes no sense), with why.
-struct Delivery {
-  enum class Kind { Ok, Refused, Failed } kind = Kind::Failed;
-  std::string why;
-};
-
-Delivery ask(LineClient& dispatcher, const Frame& message) {
-  auto frame = dispatcher.call_frame(message);
-  dispatcher.close();
-  if (!frame) return {Delivery::Kind::Failed, frame.error()};
-  auto reply = parse_reply(*frame);
-  if (!reply) return {Delivery::Kind::Failed, "unreadable reply: " + reply.error()};
-  if (reply->kind == Reply::Kind::Ok) return {Delivery::Kind::Ok, ""};
-  if (reply->kind == Reply::Kind::Err) return {Delivery::Kind::Refused, reply->reason()};
-  return {Delivery::Kind::Failed, "unexpected reply " + serialize(serialize_reply(*reply))};
-}
 
 // Absolute: the jobs' checkouts are made under it, and bind-mounted by path.
 std::string state_dir_of(const RunnerOptions& options) {
@@ -81,8 +40,30 @@ std::string state_dir_of(const RunnerOptions& options) {
 
 }  // namespace
 
+// Once a job's output of this size or more is freed, malloc_trim gives back the free
+// pages it may leave inside the malloc arenas. (Its large blocks themselves go back to
+// the system when freed: see main.)
+constexpr size_t kTrimAfter = 256u << 10;
+
+void release_memory(size_t freed, Mutex& mutex) {
+  if (freed < kTrimAfter) return;
+  mutex.unlock();
+  ::malloc_trim(0);
+  mutex.lock();
+}
+
+std::string describe(const RuntestRequest& job) {
+  return "job " + std::to_string(job.job) + " attempt " + std::to_string(job.attempt) + " commit " +
+         job.commit;
+}
+
+std::string describe(const SpooledResult& result) {
+  return "job " + std::to_string(result.job) + " attempt " + std::to_string(result.attempt);
+}
+
 Runner::Runner(RunnerOptions options)
     : options_(std::move(options)),
+      clock_(options_.clock ? *options_.clock : Clock::real()),
       state_dir_(state_dir_of(options_)),
       job_options_(options_.job),
       spool_(options_.spool_dir.empty() ? (std::filesystem::path(state_dir_) / "spool").string()
@@ -90,13 +71,12 @@ Runner::Runner(RunnerOptions options)
       running_job_((std::filesystem::path(state_dir_) / "running-test").string()),
       clone_(options_.job.repo),
       delivery_backoff_(options_.retry_initial, options_.retry_max),
-      registration_(Clock::now(), options_.dispatcher_timeout,
-                    Backoff(options_.retry_initial, options_.retry_max)) {}
-
-Runner::~Runner() {
-  stop();
-  if (state_lock_ >= 0) ::close(state_lock_);
+      registration_(clock_.now(), options_.dispatcher_timeout,
+                    Backoff(options_.retry_initial, options_.retry_max)) {
+  job_options_.clock = &clock_;
 }
+
+Runner::~Runner() { stop(); }
 
 std::string Runner::address() const { return HostPort{options_.host, port_}.str(); }
 
@@ -136,7 +116,10 @@ Result<void> Runner::start() {
         job_options_.user.set ? "user " + job_options_.user.name : "the runner");
   }
   started_ = true;
-  deliver_at_ = Clock::now();
+  {
+    MutexLock lock(mu_);
+    deliver_at_ = clock_.now();
+  }
   worker_ = std::thread([this] { work(); });
   liaison_ = std::thread([this] { keep_in_touch(); });
   return {};
@@ -158,6 +141,7 @@ Result<void> Runner::open_spool() {
   std::vector<std::string> problems;
   std::vector<SpooledResult> found = spool_.load(&problems);
   for (const auto& problem : problems) spdlog::warn("spool: {}", problem);
+  MutexLock lock(mu_);
   for (auto& result : found) {
     spdlog::info("{}: results from an earlier run in the spool, delivered once registered",
                  describe(result));
@@ -205,7 +189,7 @@ Response Runner::handle(const Frame& frame, const std::string& peer) {
 }
 
 void Runner::heard_from_dispatcher() {
-  auto now = Clock::now();
+  auto now = clock_.now();
   bool was_registered = registration_.registered();
   registration_.heard(now);
   if (!pending_.empty()) deliver_at_ = now;
@@ -213,7 +197,7 @@ void Runner::heard_from_dispatcher() {
 }
 
 Reply Runner::handle_ping() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   heard_from_dispatcher();
   if (job_) return Reply::pong({"busy", std::to_string(job_->job), std::to_string(job_->attempt)});
   if (!pending_.empty()) {
@@ -225,7 +209,7 @@ Reply Runner::handle_ping() {
 
 Reply Runner::handle_runtest(const RuntestRequest& request) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     heard_from_dispatcher();
     // The dispatcher repeating a runtest whose OK it lost: still the same job.
     if (job_) {
@@ -250,9 +234,9 @@ Reply Runner::handle_runtest(const RuntestRequest& request) {
 }
 
 void Runner::work() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
-    changed_.wait(lock, [&] { return stopping_ || (job_ && !job_started_); });
+    while (!stopping_ && !(job_ && !job_started_)) changed_.wait(lock);
     if (stopping_) return;
     job_started_ = true;
     const RuntestRequest job = *job_;
@@ -265,10 +249,10 @@ void Runner::work() {
     lock.lock();
     pending_.push_back(std::move(spooled));
     job_.reset();
-    deliver_at_ = Clock::now();
+    deliver_at_ = clock_.now();
     changed_.notify_all();
     // The test's output is gone, its copy in the results message waits for delivery.
-    release_memory(size, lock);
+    release_memory(size, mu_);
   }
 }
 
@@ -278,7 +262,8 @@ std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job) 
     if (auto noted = running_job_.write(group, job); !noted)
       spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
   };
-  JobRunOutcome outcome = runner::run_job(clone_, job_options_, job, address(), &cancel_, note_group);
+  JobRunOutcome outcome =
+      runner::run_job(clone_, job_options_, job, address(), &cancel_, note_group);
   running_job_.clear();
   if (outcome.cancelled) {
     spdlog::info("{}: cancelled by shutdown, not reported", describe(job));
@@ -299,105 +284,8 @@ std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job) 
   return std::make_shared<const SpooledResult>(std::move(spooled));
 }
 
-void Runner::keep_in_touch() {
-  ClientOptions register_options;
-  register_options.io_timeout = std::chrono::seconds(5);
-  register_options.token = options_.token;
-  register_options.service = kDispatcherService;
-  ClientOptions deliver_options;
-  deliver_options.token = options_.token;
-  deliver_options.service = kDispatcherService;
-  LineClient registrar(options_.dispatcher.host, options_.dispatcher.port, register_options);
-  LineClient courier(options_.dispatcher.host, options_.dispatcher.port, deliver_options);
-  std::unique_lock lock(mu_);
-  while (!stopping_) {
-    auto now = Clock::now();
-    if (registration_.due(now)) {
-      register_once(registrar, lock);
-      continue;
-    }
-    // Results go while registered (at start, after the first registration), so that the
-    // dispatcher knows the runner they come from.
-    bool can_deliver = registration_.registered() && !pending_.empty();
-    if (can_deliver && now >= deliver_at_) {
-      deliver_oldest(courier, lock);
-      continue;
-    }
-    auto wake = registration_.next_attempt();
-    if (can_deliver) wake = std::min(wake, deliver_at_);
-    changed_.wait_until(lock, wake);
-  }
-}
-
-void Runner::register_once(LineClient& dispatcher, std::unique_lock<std::mutex>& lock) {
-  bool renewal = registration_.registered();
-  bool first = !ever_registered_;
-  lock.unlock();
-  Delivery delivery =
-      ask(dispatcher, serialize_request(Request{RegisterRequest{options_.host, port_}}));
-  lock.lock();
-  auto now = Clock::now();
-  if (delivery.kind == Delivery::Kind::Ok) {
-    registration_.succeeded(now);
-    ever_registered_ = true;
-    deliver_at_ = now;  // a dispatcher that was away is back: waiting results go now
-    if (first) {
-      spdlog::info("registered with the dispatcher at {} as {}", options_.dispatcher.str(),
-                   address());
-    } else if (renewal) {
-      spdlog::info("registered again with the dispatcher at {}: nothing heard from it for {} ms",
-                   options_.dispatcher.str(), options_.dispatcher_timeout.count());
-    } else {
-      spdlog::info("registered again with the dispatcher at {}", options_.dispatcher.str());
-    }
-    return;
-  }
-  std::string why = delivery.kind == Delivery::Kind::Refused ? "refused: " + delivery.why : delivery.why;
-  if (registration_.failed(now)) {
-    spdlog::warn("cannot register with the dispatcher at {} ({}); retrying, at most every {} ms",
-                 options_.dispatcher.str(), why, options_.retry_max.count());
-  }
-}
-
-void Runner::deliver_oldest(LineClient& dispatcher, std::unique_lock<std::mutex>& lock) {
-  std::shared_ptr<const SpooledResult> result = pending_.front();
-  delivering_front_ = true;
-  lock.unlock();
-  Delivery delivery = ask(dispatcher, result->message);
-  if (delivery.kind == Delivery::Kind::Ok) {
-    spdlog::info("{}: results delivered", describe(*result));
-  } else if (delivery.kind == Delivery::Kind::Refused) {
-    spdlog::warn("{}: the dispatcher refused the results: {}; dropping them", describe(*result),
-                 delivery.why);
-  }
-  if (delivery.kind != Delivery::Kind::Failed) {
-    if (auto removed = spool_.remove(*result); !removed)
-      spdlog::warn("{}: {}", describe(*result), removed.error());
-  }
-  lock.lock();
-  delivering_front_ = false;
-  if (delivery.kind == Delivery::Kind::Failed) {
-    if (!delivery_failing_) {
-      spdlog::warn("{}: cannot deliver the results ({}); they stay in the spool, retrying",
-                   describe(*result), delivery.why);
-      delivery_failing_ = true;
-    }
-    deliver_at_ = Clock::now() + delivery_backoff_.next();
-    return;
-  }
-  pending_.pop_front();  // still `result`: only this thread removes from the front
-  delivery_backoff_.reset();
-  delivery_failing_ = false;
-  deliver_at_ = Clock::now();
-  if (pending_.empty() && !job_ && !draining_) spdlog::info("idle");
-  changed_.notify_all();
-  size_t size = result->message.body.size();
-  result.reset();
-  release_memory(size, lock);  // the results are handed over: their message is gone
-}
-
 void Runner::drain() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (draining_ || stopping_) return;
   draining_ = true;
   if (job_) {
@@ -417,15 +305,18 @@ void Runner::drain() {
 bool Runner::drained() const { return draining_ && !job_ && pending_.empty(); }
 
 bool Runner::wait_drained(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  return changed_.wait_for(lock, timeout, [&] { return drained() || stopping_; }) && drained();
+  MutexLock lock(mu_);
+  const TimePoint deadline = clock_.now() + timeout;
+  while (!drained() && !stopping_ && clock_.now() < deadline)
+    clock_.wait_until(changed_, lock, deadline);
+  return drained();
 }
 
 void Runner::stop() {
   if (stopped_) return;
   stopped_ = true;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cancel_.cancel();
@@ -435,76 +326,6 @@ void Runner::stop() {
   if (server_) server_->stop();
   if (started_) say_goodbye();
   if (started_) remove_own_work_root();
-}
-
-void Runner::say_goodbye() {
-  // The threads are joined: what is left is this thread's.
-  std::unique_lock lock(mu_);
-  const bool was_draining = draining_;
-  const std::optional<RuntestRequest> killed = job_;
-  const bool test_started = job_started_;
-  const bool was_registered = ever_registered_;
-  std::deque<std::shared_ptr<const SpooledResult>> pending = pending_;
-  lock.unlock();
-
-  ClientOptions client_options;
-  client_options.connect_timeout = options_.goodbye_timeout;
-  client_options.io_timeout = options_.goodbye_timeout;
-  client_options.token = options_.token;
-  client_options.service = kDispatcherService;
-  LineClient dispatcher(options_.dispatcher.host, options_.dispatcher.port, client_options);
-
-  // One try for each waiting result, oldest first, while the dispatcher answers.
-  std::string unreachable;
-  while (!pending.empty() && unreachable.empty()) {
-    const SpooledResult& result = *pending.front();
-    Delivery delivery = ask(dispatcher, result.message);
-    if (delivery.kind == Delivery::Kind::Failed) {
-      unreachable = delivery.why;
-      break;
-    }
-    if (delivery.kind == Delivery::Kind::Ok) spdlog::info("{}: results delivered", describe(result));
-    if (delivery.kind == Delivery::Kind::Refused)
-      spdlog::warn("{}: the dispatcher refused the results: {}; dropping them", describe(result),
-                   delivery.why);
-    if (auto removed = spool_.remove(result); !removed)
-      spdlog::warn("{}: {}", describe(result), removed.error());
-    pending.pop_front();
-  }
-
-  if (killed) {
-    Delivery delivery =
-        ask(dispatcher,
-            serialize_request(Request{AbandonRequest{killed->job, killed->attempt, address()}}));
-    std::string what = test_started ? "killed the test of job " + std::to_string(killed->job)
-                                    : "did not start job " + std::to_string(killed->job);
-    if (delivery.kind == Delivery::Kind::Failed) {
-      spdlog::warn(
-          "stopping: {} but could not give it back ({}); the dispatcher requeues it "
-          "once it misses the runner",
-          what, delivery.why);
-    } else {
-      spdlog::info("stopping: {} and gave it back", what);
-    }
-  } else if (was_draining && pending.empty()) {
-    spdlog::info("stopping: drained, every result delivered");
-  }
-  for (const auto& result : pending) {
-    spdlog::warn(
-        "stopping: {}: results not delivered ({}); they remain in the spool at {} for "
-        "the next start",
-        describe(*result), unreachable, spool_.dir());
-  }
-
-  if (!was_registered && !killed) return;
-  Delivery left =
-      ask(dispatcher, serialize_request(Request{UnregisterRequest{options_.host, port_}}));
-  if (left.kind == Delivery::Kind::Ok) {
-    spdlog::info("left the dispatcher at {}", options_.dispatcher.str());
-  } else {
-    spdlog::warn("could not unregister from the dispatcher at {}: {}", options_.dispatcher.str(),
-                 left.why);
-  }
 }
 
 }  // namespace ci::runner

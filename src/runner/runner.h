@@ -11,27 +11,34 @@
 // Threads: the server's I/O thread, the worker and the liaison share the job state, the
 // pending results and the registration schedule through one mutex. start(), drain(),
 // wait_drained() and stop() are called from one thread (main's, or a test's).
+//
+// Time: every "now" and every timed wait of these threads (registration retries, the
+// delivery backoff, the dispatcher's silence, wait_drained) is on the options' Clock,
+// so that tests move it by hand. The test's own timeout and the sockets' timeouts stay
+// on real time: they guard a real process and real connections.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
-#include "runner/backoff.h"
+#include "ci/clock.h"
+#include "ci/fd.h"
+#include "ci/mutex.h"
 #include "ci/net.h"
 #include "ci/process.h"
 #include "ci/protocol.h"
+#include "ci/thread_annotations.h"
 #include "ci/validate.h"
+#include "runner/backoff.h"
+#include "runner/job_run.h"
 #include "runner/registration_schedule.h"
 #include "runner/result_spool.h"
 #include "runner/running_job_record.h"
-#include "runner/job_run.h"
 
 namespace ci::runner {
 
@@ -65,6 +72,8 @@ struct RunnerOptions {
   std::string token;
   // How long stop() waits for the dispatcher on each of its last messages.
   std::chrono::milliseconds goodbye_timeout{2000};
+  // The runner's time (see above); tests pass a FakeClock. Outlives the runner.
+  Clock* clock = &Clock::real();
 };
 
 class Runner {
@@ -79,17 +88,18 @@ class Runner {
   // killed with, and taking up the results it left), binds, logs where it listens and
   // starts the threads. An error (no guard, no repository, no remote origin, no spool,
   // no port) leaves nothing running.
-  Result<void> start();
+  Result<void> start() EXCLUDES(mu_);
   // Stops taking jobs (runtest is answered BUSY) and lets a running test finish and its
   // results be delivered. Returns at once; wait_drained() says when nothing is left.
-  void drain();
+  void drain() EXCLUDES(mu_);
   // True once draining and no job is running and no result is waiting.
-  bool wait_drained(std::chrono::milliseconds timeout);
+  // On the runner's Clock.
+  bool wait_drained(std::chrono::milliseconds timeout) EXCLUDES(mu_);
   // Kills a running test, then, each at most goodbye_timeout and without retrying:
   // delivers the spooled results, gives the killed job back to the dispatcher
   // (abandon) and leaves it (unregister). Results not delivered stay in the spool for
   // the next start. Stops the server and joins the threads. Idempotent.
-  void stop();
+  void stop() EXCLUDES(mu_);
   uint16_t port() const { return port_; }
   std::string address() const;  // host:port, as registered
   const std::string& spool_dir() const { return spool_.dir(); }
@@ -102,30 +112,33 @@ class Runner {
   Result<void> prepare_work_root();
   Result<void> prepare_sandbox();
   Result<void> prepare_cgroups();
-  Result<void> open_spool();
+  Result<void> open_spool() EXCLUDES(mu_);
   std::string old_spool_dir() const;
   void take_up_old_spool();
   void remove_own_work_root();
   Result<void> listen();
-  Response handle(const Frame& request, const std::string& peer);
-  Reply handle_runtest(const RuntestRequest& request);
-  Reply handle_ping();
+  Response handle(const Frame& request, const std::string& peer) EXCLUDES(mu_);
+  Reply handle_runtest(const RuntestRequest& request) EXCLUDES(mu_);
+  Reply handle_ping() EXCLUDES(mu_);
   // A message from the dispatcher: it is there, so waiting results go at once.
-  void heard_from_dispatcher();
-  bool drained() const;
-  void work();
+  void heard_from_dispatcher() REQUIRES(mu_);
+  bool drained() const REQUIRES(mu_);
+  void work() EXCLUDES(mu_);
   // Runs the job and spools its results; nullptr when stop() cancelled it.
-  std::shared_ptr<const SpooledResult> run_job(const RuntestRequest& job);
-  void keep_in_touch();
-  void register_once(LineClient& dispatcher, std::unique_lock<std::mutex>& lock);
-  void deliver_oldest(LineClient& dispatcher, std::unique_lock<std::mutex>& lock);
+  std::shared_ptr<const SpooledResult> run_job(const RuntestRequest& job) EXCLUDES(mu_);
+  // The liaison (runner_liaison.cpp). register_once and deliver_oldest release mu_
+  // while they wait for the dispatcher and hold it again when they return.
+  void keep_in_touch() EXCLUDES(mu_);
+  void register_once(LineClient& dispatcher) REQUIRES(mu_);
+  void deliver_oldest(LineClient& dispatcher) REQUIRES(mu_);
   // stop()'s last messages to the dispatcher, once the threads are joined.
-  void say_goodbye();
+  void say_goodbye() EXCLUDES(mu_);
 
   const RunnerOptions options_;
+  Clock& clock_;  // *options_.clock
   const std::string state_dir_;
   JobRunOptions job_options_;  // options_.job, completed by start()
-  int state_lock_ = -1;         // held while the runner runs
+  UniqueFd state_lock_;        // held while the runner runs
   const ResultSpool spool_;
   const RunningJobRecord running_job_;
   Clone clone_;  // options_.job.repo, the worker's
@@ -135,23 +148,24 @@ class Runner {
   bool started_ = false;  // start() succeeded; touched by the calling thread only
   bool stopped_ = false;
 
-  std::mutex mu_;
-  std::condition_variable changed_;  // a job arrived or ended, a result is due, stopping
-  bool stopping_ = false;
-  bool draining_ = false;
+  Mutex mu_;
+  CondVar changed_;  // a job arrived or ended, a result is due, stopping
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool draining_ GUARDED_BY(mu_) = false;
   // From the OK to a runtest until its results are spooled. A job whose test was
   // killed by stop() (or never started) stays here for stop() to give back.
-  std::optional<RuntestRequest> job_;
-  bool job_started_ = false;  // the worker has taken job_
+  std::optional<RuntestRequest> job_ GUARDED_BY(mu_);
+  bool job_started_ GUARDED_BY(mu_) = false;  // the worker has taken job_
   // Spooled results the dispatcher has not answered for, oldest first. Only the
   // liaison (and stop(), after it) removes them.
-  std::deque<std::shared_ptr<const SpooledResult>> pending_;
-  bool delivering_front_ = false;  // pending_.front() has been sent; its reply is awaited
-  std::chrono::steady_clock::time_point deliver_at_;
-  Backoff delivery_backoff_;
-  bool delivery_failing_ = false;
-  RegistrationSchedule registration_;
-  bool ever_registered_ = false;
+  std::deque<std::shared_ptr<const SpooledResult>> pending_ GUARDED_BY(mu_);
+  // pending_.front() has been sent; its reply is awaited.
+  bool delivering_front_ GUARDED_BY(mu_) = false;
+  TimePoint deliver_at_ GUARDED_BY(mu_);
+  Backoff delivery_backoff_ GUARDED_BY(mu_);
+  bool delivery_failing_ GUARDED_BY(mu_) = false;
+  RegistrationSchedule registration_ GUARDED_BY(mu_);
+  bool ever_registered_ GUARDED_BY(mu_) = false;
 
   std::thread worker_;
   std::thread liaison_;

@@ -51,14 +51,13 @@ Result<void> Runner::open_state() {
   // list or read it.
   ::chmod(state_dir_.c_str(), 0711);
   std::string lock_path = (std::filesystem::path(state_dir_) / "lock").string();
-  state_lock_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (state_lock_ < 0) return make_error("cannot open " + lock_path + ": " + std::strerror(errno));
-  if (::flock(state_lock_, LOCK_EX | LOCK_NB) != 0) {
-    ::close(state_lock_);
-    state_lock_ = -1;
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!lock.valid()) return make_error("cannot open " + lock_path + ": " + std::strerror(errno));
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
     return make_error("another ci-runner uses the state folder " + state_dir_ +
                       " (give each runner its own clone, or its own --state-dir)");
   }
+  state_lock_ = std::move(lock);
   return {};
 }
 

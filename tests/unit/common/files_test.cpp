@@ -1,6 +1,7 @@
 // The file helpers on a real folder.
 #include "ci/files.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "ci/fd.h"
 #include "test_support.h"
 
 namespace ci {
@@ -45,6 +47,44 @@ TEST(Files, AtomicWriteIntoAMissingFolderIsAnErrorNamingIt) {
   auto written = write_file_atomic(dir / "missing/state", "x");
   ASSERT_FALSE(written.ok());
   EXPECT_NE(written.error().find(dir / "missing/state"), std::string::npos) << written.error();
+}
+
+bool is_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+
+TEST(UniqueFdTest, ClosesItsDescriptorWhenItEnds) {
+  int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(raw, 0);
+  {
+    UniqueFd fd(raw);
+    EXPECT_TRUE(fd.valid());
+    EXPECT_EQ(fd.get(), raw);
+  }
+  EXPECT_FALSE(is_open(raw));
+}
+
+TEST(UniqueFdTest, MovesReleasesAndResets) {
+  UniqueFd first(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(first.valid());
+  int raw = first.get();
+  UniqueFd second(std::move(first));
+  EXPECT_FALSE(first.valid());  // NOLINT(bugprone-use-after-move): moved-from is empty
+  EXPECT_EQ(second.get(), raw);
+
+  UniqueFd third;
+  third = std::move(second);
+  EXPECT_EQ(third.get(), raw);
+  EXPECT_TRUE(is_open(raw));
+
+  int released = third.release();
+  EXPECT_EQ(released, raw);
+  EXPECT_FALSE(third.valid());
+  EXPECT_TRUE(is_open(raw));  // released: not closed
+
+  third.reset(released);
+  EXPECT_EQ(third.get(), raw);
+  third.reset();
+  EXPECT_FALSE(third.valid());
+  EXPECT_FALSE(is_open(raw));
 }
 
 }  // namespace

@@ -217,6 +217,31 @@ TEST_P(RunCommandTest, AMissingWorkingFolderIsAnErrorNamingIt) {
   EXPECT_NE(ran.error().find(dir / "missing"), std::string::npos) << ran.error();
 }
 
+// The descriptors this process has open.
+size_t open_descriptors() {
+  std::error_code ec;
+  auto entries = std::filesystem::directory_iterator("/proc/self/fd", ec);
+  return static_cast<size_t>(std::distance(entries, std::filesystem::directory_iterator()));
+}
+
+TEST_P(RunCommandTest, LeavesNoDescriptorOpenWhetherItRanOrFailedToStart) {
+  size_t before = open_descriptors();
+  {
+    CancelToken cancel;
+    run(shell("echo out; echo err >&2"), &cancel);
+  }
+  auto timed_out = shell("sleep 60");
+  timed_out.timeout = 50ms;
+  EXPECT_TRUE(run(timed_out).timed_out);
+  auto no_folder = shell("true");
+  no_folder.cwd = dir / "missing";
+  EXPECT_FALSE(run_command(no_folder).ok());
+  auto no_program = shell("true");
+  no_program.argv = {"ci-no-such-program"};
+  (void)run_command(no_program);  // an error, or exit code 127 under a guard
+  EXPECT_EQ(open_descriptors(), before);
+}
+
 TEST(RunCommand, WithoutAGuardAProgramThatCannotStartIsAnError) {
   CommandSpec spec;
   spec.argv = {"ci-no-such-program"};

@@ -22,43 +22,63 @@ void FakeDispatcher::start(uint16_t port, const std::string& token) {
 void FakeDispatcher::stop() { server_.reset(); }
 
 void FakeDispatcher::refuse_results() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   refuse_results_ = true;
 }
 
+void FakeDispatcher::refuse_registrations(bool refuse) {
+  MutexLock lock(mu_);
+  refuse_registrations_ = refuse;
+}
+
+void FakeDispatcher::busy_results(bool busy) {
+  MutexLock lock(mu_);
+  busy_results_ = busy;
+}
+
+size_t FakeDispatcher::busy_answers() {
+  MutexLock lock(mu_);
+  return busy_answers_;
+}
+
 std::vector<RegisterRequest> FakeDispatcher::registrations() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return registrations_;
 }
 
 std::vector<ResultsRequest> FakeDispatcher::results() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return results_;
 }
 
 std::vector<AbandonRequest> FakeDispatcher::abandoned() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return abandoned_;
 }
 
 std::vector<UnregisterRequest> FakeDispatcher::unregistered() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return unregistered_;
 }
 
 std::vector<std::string> FakeDispatcher::verbs() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return verbs_;
 }
 
 Response FakeDispatcher::handle(const Frame& frame) {
   auto request = parse_request(frame);
   if (!request) return {serialize_reply(Reply::err(request.error())), true};
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   verbs_.push_back(frame.verb());
   if (auto* reg = std::get_if<RegisterRequest>(&*request)) {
     registrations_.push_back(*reg);
+    if (refuse_registrations_) return {serialize_reply(Reply::err("not now")), true};
   } else if (auto* results = std::get_if<ResultsRequest>(&*request)) {
+    if (busy_results_) {
+      ++busy_answers_;
+      return {serialize_reply(Reply::err("busy")), true};
+    }
     results_.push_back(*results);
     if (refuse_results_) return {serialize_reply(Reply::err("job 7 is not known")), true};
   } else if (auto* abandon = std::get_if<AbandonRequest>(&*request)) {

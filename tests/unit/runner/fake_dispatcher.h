@@ -1,14 +1,16 @@
 // A dispatcher reduced to what a runner needs, for the runner's tests: it records what
-// runners send (register, results, abandon, unregister) in order and answers OK, or ERR
-// to results when told to. Also small clients for talking to a runner.
+// runners send (register, results, abandon, unregister) in order and answers OK, or,
+// when told to, ERR to results or registrations, or "ERR busy" (which a runner takes
+// for a dispatcher it could not reach) to results. Also small clients for talking to a
+// runner.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "ci/mutex.h"
 #include "ci/net.h"
 #include "ci/protocol.h"
 
@@ -25,6 +27,11 @@ class FakeDispatcher {
   uint16_t port() const { return port_; }
 
   void refuse_results();
+  // Registrations are answered ERR while `refuse` (and still recorded).
+  void refuse_registrations(bool refuse);
+  // Results are answered "ERR busy" while `busy` (and counted, not recorded).
+  void busy_results(bool busy);
+  size_t busy_answers();
   std::vector<RegisterRequest> registrations();
   std::vector<ResultsRequest> results();
   std::vector<AbandonRequest> abandoned();
@@ -36,13 +43,16 @@ class FakeDispatcher {
 
   std::unique_ptr<LineServer> server_;
   uint16_t port_ = 0;
-  std::mutex mu_;
-  bool refuse_results_ = false;
-  std::vector<std::string> verbs_;
-  std::vector<RegisterRequest> registrations_;
-  std::vector<ResultsRequest> results_;
-  std::vector<AbandonRequest> abandoned_;
-  std::vector<UnregisterRequest> unregistered_;
+  Mutex mu_;
+  bool refuse_results_ GUARDED_BY(mu_) = false;
+  bool refuse_registrations_ GUARDED_BY(mu_) = false;
+  bool busy_results_ GUARDED_BY(mu_) = false;
+  size_t busy_answers_ GUARDED_BY(mu_) = 0;
+  std::vector<std::string> verbs_ GUARDED_BY(mu_);
+  std::vector<RegisterRequest> registrations_ GUARDED_BY(mu_);
+  std::vector<ResultsRequest> results_ GUARDED_BY(mu_);
+  std::vector<AbandonRequest> abandoned_ GUARDED_BY(mu_);
+  std::vector<UnregisterRequest> unregistered_ GUARDED_BY(mu_);
 };
 
 // A port that was free a moment ago, for a dispatcher started after the runner.

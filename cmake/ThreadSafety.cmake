@@ -13,5 +13,10 @@ if(CI_THREAD_SAFETY)
   # -Wthread-safety-beta is left out: it is clean on this code but found nothing the
   # stable checks miss, and its rules change from one clang release to the next, which
   # would fail CI on a compiler upgrade rather than on a lock error.
-  target_compile_options(ci_warnings INTERFACE -Wthread-safety -Werror=thread-safety)
+  # -Wthread-safety-precise is left out: the dispatcher's parts share one mutex through
+  # a reference to the same GuardedScheduler, and clang cannot tell that
+  # `committer_.state_.mutex` and `state_.mutex` name one mutex. A call made holding
+  # no such lock at all is still an error (-Wthread-safety-analysis).
+  target_compile_options(ci_warnings INTERFACE -Wthread-safety -Werror=thread-safety
+                                               -Wno-thread-safety-precise)
 endif()

@@ -27,8 +27,7 @@ cmake --build "$build_dir" -- -j"$jobs"
 # lock error fails in minutes, not after the suites. Only the libraries and daemons (no
 # tests: CI_BUILD_TESTS=OFF), at -O0 and without debug information, as the analysis
 # needs neither; clang's other warnings are errors too, as in the main build. From
-# scratch it took 3m30s on 2 cores (a busy machine), against the 45 minutes CI
-# has in all.
+# scratch it took between 1m50s and 3m30s on 2 busy cores, of the 45 minutes CI has.
 stage "thread-safety build (clang)"
 tsa_cxx=clang++-14
 command -v "$tsa_cxx" >/dev/null || tsa_cxx=clang++

@@ -12,6 +12,7 @@
 
 #include "ci/auth.h"
 #include "ci/git.h"
+#include "ci/replies.h"
 #include "runner/runner_internal.h"
 
 namespace ci::runner {
@@ -199,12 +200,16 @@ void Runner::heard_from_dispatcher() {
 Reply Runner::handle_ping() {
   MutexLock lock(mu_);
   heard_from_dispatcher();
-  if (job_) return Reply::pong({"busy", std::to_string(job_->job), std::to_string(job_->attempt)});
-  if (!pending_.empty()) {
+  PongReply pong;
+  pong.state = PongReply::State::Idle;
+  if (job_) {
+    pong = {PongReply::State::Busy, job_->job, job_->attempt};
+  } else if (!pending_.empty()) {
+    // A result not delivered yet: the job is still this runner's.
     const SpooledResult& oldest = *pending_.front();
-    return Reply::pong({"busy", std::to_string(oldest.job), std::to_string(oldest.attempt)});
+    pong = {PongReply::State::Busy, oldest.job, oldest.attempt};
   }
-  return Reply::pong({"idle"});
+  return to_reply(pong);
 }
 
 Reply Runner::handle_runtest(const RuntestRequest& request) {

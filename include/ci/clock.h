@@ -40,7 +40,8 @@ class FakeClock : public Clock {
   void wait_until(CondVar& cv, MutexLock& lock, TimePoint deadline) override;
 
   // Moves time on by `d` and wakes the waiters whose deadline it reached. Call it
-  // holding no mutex that a waiter uses.
+  // holding no mutex that a waiter uses, and not while the owner of a waiting thread's
+  // mutex and condition variable is being destroyed (stop a daemon after advancing it).
   void advance(std::chrono::steady_clock::duration d);
   // Threads waiting in wait_until now, and whether one waits for exactly `deadline`:
   // for tests to know that a thread has gone back to sleep.

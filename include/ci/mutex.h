@@ -57,6 +57,25 @@ class SCOPED_CAPABILITY MutexLock {
   bool held_ = true;
 };
 
+// Runs `f` with a held mutex released (I/O without the lock), and takes the mutex
+// again when `f` returns or throws. `f` is analysed as code holding no lock, so a
+// guarded member it touches is an error.
+//
+//   void save() REQUIRES(mutex_) { ...; run_unlocked(mutex_, [&] { write(rows); }); ... }
+//
+// (A scoped unlocker object would say the same, but clang 14's analysis cannot follow
+// a scope that releases a capability it did not acquire.)
+template <typename F>
+decltype(auto) run_unlocked(Mutex& mutex, F&& f) REQUIRES(mutex) NO_THREAD_SAFETY_ANALYSIS {
+  struct Relock {
+    Mutex& mutex;
+    ~Relock() { mutex.lock(); }
+  };
+  mutex.unlock();
+  Relock relock{mutex};
+  return f();
+}
+
 // Waits with the lock held, as std::condition_variable does: the mutex is released
 // while waiting and held again on return. Wakes may be spurious: wait in a loop.
 class CondVar {

@@ -59,11 +59,12 @@ void FakeClock::advance(std::chrono::steady_clock::duration d) {
   {
     MutexLock lock(mutex_);
     now_ += d;
+    const TimePoint now = now_;
     // The woken leave the list at once, so that waiters() counts only those still
     // asleep once this returns.
     for (const auto& w : waiters_)
-      if (w.deadline <= now_) due.push_back(w);
-    std::erase_if(waiters_, [&](const Waiter& w) { return w.deadline <= now_; });
+      if (w.deadline <= now) due.push_back(w);
+    std::erase_if(waiters_, [now](const Waiter& w) { return w.deadline <= now; });
   }
   for (const auto& w : due) {
     // Taking the waiter's mutex waits until it is inside its wait: the notification

@@ -123,9 +123,25 @@ Reply to_reply(const StatusReply& s) {
   return Reply::ok_with_body(std::move(body));
 }
 
+namespace {
+
+constexpr size_t kMaxUnknownStatusKeys = 64;
+
+// A key as the dispatcher writes them: lower-case letters, digits and '-'.
+bool is_status_key(std::string_view key) {
+  if (key.empty() || key.size() > 64) return false;
+  for (char c : key)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  return true;
+}
+
+}  // namespace
+
 Result<StatusReply> parse_status_reply(const Reply& reply) {
   constexpr const char* what = "status";
-  auto lines = body_lines(what, reply, kStatusKeys.size() + 1);
+  // Room for counters a newer dispatcher may add: an unknown key is skipped, so an
+  // older cictl keeps working against it.
+  auto lines = body_lines(what, reply, kStatusKeys.size() + 1 + kMaxUnknownStatusKeys);
   if (!lines) return Error{lines.error()};
   StatusReply out;
   std::array<bool, kStatusKeys.size() + 1> seen{};
@@ -137,8 +153,10 @@ Result<StatusReply> parse_status_reply(const Reply& reply) {
     std::string_view key = line.substr(0, space), value = line.substr(space + 1);
     size_t index = 0;
     while (index < kStatusKeys.size() && key != kStatusKeys[index].name) ++index;
-    if (index == kStatusKeys.size() && key != kResultsDirKey)
-      return line_error(what, i + 1, "unknown key " + quoted(key));
+    if (index == kStatusKeys.size() && key != kResultsDirKey) {
+      if (!is_status_key(key)) return line_error(what, i + 1, "malformed key " + quoted(key));
+      continue;
+    }
     if (seen[index]) return line_error(what, i + 1, "key " + quoted(key) + " given twice");
     seen[index] = true;
     if (index == kStatusKeys.size()) {

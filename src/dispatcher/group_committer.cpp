@@ -91,23 +91,23 @@ Result<void> GroupCommitter::save_changes(bool* more) {
 
   // The write, the log and the result files without the mutex: the other threads go on
   // changing the scheduler meanwhile, and their changes go into the next batch.
-  state_.mutex.unlock();
   Result<void> saved;
-  if (!dirty.empty()) {
-    std::vector<const Job*> jobs;
-    jobs.reserve(rows.size());
-    for (const auto& job : rows) jobs.push_back(&job);
-    saved = store_.save(jobs, dirty.runners_added, dirty.runners_removed);
-    if (!saved) spdlog::error("cannot write the state database: {}", saved.error());
-  }
-  for (const auto& e : events) spdlog::info("{}", e.text);
   std::vector<bool> recorded;
-  for (const auto& job : gave_up) {
-    auto r = writer_.write(job, *job.outcome, "");
-    if (!r) spdlog::error("cannot record the result of job {}: {}", job.id, r.error());
-    recorded.push_back(r.ok());
-  }
-  state_.mutex.lock();
+  run_unlocked(state_.mutex, [&] {
+    if (!dirty.empty()) {
+      std::vector<const Job*> jobs;
+      jobs.reserve(rows.size());
+      for (const auto& job : rows) jobs.push_back(&job);
+      saved = store_.save(jobs, dirty.runners_added, dirty.runners_removed);
+      if (!saved) spdlog::error("cannot write the state database: {}", saved.error());
+    }
+    for (const auto& e : events) spdlog::info("{}", e.text);
+    for (const auto& job : gave_up) {
+      auto r = writer_.write(job, *job.outcome, "");
+      if (!r) spdlog::error("cannot record the result of job {}: {}", job.id, r.error());
+      recorded.push_back(r.ok());
+    }
+  });
 
   if (!saved) scheduler.return_dirty(std::move(dirty));
   for (size_t i = 0; i < gave_up.size(); ++i) {

@@ -21,7 +21,9 @@ class RequestHandler {
   // `jobs` lists at most this many jobs, the newest: a larger limit is clamped to it.
   static constexpr uint64_t kMaxJobsListed = 10000;
 
-  // What answers one peer's request: called once, from any thread.
+  // What answers one peer's request: called once, from any thread, and for a change
+  // from the store thread with the scheduler's mutex held: it must not call back into
+  // the dispatcher (the line server's responder only queues the bytes).
   using Answer = std::function<void(const Reply&)>;
 
   RequestHandler(GuardedScheduler& state, GroupCommitter& committer, OfferSender& offers,

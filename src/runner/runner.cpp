@@ -48,9 +48,7 @@ constexpr size_t kTrimAfter = 256u << 10;
 
 void release_memory(size_t freed, Mutex& mutex) {
   if (freed < kTrimAfter) return;
-  mutex.unlock();
-  ::malloc_trim(0);
-  mutex.lock();
+  run_unlocked(mutex, [] { ::malloc_trim(0); });
 }
 
 std::string describe(const RuntestRequest& job) {

@@ -79,10 +79,9 @@ void Runner::keep_in_touch() {
 void Runner::register_once(LineClient& dispatcher) {
   bool renewal = registration_.registered();
   bool first = !ever_registered_;
-  mu_.unlock();
-  Delivery delivery =
-      ask(dispatcher, serialize_request(Request{RegisterRequest{options_.host, port_}}));
-  mu_.lock();
+  Delivery delivery = run_unlocked(mu_, [&] {
+    return ask(dispatcher, serialize_request(Request{RegisterRequest{options_.host, port_}}));
+  });
   auto now = clock_.now();
   if (delivery.kind == Delivery::Kind::Ok) {
     registration_.succeeded(now);
@@ -110,10 +109,11 @@ void Runner::register_once(LineClient& dispatcher) {
 void Runner::deliver_oldest(LineClient& dispatcher) {
   std::shared_ptr<const SpooledResult> result = pending_.front();
   delivering_front_ = true;
-  mu_.unlock();
-  Delivery delivery = ask(dispatcher, result->message);
-  if (delivery.kind != Delivery::Kind::Failed) settle(spool_, *result, delivery);
-  mu_.lock();
+  Delivery delivery = run_unlocked(mu_, [&] {
+    Delivery d = ask(dispatcher, result->message);
+    if (d.kind != Delivery::Kind::Failed) settle(spool_, *result, d);
+    return d;
+  });
   delivering_front_ = false;
   if (delivery.kind == Delivery::Kind::Failed) {
     if (!delivery_failing_) {

@@ -146,19 +146,27 @@ std::string rejection(Parse parse, const std::string& body) {
   return r.ok() ? "" : r.error();
 }
 
-TEST(Replies, StatusRejectsWhatItDoesNotKnow) {
+TEST(Replies, StatusRejectsWhatIsMalformedAndSkipsKeysItDoesNotKnow) {
   std::string good = to_reply(sample_status()).body;
   auto parse = [](const Reply& r) { return parse_status_reply(r); };
   EXPECT_EQ(rejection(parse, good), "");
   EXPECT_EQ(rejection(parse, good.substr(good.find('\n') + 1)), "status reply: no 'runners' line");
-  EXPECT_EQ(rejection(parse, "runners 1\n" + good), "status reply: more than 12 lines");
+  EXPECT_EQ(rejection(parse, "runners 1\n" + good),
+            "status reply, line 2: key 'runners' given twice");
+  std::string many;
+  for (int i = 0; i < 65; ++i) many += "later-counter-" + std::to_string(i) + " 1\n";
+  EXPECT_EQ(rejection(parse, good + many), "status reply: more than 76 lines");
   EXPECT_EQ(rejection(parse, "runners 1\nrunners 2\n"),
             "status reply, line 2: key 'runners' given twice");
   EXPECT_EQ(rejection(parse, "runners x\n"),
             "status reply, line 1: 'runners' is not a number: 'x'");
   EXPECT_EQ(rejection(parse, "runners -1\n"),
             "status reply, line 1: 'runners' is not a number: '-1'");
-  EXPECT_EQ(rejection(parse, "frobs 1\n"), "status reply, line 1: unknown key 'frobs'");
+  // A counter this version does not know (from a newer dispatcher) is skipped.
+  auto with_new_key = parse_status_reply(Reply::ok_with_body(good + "jobs-cancelled 2\n"));
+  ASSERT_TRUE(with_new_key.ok()) << with_new_key.error();
+  EXPECT_EQ(*with_new_key, sample_status());
+  EXPECT_EQ(rejection(parse, "Frobs! 1\n"), "status reply, line 1: malformed key 'Frobs!'");
   EXPECT_EQ(rejection(parse, "runners\n"), "status reply, line 1: expected '<key> <value>'");
   EXPECT_EQ(rejection(parse, "runners 1"), "status reply: the body does not end with a newline");
   EXPECT_EQ(rejection(parse, "results-dir a\tb\n"),

@@ -24,7 +24,7 @@ pid_t read_pid(const std::string& path) {
   return static_cast<pid_t>(parse_u64(text, INT32_MAX).value_or(0));
 }
 
-class TestJobTest : public ::testing::Test {
+class JobRunTest : public ::testing::Test {
  protected:
   void SetUp() override {
     first_commit = test::make_master_repo(dir / "master");
@@ -63,7 +63,7 @@ class TestJobTest : public ::testing::Test {
   JobRunOptions options;
 };
 
-TEST_F(TestJobTest, RunsTheExampleTestsWithUnittestAndCountsThem) {
+TEST_F(JobRunTest, RunsTheExampleTestsWithUnittestAndCountsThem) {
   auto outcome = run(first_commit);
   const ResultsRequest& r = outcome.results;
   EXPECT_FALSE(outcome.cancelled);
@@ -76,7 +76,7 @@ TEST_F(TestJobTest, RunsTheExampleTestsWithUnittestAndCountsThem) {
   EXPECT_NE(r.output.find("FAILED (failures=1)"), std::string::npos) << r.output;
 }
 
-TEST_F(TestJobTest, RunsAnExecutableCiRunScript) {
+TEST_F(JobRunTest, RunsAnExecutableCiRunScript) {
   std::string commit = commit_executable(".ci/run", "#!/bin/sh\necho from-ci-run\nexit 0\n");
   auto outcome = run(commit);
   EXPECT_EQ(outcome.results.status, TestStatus::Passed) << outcome.results.output;
@@ -85,7 +85,7 @@ TEST_F(TestJobTest, RunsAnExecutableCiRunScript) {
   EXPECT_EQ(outcome.results.tests_failed, -1);
 }
 
-TEST_F(TestJobTest, RunsACiRunScriptWithoutExecuteBitThroughTheShell) {
+TEST_F(JobRunTest, RunsACiRunScriptWithoutExecuteBitThroughTheShell) {
   std::string commit =
       test::commit_file(dir / "master", ".ci/run", "echo plain-script\nexit 3\n", "ci script");
   auto outcome = run(commit);
@@ -93,7 +93,7 @@ TEST_F(TestJobTest, RunsACiRunScriptWithoutExecuteBitThroughTheShell) {
   EXPECT_EQ(outcome.results.output, "plain-script\n");
 }
 
-TEST_F(TestJobTest, TestCommandOverridesTheRepositorysOwnAndGetsTheJobEnvironment) {
+TEST_F(JobRunTest, TestCommandOverridesTheRepositorysOwnAndGetsTheJobEnvironment) {
   commit_executable(".ci/run", "#!/bin/sh\necho from-ci-run\n");
   std::string commit = test::head_commit(dir / "master");
   options.test_command = "echo \"$CI $CI_COMMIT $CI_BRANCH $CI_JOB_ID $CI_ATTEMPT\"; pwd";
@@ -104,7 +104,7 @@ TEST_F(TestJobTest, TestCommandOverridesTheRepositorysOwnAndGetsTheJobEnvironmen
   EXPECT_FALSE(test::file_exists(workdir)) << "the job's checkout is removed after it";
 }
 
-TEST_F(TestJobTest, TheTestDoesNotLearnWhereTheTokenIs) {
+TEST_F(JobRunTest, TheTestDoesNotLearnWhereTheTokenIs) {
   ASSERT_EQ(::setenv("CI_TOKEN_FILE", (dir / "token").c_str(), 1), 0);
   options.test_command = "echo \"${CI_TOKEN_FILE-unset}\"";
   auto outcome = run(first_commit);
@@ -112,7 +112,7 @@ TEST_F(TestJobTest, TheTestDoesNotLearnWhereTheTokenIs) {
   EXPECT_EQ(outcome.results.output, "unset\n");
 }
 
-TEST_F(TestJobTest, EachJobGetsAFreshCheckoutWithNothingAnEarlierJobWrote) {
+TEST_F(JobRunTest, EachJobGetsAFreshCheckoutWithNothingAnEarlierJobWrote) {
   std::string commit = test::commit_file(dir / "master", ".gitignore", "*.log\n", "ignore logs");
   options.test_command = "touch untracked.txt build.log && echo planted > tests/test_pass.py";
   ASSERT_EQ(run(commit).results.status, TestStatus::Passed);
@@ -126,7 +126,7 @@ TEST_F(TestJobTest, EachJobGetsAFreshCheckoutWithNothingAnEarlierJobWrote) {
       << "the clone's own work tree is never touched";
 }
 
-TEST_F(TestJobTest, ATamperedFileWithTheSameSizeAndTimeDoesNotReachTheNextJob) {
+TEST_F(JobRunTest, ATamperedFileWithTheSameSizeAndTimeDoesNotReachTheNextJob) {
   // The test rewrites a tracked file with content of the same size and puts its
   // modification time back: a checkout that trusted cached stat data would keep it.
   std::string second = test::commit_file(dir / "master", "other.txt", "other\n");
@@ -141,7 +141,7 @@ TEST_F(TestJobTest, ATamperedFileWithTheSameSizeAndTimeDoesNotReachTheNextJob) {
   EXPECT_EQ(next.results.tests_failed, 1) << next.results.output;
 }
 
-TEST_F(TestJobTest, FetchesACommitMadeAfterTheClone) {
+TEST_F(JobRunTest, FetchesACommitMadeAfterTheClone) {
   std::string commit = test::commit_file(dir / "master", "fresh.txt", "fresh\n");
   options.test_command = "cat fresh.txt";
   auto outcome = run(commit);
@@ -150,7 +150,7 @@ TEST_F(TestJobTest, FetchesACommitMadeAfterTheClone) {
   test::run({"git", "-C", dir / "clone", "cat-file", "-e", commit + "^{commit}"});
 }
 
-TEST_F(TestJobTest, UnknownCommitIsAnError) {
+TEST_F(JobRunTest, UnknownCommitIsAnError) {
   std::string missing(40, 'a');
   auto outcome = run(missing);
   EXPECT_EQ(outcome.results.status, TestStatus::Error);
@@ -158,7 +158,7 @@ TEST_F(TestJobTest, UnknownCommitIsAnError) {
   EXPECT_EQ(outcome.results.tests_run, -1);
 }
 
-TEST_F(TestJobTest, TimeoutEndsTheCommand) {
+TEST_F(JobRunTest, TimeoutEndsTheCommand) {
   options.test_command = "echo started; sleep 30";
   options.timeout = 1s;
   auto outcome = run(first_commit);
@@ -168,7 +168,7 @@ TEST_F(TestJobTest, TimeoutEndsTheCommand) {
   EXPECT_LT(outcome.results.duration_ms, 10000u);
 }
 
-TEST_F(TestJobTest, TimeoutKillsTheWholeProcessGroup) {
+TEST_F(JobRunTest, TimeoutKillsTheWholeProcessGroup) {
   std::string pids = dir / "pids";
   options.test_command = "echo $$ > " + pids + ".group; sleep 300 & echo $! > " + pids + "; wait";
   options.timeout = 1s;
@@ -182,7 +182,7 @@ TEST_F(TestJobTest, TimeoutKillsTheWholeProcessGroup) {
       [&] { return test_probe::process_gone(child) && test_probe::group_gone(group); }, 10s));
 }
 
-TEST_F(TestJobTest, NothingOutlivesACommandThatEnds) {
+TEST_F(JobRunTest, NothingOutlivesACommandThatEnds) {
   std::string pid_file = dir / "pid";
   options.test_command = "sleep 300 & echo $! > " + pid_file + "; exit 0";
   auto outcome = run(first_commit);
@@ -192,7 +192,7 @@ TEST_F(TestJobTest, NothingOutlivesACommandThatEnds) {
   EXPECT_TRUE(test::wait_until([&] { return test_probe::process_gone(child); }, 10s));
 }
 
-TEST_F(TestJobTest, CancelledCommandIsMarkedCancelled) {
+TEST_F(JobRunTest, CancelledCommandIsMarkedCancelled) {
   CancelToken cancel;
   cancel.cancel();
   options.test_command = "sleep 30";
@@ -200,7 +200,7 @@ TEST_F(TestJobTest, CancelledCommandIsMarkedCancelled) {
   EXPECT_TRUE(outcome.cancelled);
 }
 
-TEST_F(TestJobTest, OutputOverTheCapIsCutInTheMiddle) {
+TEST_F(JobRunTest, OutputOverTheCapIsCutInTheMiddle) {
   options.test_command = "head -c 100000 /dev/zero | tr '\\000' a; echo; echo the-end";
   options.max_output = 1000;
   auto outcome = run(first_commit);
@@ -210,7 +210,7 @@ TEST_F(TestJobTest, OutputOverTheCapIsCutInTheMiddle) {
   EXPECT_TRUE(outcome.results.output.ends_with("the-end\n"));
 }
 
-TEST_F(TestJobTest, TestsGetTheDefaultSigpipeEvenWhenTheRunnerIgnoresIt) {
+TEST_F(JobRunTest, TestsGetTheDefaultSigpipeEvenWhenTheRunnerIgnoresIt) {
   struct sigaction ignore {
   }, previous{};
   ignore.sa_handler = SIG_IGN;
@@ -222,7 +222,7 @@ TEST_F(TestJobTest, TestsGetTheDefaultSigpipeEvenWhenTheRunnerIgnoresIt) {
   EXPECT_EQ(outcome.results.output, "");
 }
 
-TEST_F(TestJobTest, TheCloneStaysOpenFromOneJobToTheNext) {
+TEST_F(JobRunTest, TheCloneStaysOpenFromOneJobToTheNext) {
   Clone clone(dir / "clone");
   options.test_command = "cat fresh.txt";
   for (int i = 0; i < 3; ++i) {
@@ -235,7 +235,7 @@ TEST_F(TestJobTest, TheCloneStaysOpenFromOneJobToTheNext) {
   EXPECT_EQ(clone.opens(), 1u);
 }
 
-TEST_F(TestJobTest, AfterAGitErrorTheCloneIsOpenedAnew) {
+TEST_F(JobRunTest, AfterAGitErrorTheCloneIsOpenedAnew) {
   Clone clone(dir / "clone");
   options.test_command = "true";
   EXPECT_EQ(run_job(clone, options, job(first_commit), "h:1", nullptr).results.status,
@@ -250,7 +250,7 @@ TEST_F(TestJobTest, AfterAGitErrorTheCloneIsOpenedAnew) {
   EXPECT_EQ(clone.opens(), 2u);
 }
 
-TEST_F(TestJobTest, TheCloneIsOpenedAnewAfterItsReuseLimit) {
+TEST_F(JobRunTest, TheCloneIsOpenedAnewAfterItsReuseLimit) {
   Clone clone(dir / "clone", 2);
   options.test_command = "true";
   for (JobId id = 1; id <= 5; ++id) {
@@ -260,7 +260,7 @@ TEST_F(TestJobTest, TheCloneIsOpenedAnewAfterItsReuseLimit) {
   EXPECT_EQ(clone.opens(), 3u);
 }
 
-TEST_F(TestJobTest, ARepackOfTheCloneBetweenJobsLeavesTheNextJobWorking) {
+TEST_F(JobRunTest, ARepackOfTheCloneBetweenJobsLeavesTheNextJobWorking) {
   // The objects and refs the clone's handle knows of move into a new pack and packed-refs.
   Clone clone(dir / "clone");
   std::string second = test::commit_file(dir / "master", "second.txt", "second\n");
@@ -280,7 +280,7 @@ TEST_F(TestJobTest, ARepackOfTheCloneBetweenJobsLeavesTheNextJobWorking) {
   EXPECT_EQ(clone.opens(), 1u) << "the handle read the new pack and packed-refs by itself";
 }
 
-TEST_F(TestJobTest, WhenTheOpenCloneFailsTheJobIsTriedWithTheCloneOpenedAnew) {
+TEST_F(JobRunTest, WhenTheOpenCloneFailsTheJobIsTriedWithTheCloneOpenedAnew) {
   // The git folder moves elsewhere and .git becomes a link to it, as `git submodule
   // absorbgitdirs` does: the handle kept open still looks in the old place.
   Clone clone(dir / "clone");

@@ -6,7 +6,11 @@ JSON to bench/results/<timestamp>.json. It reports and never gates on the figure
 exit status is non-zero only when something broke (a daemon did not start, a result
 never came within a generous deadline).
 
-Run through scripts/bench.sh, which builds the executables in Release first."""
+Run through scripts/bench.sh, which builds the executables in Release first.
+
+One file past the usual ~400 lines: each benchmark is one function over the same table
+and cluster helpers, and the one command runs any set of them; the daemons are started
+and queried through scripts/harness.py."""
 
 import argparse
 import ctypes

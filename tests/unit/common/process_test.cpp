@@ -1,3 +1,7 @@
+// run_command on real processes: output capture and its cap, timeouts, cancellation, the
+// guard and its process group, descriptors. One file past the usual ~400 lines: every
+// test here starts real children through the same few helpers, and the cases are the
+// one contract of run_command read side by side.
 #include "ci/process.h"
 
 #include <fcntl.h>

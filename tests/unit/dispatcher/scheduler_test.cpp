@@ -1,4 +1,6 @@
 // The scheduling decisions, driven with a fake clock: no sockets, threads or sleeps.
+// One file past the usual ~400 lines: the scheduler is one state machine, and its tests
+// are the story of its transitions, read in order on one fixture.
 #include "dispatcher/scheduler.h"
 
 #include <gtest/gtest.h>

@@ -17,8 +17,8 @@
 #include "ci/framing.h"
 #include "ci/git.h"
 #include "ci/protocol.h"
-#include "observer/commit_tracker.h"
 #include "dispatcher/scheduler.h"
+#include "observer/commit_tracker.h"
 
 namespace {
 

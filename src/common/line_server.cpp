@@ -41,8 +41,8 @@ void LineServer::Impl::accept() {
             socket.write_some(asio::buffer(busy), ignored);
             socket.close(ignored);
           } else {
-            auto connection = std::make_shared<Connection>(std::move(socket), std::move(ip),
-                                                     std::move(peer), self, must_authenticate);
+            auto connection = std::make_shared<Connection>(
+                std::move(socket), std::move(ip), std::move(peer), self, must_authenticate);
             {
               MutexLock lock(self->mutex);
               self->sessions.push_back(connection);

@@ -51,8 +51,7 @@ class Dispatcher {
   // Opens its store in options.state_dir (SQLite) at start().
   explicit Dispatcher(DispatcherOptions options, Clock& clock = Clock::real());
   // On a store of the caller's: options.state_dir is not used.
-  Dispatcher(DispatcherOptions options, std::unique_ptr<Store> store,
-             Clock& clock = Clock::real());
+  Dispatcher(DispatcherOptions options, std::unique_ptr<Store> store, Clock& clock = Clock::real());
   ~Dispatcher();
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;

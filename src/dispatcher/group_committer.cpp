@@ -10,7 +10,9 @@ GroupCommitter::GroupCommitter(GuardedScheduler& state, Store& store, const Resu
 
 GroupCommitter::~GroupCommitter() { finish(); }
 
-void GroupCommitter::start() { thread_ = std::thread([this] { loop(); }); }
+void GroupCommitter::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 void GroupCommitter::finish() {
   {

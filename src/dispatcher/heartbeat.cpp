@@ -19,7 +19,9 @@ Heartbeat::Heartbeat(GuardedScheduler& state, GroupCommitter& committer, OfferSe
 
 Heartbeat::~Heartbeat() { stop(); }
 
-void Heartbeat::start() { thread_ = std::thread([this] { loop(); }); }
+void Heartbeat::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 void Heartbeat::stop() {
   {

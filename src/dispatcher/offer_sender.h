@@ -41,7 +41,7 @@ class OfferSender {
   GroupCommitter& committer_;
   RunnerLink& link_;
   Clock& clock_;
-  CondVar cv_;                                         // an offer may be sent
+  CondVar cv_;  // an offer may be sent
   bool stopping_ GUARDED_BY(state_.mutex) = false;
   std::deque<Offer> sendable_ GUARDED_BY(state_.mutex);  // written, not sent yet
   std::vector<std::thread> threads_;

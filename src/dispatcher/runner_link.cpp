@@ -75,8 +75,7 @@ RunnerLink::PingAnswer RunnerLink::ping(const std::string& runner) {
 
 RunnerLink::RuntestAnswer RunnerLink::runtest(const Offer& offer) {
   auto client = take(offer.runner);
-  auto reply =
-      client->call(RuntestRequest{offer.job, offer.attempt, offer.commit, offer.branch});
+  auto reply = client->call(RuntestRequest{offer.job, offer.attempt, offer.commit, offer.branch});
   // Out of connection slots, the runner is alive: as BUSY, not against the runner.
   const bool slots_full = !reply && client->busy();
   give(offer.runner, std::move(client));

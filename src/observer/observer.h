@@ -117,7 +117,7 @@ class Observer {
   FailureStreak dispatcher_streak_{"dispatcher " + options_.dispatcher.str() + " answers again"};
   FailureStreak save_streak_{"the state file is written again"};
   std::set<std::string> skipped_branches_;  // bad names, logged once each
-  Mutex join_mu_;  // serialises start's thread launch and stop's join
+  Mutex join_mu_;                           // serialises start's thread launch and stop's join
   std::thread thread_ GUARDED_BY(join_mu_);
 };
 

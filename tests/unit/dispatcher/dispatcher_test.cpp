@@ -1,6 +1,8 @@
 // The dispatcher's parts on a store that fails or holds a write back on demand, and on
 // a fake clock: an answer waits for its write, a failed write loses nothing, offers go
 // out only once written, and the heartbeat drops a silent runner after its K-th round.
+#include "dispatcher/dispatcher.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,7 +13,6 @@
 #include "ci/mutex.h"
 #include "ci/net.h"
 #include "ci/replies.h"
-#include "dispatcher/dispatcher.h"
 #include "dispatcher/group_committer.h"
 #include "dispatcher/heartbeat.h"
 #include "dispatcher/offer_sender.h"
@@ -209,8 +210,7 @@ TEST_F(DispatcherParts, AFailedWriteAnswersErrAndLosesNothing) {
 
 TEST_F(DispatcherParts, AFailedResultWriteAnswersErrAndTheResendIsRecordedOnce) {
   FakeRunner& runner = runner_;
-  ASSERT_EQ(wait_answer(send(RegisterRequest{"127.0.0.1", runner.port()})).kind,
-            Reply::Kind::Ok);
+  ASSERT_EQ(wait_answer(send(RegisterRequest{"127.0.0.1", runner.port()})).kind, Reply::Kind::Ok);
   ASSERT_EQ(wait_answer(send(DispatchRequest{commit_id('c'), "master"})).kind, Reply::Kind::Ok);
   ASSERT_TRUE(test::wait_until([&] { return runner.runtests() == 1; }));
   {
@@ -232,8 +232,7 @@ TEST_F(DispatcherParts, AFailedResultWriteAnswersErrAndTheResendIsRecordedOnce) 
 
 TEST_F(DispatcherParts, AnOfferWhoseWriteFailedIsNeverSentAndGoesOutOnceWritten) {
   FakeRunner& runner = runner_;
-  ASSERT_EQ(wait_answer(send(RegisterRequest{"127.0.0.1", runner.port()})).kind,
-            Reply::Kind::Ok);
+  ASSERT_EQ(wait_answer(send(RegisterRequest{"127.0.0.1", runner.port()})).kind, Reply::Kind::Ok);
   {
     MutexLock lock(data_->mutex);
     data_->failures_left = 1;

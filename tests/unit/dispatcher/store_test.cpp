@@ -1,8 +1,7 @@
 // The store on SQLite: in memory for the logic, on disk for reopening.
-#include "dispatcher/sqlite_store.h"
-
 #include <gtest/gtest.h>
 
+#include "dispatcher/sqlite_store.h"
 #include "test_support.h"
 
 namespace ci {

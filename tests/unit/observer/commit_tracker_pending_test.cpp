@@ -1,8 +1,6 @@
 // What a CommitTracker's plan reads and keeps: a long history is not walked again per
 // new commit, a branch over the cap hands over its newest commits, and what waits for
 // the dispatcher stays pending without another walk.
-#include "observer/commit_tracker.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
@@ -11,14 +9,15 @@
 #include "ci/files.h"
 #include "ci/git.h"
 #include "commit_tracker_fixture.h"
+#include "observer/commit_tracker.h"
 #include "test_support.h"
 
 namespace ci::observer {
 namespace {
 
-using test::CommitTrackerTest;
 using ci::test::commit_file;
 using ci::test::git;
+using test::CommitTrackerTest;
 
 // A pushed orphan branch of 800 commits on a history of 20,000: the plan reads the
 // new commits and a handful of old ones, once, not the old history per new commit.

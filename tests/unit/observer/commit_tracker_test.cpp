@@ -15,9 +15,9 @@
 namespace ci::observer {
 namespace {
 
-using test::CommitTrackerTest;
 using ci::test::commit_file;
 using ci::test::git;
+using test::CommitTrackerTest;
 
 TEST_F(CommitTrackerTest, FirstSightHandsOverNothingAndCountsTipsAsSeen) {
   commit_file(master_, "a.txt", "a");

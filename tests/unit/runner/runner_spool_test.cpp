@@ -12,8 +12,8 @@
 #include "process_probe.h"
 #include "runner/result_spool.h"
 #include "runner/runner.h"
-#include "runner_fixture.h"
 #include "runner/running_job_record.h"
+#include "runner_fixture.h"
 #include "test_support.h"
 
 namespace ci::runner {

@@ -16,7 +16,7 @@ jobs=$(nproc)
 # A header before each stage, with the time since the start (CI has a time budget).
 stage() { echo "== $1 (at $((SECONDS / 60))m$((SECONDS % 60))s)"; }
 
-scripts/install-deps.sh
+scripts/install-deps.sh --with-test-tools
 build_dir=${BUILD_DIR:-build}
 stage build
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCI_WERROR=ON >/dev/null

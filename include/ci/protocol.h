@@ -3,11 +3,30 @@
 //   to the dispatcher                                  reply
 //   status                                             OK <len> + key value lines
 //   register <host> <port>                             OK
-//   dispatch <commit> <branch>                         OK <job-id>
-//   results <job> <attempt> <runner> <status> <run> <failed> <ms> <len> + output
+//   dispatch <commit> <branch> [<len> + commit info]   OK <job-id>
+//   results <job> <attempt> <runner> <status> <run> <failed> <ms> [<cases-len>] <len>
+//           + output, then <cases-len> bytes of test cases (ci/test_cases.h)
 //                                                      OK
+//   log <job> <attempt> <runner> <offset> <len> + bytes
+//                                                      OK <received>: the attempt's log
+//           holds bytes [0, received) of the test's output (a chunk at an offset already
+//           held is not written twice; one past it says the runner dropped what is
+//           between, and the log marks them omitted); the runner sends from <received> on
+//   logread <job> <attempt> <offset> <max>              OK <start> <total> <done> <len>
+//           + at most <max> bytes of the log from <offset> (attempt 0: the latest); the
+//           body starts at byte <start> (> offset when bytes were omitted there);
+//           <total>: bytes received so far; <done>: 1 once the attempt has ended
+//   cancel <job>                                       OK: cancelled (queued or running)
+//   tests <job> [<attempt>]                            OK <len> + test cases (JSON lines)
+//   job <job>                                          OK <len> + the job (JSON, ci/events.h)
+//   events <from> <max> <wait-ms>                      OK <oldest> <last> <len> + events
+//           with seq > from, at most <max> (JSON lines, ci/events.h); with none yet, the
+//           reply waits up to <wait-ms> for one. from < oldest - 1: fell behind the
+//           retention (the body is empty): take a snapshot
+//   snapshot <after-job> <limit>                       OK <seq> <len> + jobs (JSON lines)
+//           with id > after-job; <seq>: the feed's last seq before they were read
 //   runners                                            OK <len> + one line a runner
-//   jobs [<limit>]                                     OK <len> + one line a job
+//   jobs [<limit>] [branch=<b>] [status=<s>]           OK <len> + one line a job
 //   retry <job>                                        OK <job>: a finished job runs again
 //   abandon <job> <attempt> <runner>                   OK: a stopping runner gives it back
 //   unregister <host> <port>                           OK: a stopping runner leaves
@@ -16,6 +35,8 @@
 //   poll                                               OK: fetch and look now
 //   to a runner
 //   runtest <job> <attempt> <commit> <branch>          OK | BUSY
+//   cancel <job> <attempt>                             OK: it kills the test and reports
+//                                                      "cancelled"; ERR if not running it
 //   ping                                               pong idle | pong busy <job> <attempt>
 //
 // Anything malformed is answered "ERR <reason>" and the connection is closed. The bodies
@@ -35,7 +56,7 @@ namespace ci {
 
 using JobId = uint64_t;
 
-enum class TestStatus { Passed, Failed, Error, Timeout };
+enum class TestStatus { Passed, Failed, Error, Timeout, Cancelled };
 const char* to_string(TestStatus s);
 bool parse_test_status(std::string_view text, TestStatus* out);
 
@@ -47,6 +68,7 @@ struct RegisterRequest {
 struct DispatchRequest {
   std::string commit;
   std::string branch;
+  std::string info;  // the commit's CommitInfo (ci/events.h), serialized; "" none
 };
 struct ResultsRequest {
   JobId job = 0;
@@ -57,10 +79,47 @@ struct ResultsRequest {
   int64_t tests_failed = -1;  // -1: unknown
   uint64_t duration_ms = 0;
   std::string output;
+  std::string cases;  // serialized test cases (ci/test_cases.h); "" none
 };
 struct RunnersRequest {};
 struct JobsRequest {
   uint64_t limit = 50;
+  std::string branch;  // "": any
+  std::string status;  // a TestStatus or job state word; "": any
+};
+struct LogRequest {
+  JobId job = 0;
+  uint32_t attempt = 0;
+  std::string runner;  // host:port
+  uint64_t offset = 0;
+  std::string bytes;
+};
+struct LogReadRequest {
+  JobId job = 0;
+  uint32_t attempt = 0;  // 0: the latest
+  uint64_t offset = 0;
+  uint64_t max = 0;
+};
+// To the dispatcher: attempt 0. To a runner: the attempt it runs.
+struct CancelRequest {
+  JobId job = 0;
+  uint32_t attempt = 0;
+};
+struct TestsRequest {
+  JobId job = 0;
+  uint32_t attempt = 0;  // 0: the latest
+};
+struct JobRequest {
+  JobId job = 0;
+};
+struct EventsRequest {
+  uint64_t from = 0;
+  uint64_t max = 1000;
+  uint64_t wait_ms = 0;
+};
+struct SnapshotRequest {
+  JobId after = 0;
+  uint64_t limit = 1000;
 };
 struct PingRequest {};
 struct RuntestRequest {
@@ -84,9 +143,17 @@ struct UnregisterRequest {
 };
 struct PollRequest {};
 
-using Request = std::variant<StatusRequest, RegisterRequest, DispatchRequest, ResultsRequest,
-                             RunnersRequest, JobsRequest, PingRequest, RuntestRequest, RetryRequest,
-                             AbandonRequest, UnregisterRequest, PollRequest>;
+using Request =
+    std::variant<StatusRequest, RegisterRequest, DispatchRequest, ResultsRequest, RunnersRequest,
+                 JobsRequest, PingRequest, RuntestRequest, RetryRequest, AbandonRequest,
+                 UnregisterRequest, PollRequest, LogRequest, LogReadRequest, CancelRequest,
+                 TestsRequest, JobRequest, EventsRequest, SnapshotRequest>;
+
+// Bounds of the new verbs.
+inline constexpr uint64_t kMaxLogRead = 1u << 20;      // bytes a logread may ask for
+inline constexpr uint64_t kMaxEventsWaitMs = 60000;    // the longest an events call waits
+inline constexpr uint64_t kMaxEventsPerRead = 10000;
+inline constexpr uint64_t kMaxSnapshotJobs = 10000;
 
 // Body rule for requests: which request headers end with a body length.
 bool request_has_body(const std::vector<std::string>& words);

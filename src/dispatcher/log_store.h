@@ -5,18 +5,24 @@
 // chunk that starts past what is held). No log is ever held whole in memory.
 //
 // On disk, in `dir`, for job J attempt A:
-//   J-A.head   raw bytes [0, head_len): the head, its length the file's size
-//   J-A.tail   a 21-byte header, the raw offset S of its first byte (20 decimal digits
-//              and a newline), then raw bytes [S, received)
-//   J-A.done   empty: the attempt has ended, nothing more is written
+//   J-A.head      raw bytes [0, head_len): the head, its length the file's size
+//   J-A.tail      a 21-byte header, the raw offset S of its first byte (20 decimal
+//                 digits and a newline), then raw bytes [S, received)
+//   J-A.done      empty: the attempt has ended, nothing more is written
+//   J-A.tail.tmp  a new tail being written, renamed over J-A.tail when whole
 // The tail is closed to growth at 2 * tail_bytes: its last tail_bytes are then copied
-// into a new file that replaces it by rename, so each byte costs O(1) amortized and a
-// log takes at most head_bytes + 2 * tail_bytes of disk. A tail that exists closes the
-// head (a gap while still in the head starts the tail early). Everything is recovered
-// from the files after a restart: a rename replaces the tail whole or not at all, and a
-// write cut short leaves a file whose size says what is held (the runner resends from
-// there). Writes are not flushed to disk: they survive a crash of the process, not a
-// power loss.
+// into a new tail that replaces it, so each byte costs O(1) amortized and a log takes at
+// most head_bytes + 2 * tail_bytes of disk (tail_bytes more while a copy is made). A
+// tail that exists closes the head: a gap while still in the head starts the tail
+// early, and a gap in the tail starts a new one (the bytes before the gap go with the
+// old tail). Bytes once omitted stay so: a chunk resent over them writes only its part
+// past the end.
+//
+// Everything is recovered from the files after a restart, the process killed at any
+// point: a rename replaces the tail whole or not at all (a temporary file left is
+// removed on open), and a write cut short leaves a file whose size says what is held
+// (the runner resends from there). Writes are not flushed to disk: they survive a
+// crash of the process, not a power loss.
 #pragma once
 
 #include <cstdint>
@@ -65,7 +71,9 @@ class LogStore {
   // so is a read at or past the end (with the total).
   Result<Chunk> read(JobId job, uint32_t attempt, uint64_t offset, uint64_t max) const;
 
-  // The attempt ended: done from now on, and nothing more is written.
+  // The attempt ended: done from now on, and nothing more is written. Call it however
+  // the attempt ends (results, abandoned, cancelled, lost runner): it also frees the
+  // memory the log took while written.
   void finish(JobId job, uint32_t attempt);
   uint64_t received(JobId job, uint32_t attempt) const;
   // Removes the logs of every attempt of `job` (when the job is forgotten).

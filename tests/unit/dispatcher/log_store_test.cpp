@@ -119,7 +119,7 @@ TEST(LogStore, GapInTheHeadIsOmittedAndClosesTheHead) {
   for (uint64_t offset : {3u, 5u, 10u}) {
     LogStore::Chunk tail = read_ok(*store, offset);
     EXPECT_EQ(tail.start, 10u) << offset;
-    EXPECT_EQ(tail.bytes, std::string("xyz!").substr(0, 14 - 10)) << offset;
+    EXPECT_EQ(tail.bytes, "xyz!") << offset;
   }
   EXPECT_EQ(read_ok(*store, 12).bytes, "z!");
   EXPECT_EQ(test::read_text(dir / "1-1.head"), "abc");  // nothing more went to the head

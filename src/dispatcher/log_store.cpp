@@ -21,7 +21,7 @@ namespace {
 
 constexpr size_t kHeaderSize = 21;        // 20 decimal digits and a newline
 constexpr size_t kCopyBuffer = 64 << 10;  // a rotation copies through this much memory
-constexpr char kTempSuffix[] = ".tmp";
+constexpr char kTempSuffix[] = ".tmp";    // beside the file it is to replace
 
 Error sys_error(const std::string& what) { return make_error(what + ": " + std::strerror(errno)); }
 
@@ -101,9 +101,11 @@ Result<std::unique_ptr<LogStore>> LogStore::open(Options options) {
   if (auto made = make_dirs(options.dir); !made) return make_error(made.error());
   auto names = list_names(options.dir);
   if (!names) return make_error(names.error());
-  // A temporary file is a new tail cut short: the tail it was to replace is whole.
+  // A temporary tail is one cut short: the tail it was to replace is whole. Other
+  // files are left alone.
   for (const std::string& name : *names) {
-    if (name.ends_with(kTempSuffix)) ::unlink((options.dir + "/" + name).c_str());
+    if (name.ends_with(std::string(".tail") + kTempSuffix))
+      ::unlink((options.dir + "/" + name).c_str());
   }
   return std::unique_ptr<LogStore>(new LogStore(std::move(options)));
 }

@@ -178,9 +178,11 @@ TEST(LogStore, RotationCutShortRecoversWithoutLossOrDoubling) {
   std::string half_done = std::string("00000000000000000012\n") + stream(12, 20);
   write_bytes(dir / "1-1.tail.tmp", half_done);
   write_bytes(dir / "2-1.tail.tmp", "0000");  // another log's, torn mid-header
+  write_bytes(dir / "notes.tmp", "not a log's");
   auto store = open_store(dir.path(), 4, 8);
   EXPECT_FALSE(test::file_exists(dir / "1-1.tail.tmp"));
   EXPECT_FALSE(test::file_exists(dir / "2-1.tail.tmp"));
+  EXPECT_TRUE(test::file_exists(dir / "notes.tmp"));
   EXPECT_EQ(store->received(1, 1), 20u);
   EXPECT_EQ(store->received(2, 1), 0u);
   EXPECT_EQ(read_ok(*store, 4).bytes, stream(4, 20));

@@ -332,10 +332,13 @@ uint64_t LogStore::received(JobId job, uint32_t attempt) const {
 Result<void> LogStore::remove(JobId job) {
   if (job == 0) return make_error("job must be positive");
   MutexLock lock(mutex_);
-  // An append still holding one of the job's entries writes nothing more.
+  // An append still holding one of the job's entries writes nothing more. (The entry
+  // is unlocked before the map lets it go: it may be the last to hold it.)
   for (auto it = active_.lower_bound({job, 0}); it != active_.end() && it->first.first == job;) {
-    MutexLock entry_lock(it->second->mutex);
-    it->second->state.done = true;
+    {
+      MutexLock entry_lock(it->second->mutex);
+      it->second->state.done = true;
+    }
     it = active_.erase(it);
   }
   auto names = list_names(options_.dir);

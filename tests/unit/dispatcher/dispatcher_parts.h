@@ -135,10 +135,10 @@ class DispatcherParts : public ::testing::Test {
   DispatcherParts()
       : store_(data_),
         writer_(dir_ / "test_results"),
+        feed_(store_, clock_),
         committer_(state_, store_, writer_, clock_),
         offers_(state_, committer_, link_, clock_),
         heartbeat_(state_, committer_, offers_, ping_link_, clock_, kInterval),
-        feed_(store_, clock_),
         logs_(LogStore::open({dir_ / "logs"}).value()),
         cancels_(cancel_link_),
         handler_(state_, committer_, offers_, writer_,
@@ -195,10 +195,11 @@ class DispatcherParts : public ::testing::Test {
   GuardedScheduler state_{Scheduler::Options{3, 3}};
   RunnerLink link_{RunnerLink::Options{}};
   RunnerLink ping_link_{RunnerLink::Options{}};
+  // Before the committer: its thread tells the hub of each write until it is stopped.
+  FeedHub feed_;
   GroupCommitter committer_;
   OfferSender offers_;
   Heartbeat heartbeat_;
-  FeedHub feed_;
   std::unique_ptr<LogStore> logs_;
   RunnerLink cancel_link_{RunnerLink::Options{}};
   CancelSender cancels_;

@@ -45,10 +45,11 @@ Reply body_reply(std::string body) { return Reply::ok_with_body(std::move(body))
 TEST(Replies, StatusKeepsTheWireFormatAndRoundTrips) {
   StatusReply s = sample_status();
   Reply r = to_reply(s);
-  EXPECT_EQ(r.body,
-            "runners 3\nrunners-idle 1\nrunners-busy 1\nrunners-unreachable 1\n"
-            "jobs-queued 4\njobs-running 1\njobs-finished 10\njobs-passed 6\njobs-failed 2\n"
-            "jobs-error 1\njobs-timeout 1\njobs-cancelled 2\nresults-dir /var/lib/ci/test results\n");
+  EXPECT_EQ(
+      r.body,
+      "runners 3\nrunners-idle 1\nrunners-busy 1\nrunners-unreachable 1\n"
+      "jobs-queued 4\njobs-running 1\njobs-finished 10\njobs-passed 6\njobs-failed 2\n"
+      "jobs-error 1\njobs-timeout 1\njobs-cancelled 2\nresults-dir /var/lib/ci/test results\n");
   auto back = parse_status_reply(over_the_wire(r, "status"));
   ASSERT_TRUE(back.ok()) << back.error();
   EXPECT_EQ(*back, s);

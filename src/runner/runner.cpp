@@ -184,6 +184,8 @@ Response Runner::handle(const Frame& frame, const std::string& peer) {
   if (std::holds_alternative<PingRequest>(*request)) return {serialize_reply(handle_ping())};
   if (auto* runtest = std::get_if<RuntestRequest>(&*request))
     return {serialize_reply(handle_runtest(*runtest))};
+  if (auto* cancel = std::get_if<CancelRequest>(&*request))
+    return {serialize_reply(handle_cancel(*cancel))};
   return error_response("not a runner verb '" + frame.verb() + "'", peer);
 }
 
@@ -230,9 +232,26 @@ Reply Runner::handle_runtest(const RuntestRequest& request) {
     if (stopping_ || draining_ || (!pending_.empty() && !only_in_flight)) return Reply::busy();
     job_ = request;
     job_started_ = false;
+    job_cancel_ = std::make_shared<CancelToken>();
+    cancel_asked_ = false;
   }
   changed_.notify_all();
   spdlog::info("{}: accepted (branch {})", describe(request), request.branch);
+  return Reply::ok();
+}
+
+Reply Runner::handle_cancel(const CancelRequest& request) {
+  MutexLock lock(mu_);
+  heard_from_dispatcher();
+  if (request.attempt == 0)
+    return Reply::err("a runner cancels an attempt: cancel <job> <attempt>");
+  if (!job_ || job_->job != request.job || job_->attempt != request.attempt) {
+    return Reply::err("not running job " + std::to_string(request.job) + " attempt " +
+                      std::to_string(request.attempt));
+  }
+  if (!cancel_asked_) spdlog::info("{}: cancelled by the dispatcher", describe(*job_));
+  cancel_asked_ = true;
+  job_cancel_->cancel();
   return Reply::ok();
 }
 
@@ -243,15 +262,17 @@ void Runner::work() {
     if (stopping_) return;
     job_started_ = true;
     const RuntestRequest job = *job_;
+    const std::shared_ptr<CancelToken> cancel = job_cancel_;
     lock.unlock();
 
-    std::shared_ptr<const SpooledResult> spooled = run_job(job);
+    std::shared_ptr<const SpooledResult> spooled = run_job(job, cancel.get());
     if (!spooled) return;  // job_ stays set: stop() gives it back
     size_t size = spooled->message.body.size();
 
     lock.lock();
     pending_.push_back(std::move(spooled));
     job_.reset();
+    job_cancel_.reset();
     deliver_at_ = clock_.now();
     changed_.notify_all();
     // The test's output is gone, its copy in the results message waits for delivery.
@@ -259,18 +280,28 @@ void Runner::work() {
   }
 }
 
-std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job) {
+std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job,
+                                                     const CancelToken* cancel) {
   spdlog::info("{}: running", describe(job));
   auto note_group = [&](pid_t group) {
     if (auto noted = running_job_.write(group, job); !noted)
       spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
   };
-  JobRunOutcome outcome =
-      runner::run_job(clone_, job_options_, job, address(), &cancel_, note_group);
+  JobRunOutcome outcome = runner::run_job(clone_, job_options_, job, address(), cancel, note_group);
   running_job_.clear();
   if (outcome.cancelled) {
-    spdlog::info("{}: cancelled by shutdown, not reported", describe(job));
-    return nullptr;
+    // The dispatcher's cancel is reported, even while stopping; a stop alone gives the
+    // job back instead.
+    bool asked = false;
+    {
+      MutexLock lock(mu_);
+      asked = cancel_asked_;
+    }
+    if (!asked) {
+      spdlog::info("{}: cancelled by shutdown, not reported", describe(job));
+      return nullptr;
+    }
+    outcome.results.status = TestStatus::Cancelled;
   }
   const ResultsRequest& results = outcome.results;
   spdlog::info("{}: {} ({} run, {} failed, {} ms)", describe(job), to_string(results.status),
@@ -321,8 +352,8 @@ void Runner::stop() {
   {
     MutexLock lock(mu_);
     stopping_ = true;
+    if (job_cancel_) job_cancel_->cancel();
   }
-  cancel_.cancel();
   changed_.notify_all();
   if (worker_.joinable()) worker_.join();
   if (liaison_.joinable()) liaison_.join();

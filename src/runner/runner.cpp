@@ -19,6 +19,8 @@ namespace ci::runner {
 namespace {
 
 constexpr uint16_t kFirstPort = 8900;
+// How long a finished job's results wait for the last lines of its live log.
+constexpr std::chrono::milliseconds kLastLogWait{500};
 constexpr uint16_t kLastPort = 9000;
 
 Response error_response(const std::string& reason, const std::string& peer) {
@@ -77,6 +79,21 @@ Runner::Runner(RunnerOptions options)
 
 Runner::~Runner() { stop(); }
 
+LogSenderOptions Runner::log_sender_options() const {
+  LogSenderOptions log;
+  log.dispatcher = options_.dispatcher;
+  log.client.connect_timeout = std::chrono::seconds(2);
+  log.client.io_timeout = std::chrono::seconds(5);
+  log.client.token = options_.token;
+  log.client.service = kDispatcherService;
+  log.runner = address();
+  log.cap = job_options_.max_output;
+  log.retry_initial = options_.retry_initial;
+  log.retry_max = options_.retry_max;
+  log.clock = &clock_;
+  return log;
+}
+
 std::string Runner::address() const { return HostPort{options_.host, port_}.str(); }
 
 Result<void> Runner::start() {
@@ -119,6 +136,8 @@ Result<void> Runner::start() {
     MutexLock lock(mu_);
     deliver_at_ = clock_.now();
   }
+  log_ = std::make_unique<LogSender>(log_sender_options());
+  log_->start();
   worker_ = std::thread([this] { work(); });
   liaison_ = std::thread([this] { keep_in_touch(); });
   return {};
@@ -265,8 +284,12 @@ void Runner::work() {
     const std::shared_ptr<CancelToken> cancel = job_cancel_;
     lock.unlock();
 
+    log_->begin(job.job, job.attempt);
     std::shared_ptr<const SpooledResult> spooled = run_job(job, cancel.get());
     if (!spooled) return;  // job_ stays set: stop() gives it back
+    // The last lines of the log reach the dispatcher before the results, unless it is
+    // slow or away: the results are spooled and do not wait for it then.
+    log_->wait_sent(kLastLogWait);
     size_t size = spooled->message.body.size();
 
     lock.lock();
@@ -287,7 +310,9 @@ std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job,
     if (auto noted = running_job_.write(group, job); !noted)
       spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
   };
-  JobRunOutcome outcome = runner::run_job(clone_, job_options_, job, address(), cancel, note_group);
+  auto to_log = [this](std::string_view chunk) { log_->append(chunk); };
+  JobRunOutcome outcome =
+      runner::run_job(clone_, job_options_, job, address(), cancel, note_group, to_log);
   running_job_.clear();
   if (outcome.cancelled) {
     // The dispatcher's cancel is reported, even while stopping; a stop alone gives the
@@ -357,6 +382,7 @@ void Runner::stop() {
   changed_.notify_all();
   if (worker_.joinable()) worker_.join();
   if (liaison_.joinable()) liaison_.join();
+  if (log_) log_->stop();
   if (server_) server_->stop();
   if (started_) say_goodbye();
   if (started_) remove_own_work_root();

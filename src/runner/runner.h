@@ -36,6 +36,7 @@
 #include "ci/validate.h"
 #include "runner/backoff.h"
 #include "runner/job_run.h"
+#include "runner/log_stream.h"
 #include "runner/registration_schedule.h"
 #include "runner/result_spool.h"
 #include "runner/running_job_record.h"
@@ -117,6 +118,7 @@ class Runner {
   void take_up_old_spool();
   void remove_own_work_root();
   Result<void> listen();
+  LogSenderOptions log_sender_options() const;
   Response handle(const Frame& request, const std::string& peer) EXCLUDES(mu_);
   Reply handle_runtest(const RuntestRequest& request) EXCLUDES(mu_);
   Reply handle_ping() EXCLUDES(mu_);
@@ -148,6 +150,8 @@ class Runner {
   Clone clone_;  // options_.job.repo, the worker's
   uint16_t port_ = 0;
   std::unique_ptr<LineServer> server_;
+  // The running test's live log to the dispatcher; made by start().
+  std::unique_ptr<LogSender> log_;
   bool started_ = false;  // start() succeeded; touched by the calling thread only
   bool stopped_ = false;
 

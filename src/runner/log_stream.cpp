@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "ci/validate.h"
+#include "runner/runner_internal.h"
 
 namespace ci::runner {
 
@@ -53,7 +54,12 @@ void LogBuffer::confirmed(uint64_t received) {
     tail_.clear();
     drop_below(head_, head_start_);
   }
-  if (empty()) head_start_ = total_;
+  if (empty()) {
+    head_start_ = total_;
+    // Caught up: the memory goes back (a test that printed much leaves none held).
+    head_ = std::string();
+    tail_ = std::string();
+  }
 }
 
 LogSender::LogSender(LogSenderOptions options)
@@ -94,6 +100,7 @@ void LogSender::append(std::string_view bytes) {
   if (job_ == 0 || refused_) return;
   bool was_empty = buffer_.empty();
   buffer_.append(bytes);
+  most_held_ = std::max(most_held_, buffer_.held());
   if (was_empty) changed_.notify_all();  // otherwise the sender is on it already
 }
 
@@ -167,6 +174,11 @@ void LogSender::send_next(LineClient& client) {
   failing_ = false;
   backoff_.reset();
   buffer_.confirmed(*received);
+  if (buffer_.empty()) {
+    // Caught up after a backlog: its memory goes back to the system, not only to malloc.
+    release_memory(most_held_, mu_);
+    most_held_ = 0;
+  }
 }
 
 }  // namespace ci::runner

@@ -66,8 +66,8 @@ struct LogSenderOptions {
   HostPort dispatcher;
   ClientOptions client;  // token, service and timeouts of the connection
   std::string runner;    // host:port, as registered
-  size_t cap = 4u << 20;
-  size_t max_chunk = 1u << 20;  // bytes of one log message
+  size_t cap = 256u << 10;
+  size_t max_chunk = 64u << 10;  // bytes of one log message
   std::chrono::milliseconds retry_initial{100};
   std::chrono::milliseconds retry_max{5000};
   Clock* clock = &Clock::real();
@@ -104,6 +104,7 @@ class LogSender {
   uint32_t attempt_ GUARDED_BY(mu_) = 0;
   uint64_t generation_ GUARDED_BY(mu_) = 0;  // one more at each begin()
   LogBuffer buffer_ GUARDED_BY(mu_);
+  size_t most_held_ GUARDED_BY(mu_) = 0;  // the buffer's largest since it was last empty
   bool refused_ GUARDED_BY(mu_) = false;  // the dispatcher refused this attempt's log
   bool failing_ GUARDED_BY(mu_) = false;  // the last send did not reach it
   bool sending_ GUARDED_BY(mu_) = false;  // a chunk is on its way

@@ -87,7 +87,11 @@ LogSenderOptions Runner::log_sender_options() const {
   log.client.token = options_.token;
   log.client.service = kDispatcherService;
   log.runner = address();
-  log.cap = job_options_.max_output;
+  // A live log a small fraction of the output's cap: what waits for an absent
+  // dispatcher adds to the runner's memory while the output is captured, and larger
+  // buffers were seen to stay resident after the job. The whole output still goes
+  // with the results.
+  log.cap = std::min<size_t>(job_options_.max_output, 256u << 10);
   log.retry_initial = options_.retry_initial;
   log.retry_max = options_.retry_max;
   log.clock = &clock_;
@@ -287,9 +291,6 @@ void Runner::work() {
     log_->begin(job.job, job.attempt);
     std::shared_ptr<const SpooledResult> spooled = run_job(job, cancel.get());
     if (!spooled) return;  // job_ stays set: stop() gives it back
-    // The last lines of the log reach the dispatcher before the results, unless it is
-    // slow or away: the results are spooled and do not wait for it then.
-    log_->wait_sent(kLastLogWait);
     size_t size = spooled->message.body.size();
 
     lock.lock();
@@ -328,6 +329,10 @@ std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job,
     }
     outcome.results.status = TestStatus::Cancelled;
   }
+  // The last lines of the log reach the dispatcher before the results, unless it is
+  // slow or away (then nothing waits). Before the spool: the log's memory is given back
+  // before the results message is copied.
+  log_->wait_sent(kLastLogWait);
   const ResultsRequest& results = outcome.results;
   spdlog::info("{}: {} ({} run, {} failed, {} ms)", describe(job), to_string(results.status),
                count_text(results.tests_run), count_text(results.tests_failed),

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ci/fd.h"
@@ -66,6 +67,9 @@ struct CommandSpec {
   gid_t gid = 0;
   // Called on the calling thread once the command's process group exists, with its id.
   std::function<void(pid_t group)> on_started;
+  // Called on the calling thread with each piece of output as it is read from the pipe,
+  // before the cap applies: a live copy of the whole stream, in order.
+  std::function<void(std::string_view chunk)> on_output;
 };
 
 struct CommandResult {

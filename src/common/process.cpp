@@ -273,6 +273,7 @@ class CommandWatch {
       ssize_t r = ::read(out_fd_.get(), buf_, sizeof buf_);
       if (r > 0) {
         output_.append(buf_, static_cast<size_t>(r));
+        if (spec_.on_output) spec_.on_output(std::string_view(buf_, static_cast<size_t>(r)));
         continue;
       }
       if (r == 0) pipe_open_ = false;

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "runner/test_reports.h"
 #include "runner/unittest_summary.h"
 
 namespace ci::runner {
@@ -28,7 +29,8 @@ const char* const kBaseEnvironment[] = {"PATH",   "HOME", "USER",   "LOGNAME", "
 // A clean environment: a test sees what the runner documents and nothing else, so no
 // secret of the runner's (its token file, credentials in its environment) leaks in.
 std::vector<std::string> job_environment(const RuntestRequest& job,
-                                         const std::vector<std::string>& pass_env) {
+                                         const std::vector<std::string>& pass_env,
+                                         const std::string& reports_dir) {
   std::vector<std::string> names;
   for (const char* const* n = kBaseEnvironment; *n; ++n) names.emplace_back(*n);
   names.insert(names.end(), pass_env.begin(), pass_env.end());
@@ -48,6 +50,7 @@ std::vector<std::string> job_environment(const RuntestRequest& job,
   env.push_back("CI_BRANCH=" + job.branch);
   env.push_back("CI_JOB_ID=" + std::to_string(job.job));
   env.push_back("CI_ATTEMPT=" + std::to_string(job.attempt));
+  if (!reports_dir.empty()) env.push_back("CI_REPORTS_DIR=" + reports_dir);
   return env;
 }
 
@@ -117,9 +120,13 @@ std::string job_workdir(const JobRunOptions& options, const RuntestRequest& job)
       .string();
 }
 
+std::string job_reports_dir(const JobRunOptions& options, const RuntestRequest& job) {
+  return job_workdir(options, job) + ".reports";
+}
+
 namespace {
 
-// Removes a job's checkout when the job is over, however it ends.
+// Removes a job's checkout (or reports folder) when the job is over, however it ends.
 class Workdir {
  public:
   explicit Workdir(std::string path) : path_(std::move(path)) {}
@@ -146,18 +153,61 @@ Result<void> prepare_workdir(Clone& clone, const JobRunOptions& options, const s
   return {};
 }
 
+// A new, empty folder the test (or its user) may write its reports to.
+Result<void> prepare_reports_dir(const JobRunOptions& options, const std::string& dir) {
+  if (auto cleared = remove_tree(dir); !cleared) return cleared;
+  if (::mkdir(dir.c_str(), 0700) != 0)
+    return make_error("cannot make the job's reports folder " + dir + ": " + std::strerror(errno));
+  if (options.user.set && ::chown(dir.c_str(), options.user.uid, options.user.gid) != 0)
+    return make_error("cannot give " + dir + " to the test user: " + std::strerror(errno));
+  return {};
+}
+
+// The test cases of the run into results->cases, and the line that says where they
+// came from (and the notes on skipped reports) after the output, and to `on_output`.
+void attach_cases(const std::string& reports_dir, ResultsRequest* results,
+                  const OutputHook& on_output) {
+  ReportCases read = read_junit_dir(reports_dir);
+  std::string source = std::to_string(read.files) + " JUnit report" + (read.files == 1 ? "" : "s") +
+                       " in CI_REPORTS_DIR";
+  if (read.cases.empty() && read.dropped == 0) {
+    ReportCases from_output = read_unittest_output(results->output);
+    if (!from_output.cases.empty()) {
+      from_output.notes.insert(from_output.notes.begin(), read.notes.begin(), read.notes.end());
+      read = std::move(from_output);
+      source = "the unittest output";
+    }
+  }
+  std::string lines;
+  for (const auto& note : read.notes) lines += "[ci] " + note + "\n";
+  size_t dropped = 0;
+  results->cases = serialize_cases(read.cases, &dropped);
+  if (!read.cases.empty()) {
+    lines +=
+        "[ci] " + std::to_string(read.cases.size() - dropped) + " test cases read from " + source;
+    if (dropped > 0) lines += " (" + std::to_string(dropped) + " more left out: too large)";
+    lines += "\n";
+  }
+  if (lines.empty()) return;
+  if (!results->output.empty() && results->output.back() != '\n') lines.insert(0, "\n");
+  results->output += lines;
+  if (on_output) on_output(lines);
+}
+
 }  // namespace
 
 JobRunOutcome run_job(const JobRunOptions& options, const RuntestRequest& job,
                       const std::string& runner, const CancelToken* cancel,
-                      const std::function<void(pid_t group)>& on_started) {
+                      const std::function<void(pid_t group)>& on_started,
+                      const OutputHook& on_output) {
   Clone clone(options.repo);
-  return run_job(clone, options, job, runner, cancel, on_started);
+  return run_job(clone, options, job, runner, cancel, on_started, on_output);
 }
 
 JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestRequest& job,
                       const std::string& runner, const CancelToken* cancel,
-                      const std::function<void(pid_t group)>& on_started) {
+                      const std::function<void(pid_t group)>& on_started,
+                      const OutputHook& on_output) {
   const Clock& clock = options.clock ? *options.clock : Clock::real();
   const TimePoint start = clock.now();
   JobRunOutcome outcome;
@@ -173,15 +223,22 @@ JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestR
     results.duration_ms = elapsed_ms(clock, start);
     return outcome;
   }
+  Workdir reports(job_reports_dir(options, job));
+  if (auto prepared = prepare_reports_dir(options, reports.path()); !prepared) {
+    results.output = prepared.error();
+    results.duration_ms = elapsed_ms(clock, start);
+    return outcome;
+  }
 
   CommandSpec spec;
   spec.argv = test_argv(options, workdir.path());
   if (options.sandbox.enabled) {
-    spec.argv = options.box ? options.box->command(workdir.path(), spec.argv)
-                            : Sandbox(options.sandbox).command(workdir.path(), spec.argv);
+    spec.argv = options.box
+                    ? options.box->command(workdir.path(), spec.argv, {reports.path()})
+                    : Sandbox(options.sandbox).command(workdir.path(), spec.argv, {reports.path()});
   }
   spec.cwd = workdir.path();
-  spec.env = job_environment(job, options.pass_env);
+  spec.env = job_environment(job, options.pass_env, reports.path());
   run_as(options.user, &spec);
   if (options.user.set) {
     for (auto& var : spec.env) {
@@ -196,6 +253,7 @@ JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestR
   spec.kill_grace = options.kill_grace;
   spec.guard = true;
   spec.on_started = on_started;
+  spec.on_output = on_output;
   std::string cgroup;
   if (options.cgroups) {
     auto made =
@@ -237,6 +295,7 @@ JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestR
   results.tests_failed = counts.failed;
   results.duration_ms = static_cast<uint64_t>(ran->duration.count());
   results.output = std::move(ran->output);
+  attach_cases(reports.path(), &results, on_output);
   return outcome;
 }
 

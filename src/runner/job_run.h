@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ci/clock.h"
@@ -48,9 +49,11 @@ struct JobRunOptions {
 extern const char* const kBaseEnvironment[];
 
 // The test's whole environment: kBaseEnvironment and pass_env taken from the runner's
-// (when set there), then CI=true, CI_COMMIT, CI_BRANCH, CI_JOB_ID and CI_ATTEMPT.
+// (when set there), then CI=true, CI_COMMIT, CI_BRANCH, CI_JOB_ID, CI_ATTEMPT and, when
+// given, CI_REPORTS_DIR.
 std::vector<std::string> job_environment(const RuntestRequest& job,
-                                         const std::vector<std::string>& pass_env);
+                                         const std::vector<std::string>& pass_env,
+                                         const std::string& reports_dir = "");
 
 struct JobRunOutcome {
   ResultsRequest results;
@@ -93,17 +96,29 @@ class Clone {
 
 // The folder of a job's checkout under options.work_root.
 std::string job_workdir(const JobRunOptions& options, const RuntestRequest& job);
+// The job's empty folder for the test's JUnit XML reports (CI_REPORTS_DIR), beside its
+// checkout: <job>-<attempt>.reports. Writable by the test, removed after the job.
+std::string job_reports_dir(const JobRunOptions& options, const RuntestRequest& job);
+
+// Called with each piece of the test's output as it is printed (the live log), and
+// with the runner's own lines about it (where the test cases came from).
+using OutputHook = std::function<void(std::string_view chunk)>;
 
 // Runs the job to its end on the calling thread, in `clone` (options.repo's). `runner`
 // is the runner's host:port for the results message; `cancel` stops a running command.
 // The command runs under a guard (see CommandSpec::guard): nothing of it outlives the
-// runner. `on_started` gets the id of its process group once it exists.
+// runner. `on_started` gets the id of its process group once it exists. Once the
+// command has ended, the test cases are read from the JUnit reports it left, or else
+// from unittest's verbose lines in its output, into results.cases; a line at the end of
+// the output says how many and from where, and why a report was skipped.
 JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestRequest& job,
                       const std::string& runner, const CancelToken* cancel,
-                      const std::function<void(pid_t group)>& on_started = nullptr);
+                      const std::function<void(pid_t group)>& on_started = nullptr,
+                      const OutputHook& on_output = nullptr);
 // The same in options.repo, opened for this job only.
 JobRunOutcome run_job(const JobRunOptions& options, const RuntestRequest& job,
                       const std::string& runner, const CancelToken* cancel,
-                      const std::function<void(pid_t group)>& on_started = nullptr);
+                      const std::function<void(pid_t group)>& on_started = nullptr,
+                      const OutputHook& on_output = nullptr);
 
 }  // namespace ci::runner

@@ -19,6 +19,8 @@ namespace ci::runner {
 namespace {
 
 constexpr uint16_t kFirstPort = 8900;
+// How long a finished job's results wait for the last lines of its live log.
+constexpr std::chrono::milliseconds kLastLogWait{500};
 constexpr uint16_t kLastPort = 9000;
 
 Response error_response(const std::string& reason, const std::string& peer) {
@@ -77,6 +79,25 @@ Runner::Runner(RunnerOptions options)
 
 Runner::~Runner() { stop(); }
 
+LogSenderOptions Runner::log_sender_options() const {
+  LogSenderOptions log;
+  log.dispatcher = options_.dispatcher;
+  log.client.connect_timeout = std::chrono::seconds(2);
+  log.client.io_timeout = std::chrono::seconds(5);
+  log.client.token = options_.token;
+  log.client.service = kDispatcherService;
+  log.runner = address();
+  // A live log a small fraction of the output's cap: what waits for an absent
+  // dispatcher adds to the runner's memory while the output is captured, and larger
+  // buffers were seen to stay resident after the job. The whole output still goes
+  // with the results.
+  log.cap = std::min<size_t>(job_options_.max_output, 256u << 10);
+  log.retry_initial = options_.retry_initial;
+  log.retry_max = options_.retry_max;
+  log.clock = &clock_;
+  return log;
+}
+
 std::string Runner::address() const { return HostPort{options_.host, port_}.str(); }
 
 Result<void> Runner::start() {
@@ -119,6 +140,8 @@ Result<void> Runner::start() {
     MutexLock lock(mu_);
     deliver_at_ = clock_.now();
   }
+  log_ = std::make_unique<LogSender>(log_sender_options());
+  log_->start();
   worker_ = std::thread([this] { work(); });
   liaison_ = std::thread([this] { keep_in_touch(); });
   return {};
@@ -184,6 +207,8 @@ Response Runner::handle(const Frame& frame, const std::string& peer) {
   if (std::holds_alternative<PingRequest>(*request)) return {serialize_reply(handle_ping())};
   if (auto* runtest = std::get_if<RuntestRequest>(&*request))
     return {serialize_reply(handle_runtest(*runtest))};
+  if (auto* cancel = std::get_if<CancelRequest>(&*request))
+    return {serialize_reply(handle_cancel(*cancel))};
   return error_response("not a runner verb '" + frame.verb() + "'", peer);
 }
 
@@ -230,9 +255,26 @@ Reply Runner::handle_runtest(const RuntestRequest& request) {
     if (stopping_ || draining_ || (!pending_.empty() && !only_in_flight)) return Reply::busy();
     job_ = request;
     job_started_ = false;
+    job_cancel_ = std::make_shared<CancelToken>();
+    cancel_asked_ = false;
   }
   changed_.notify_all();
   spdlog::info("{}: accepted (branch {})", describe(request), request.branch);
+  return Reply::ok();
+}
+
+Reply Runner::handle_cancel(const CancelRequest& request) {
+  MutexLock lock(mu_);
+  heard_from_dispatcher();
+  if (request.attempt == 0)
+    return Reply::err("a runner cancels an attempt: cancel <job> <attempt>");
+  if (!job_ || job_->job != request.job || job_->attempt != request.attempt) {
+    return Reply::err("not running job " + std::to_string(request.job) + " attempt " +
+                      std::to_string(request.attempt));
+  }
+  if (!cancel_asked_) spdlog::info("{}: cancelled by the dispatcher", describe(*job_));
+  cancel_asked_ = true;
+  job_cancel_->cancel();
   return Reply::ok();
 }
 
@@ -243,15 +285,18 @@ void Runner::work() {
     if (stopping_) return;
     job_started_ = true;
     const RuntestRequest job = *job_;
+    const std::shared_ptr<CancelToken> cancel = job_cancel_;
     lock.unlock();
 
-    std::shared_ptr<const SpooledResult> spooled = run_job(job);
+    log_->begin(job.job, job.attempt);
+    std::shared_ptr<const SpooledResult> spooled = run_job(job, cancel.get());
     if (!spooled) return;  // job_ stays set: stop() gives it back
     size_t size = spooled->message.body.size();
 
     lock.lock();
     pending_.push_back(std::move(spooled));
     job_.reset();
+    job_cancel_.reset();
     deliver_at_ = clock_.now();
     changed_.notify_all();
     // The test's output is gone, its copy in the results message waits for delivery.
@@ -259,19 +304,35 @@ void Runner::work() {
   }
 }
 
-std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job) {
+std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job,
+                                                     const CancelToken* cancel) {
   spdlog::info("{}: running", describe(job));
   auto note_group = [&](pid_t group) {
     if (auto noted = running_job_.write(group, job); !noted)
       spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
   };
+  auto to_log = [this](std::string_view chunk) { log_->append(chunk); };
   JobRunOutcome outcome =
-      runner::run_job(clone_, job_options_, job, address(), &cancel_, note_group);
+      runner::run_job(clone_, job_options_, job, address(), cancel, note_group, to_log);
   running_job_.clear();
   if (outcome.cancelled) {
-    spdlog::info("{}: cancelled by shutdown, not reported", describe(job));
-    return nullptr;
+    // The dispatcher's cancel is reported, even while stopping; a stop alone gives the
+    // job back instead.
+    bool asked = false;
+    {
+      MutexLock lock(mu_);
+      asked = cancel_asked_;
+    }
+    if (!asked) {
+      spdlog::info("{}: cancelled by shutdown, not reported", describe(job));
+      return nullptr;
+    }
+    outcome.results.status = TestStatus::Cancelled;
   }
+  // The last lines of the log reach the dispatcher before the results, unless it is
+  // slow or away (then nothing waits). Before the spool: the log's memory is given back
+  // before the results message is copied.
+  log_->wait_sent(kLastLogWait);
   const ResultsRequest& results = outcome.results;
   spdlog::info("{}: {} ({} run, {} failed, {} ms)", describe(job), to_string(results.status),
                count_text(results.tests_run), count_text(results.tests_failed),
@@ -321,11 +382,12 @@ void Runner::stop() {
   {
     MutexLock lock(mu_);
     stopping_ = true;
+    if (job_cancel_) job_cancel_->cancel();
   }
-  cancel_.cancel();
   changed_.notify_all();
   if (worker_.joinable()) worker_.join();
   if (liaison_.joinable()) liaison_.join();
+  if (log_) log_->stop();
   if (server_) server_->stop();
   if (started_) say_goodbye();
   if (started_) remove_own_work_root();

@@ -36,6 +36,7 @@
 #include "ci/validate.h"
 #include "runner/backoff.h"
 #include "runner/job_run.h"
+#include "runner/log_stream.h"
 #include "runner/registration_schedule.h"
 #include "runner/result_spool.h"
 #include "runner/running_job_record.h"
@@ -117,15 +118,20 @@ class Runner {
   void take_up_old_spool();
   void remove_own_work_root();
   Result<void> listen();
+  LogSenderOptions log_sender_options() const;
   Response handle(const Frame& request, const std::string& peer) EXCLUDES(mu_);
   Reply handle_runtest(const RuntestRequest& request) EXCLUDES(mu_);
   Reply handle_ping() EXCLUDES(mu_);
+  // The dispatcher's cancel of the job this runner runs: its test is killed and its
+  // results reported as cancelled.
+  Reply handle_cancel(const CancelRequest& request) EXCLUDES(mu_);
   // A message from the dispatcher: it is there, so waiting results go at once.
   void heard_from_dispatcher() REQUIRES(mu_);
   bool drained() const REQUIRES(mu_);
   void work() EXCLUDES(mu_);
   // Runs the job and spools its results; nullptr when stop() cancelled it.
-  std::shared_ptr<const SpooledResult> run_job(const RuntestRequest& job) EXCLUDES(mu_);
+  std::shared_ptr<const SpooledResult> run_job(const RuntestRequest& job, const CancelToken* cancel)
+      EXCLUDES(mu_);
   // The liaison (runner_liaison.cpp). register_once and deliver_oldest release mu_
   // while they wait for the dispatcher and hold it again when they return.
   void keep_in_touch() EXCLUDES(mu_);
@@ -144,7 +150,8 @@ class Runner {
   Clone clone_;  // options_.job.repo, the worker's
   uint16_t port_ = 0;
   std::unique_ptr<LineServer> server_;
-  CancelToken cancel_;
+  // The running test's live log to the dispatcher; made by start().
+  std::unique_ptr<LogSender> log_;
   bool started_ = false;  // start() succeeded; touched by the calling thread only
   bool stopped_ = false;
 
@@ -156,6 +163,10 @@ class Runner {
   // killed by stop() (or never started) stays here for stop() to give back.
   std::optional<RuntestRequest> job_ GUARDED_BY(mu_);
   bool job_started_ GUARDED_BY(mu_) = false;  // the worker has taken job_
+  // Stops job_'s test: cancelled by stop() or by the dispatcher's cancel. One a job, so
+  // that a cancel never reaches the next one.
+  std::shared_ptr<CancelToken> job_cancel_ GUARDED_BY(mu_);
+  bool cancel_asked_ GUARDED_BY(mu_) = false;  // the dispatcher cancelled job_
   // Spooled results the dispatcher has not answered for, oldest first. Only the
   // liaison (and stop(), after it) removes them.
   std::deque<std::shared_ptr<const SpooledResult>> pending_ GUARDED_BY(mu_);

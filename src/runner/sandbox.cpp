@@ -127,11 +127,16 @@ Sandbox::Sandbox(const SandboxOptions& options) {
 }
 
 std::vector<std::string> Sandbox::command(const std::string& workdir,
-                                          const std::vector<std::string>& command) const {
+                                          const std::vector<std::string>& command,
+                                          const std::vector<std::string>& writable) const {
   std::vector<std::string> argv = mounts_;
-  argv.reserve(argv.size() + 2 * read_only_.size() + command.size() + 6);
+  argv.reserve(argv.size() + 2 * read_only_.size() + 3 * writable.size() + command.size() + 6);
   std::string work = resolved(workdir);
   argv.insert(argv.end(), {"--bind", work, work});
+  for (const auto& dir : writable) {
+    std::string p = resolved(dir);
+    argv.insert(argv.end(), {"--bind", p, p});
+  }
   for (const auto& path : read_only_) argv.insert(argv.end(), {"--remount-ro", path});
   argv.insert(argv.end(), {"--chdir", work, "--"});
   argv.insert(argv.end(), command.begin(), command.end());

@@ -62,9 +62,11 @@ class Sandbox {
  public:
   explicit Sandbox(const SandboxOptions& options);
   // The command line that runs `command` in the sandbox, in `workdir` (its checkout,
-  // writable, at the same path inside).
+  // writable, at the same path inside), with the folders `writable` (the job's own,
+  // such as its reports folder) writable at their paths too.
   std::vector<std::string> command(const std::string& workdir,
-                                   const std::vector<std::string>& command) const;
+                                   const std::vector<std::string>& command,
+                                   const std::vector<std::string>& writable = {}) const;
 
  private:
   std::vector<std::string> mounts_;     // bwrap and its options up to the checkout

@@ -66,10 +66,43 @@ std::vector<std::string> FakeDispatcher::verbs() {
   return verbs_;
 }
 
+void FakeDispatcher::refuse_logs(bool refuse) {
+  MutexLock lock(mu_);
+  refuse_logs_ = refuse;
+}
+
+std::string FakeDispatcher::log(JobId job, uint32_t attempt) {
+  MutexLock lock(mu_);
+  auto found = logs_.find({job, attempt});
+  return found == logs_.end() ? "" : found->second.text;
+}
+
+size_t FakeDispatcher::log_messages() {
+  MutexLock lock(mu_);
+  return log_messages_;
+}
+
+Response FakeDispatcher::take_log(const LogRequest& request) {
+  ++log_messages_;
+  if (refuse_logs_) return {serialize_reply(Reply::err("no live log here")), true};
+  Log& log = logs_[{request.job, request.attempt}];
+  uint64_t end = request.offset + request.bytes.size();
+  if (request.offset > log.received) {
+    log.text += "[" + std::to_string(request.offset - log.received) + " bytes omitted]";
+    log.received = request.offset;
+  }
+  if (end > log.received) {
+    log.text += request.bytes.substr(log.received - request.offset);
+    log.received = end;
+  }
+  return {serialize_reply(Reply::ok({std::to_string(log.received)}))};
+}
+
 Response FakeDispatcher::handle(const Frame& frame) {
   auto request = parse_request(frame);
   if (!request) return {serialize_reply(Reply::err(request.error())), true};
   MutexLock lock(mu_);
+  if (auto* log = std::get_if<LogRequest>(&*request)) return take_log(*log);
   verbs_.push_back(frame.verb());
   if (auto* reg = std::get_if<RegisterRequest>(&*request)) {
     registrations_.push_back(*reg);

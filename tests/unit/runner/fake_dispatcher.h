@@ -1,11 +1,13 @@
 // A dispatcher reduced to what a runner needs, for the runner's tests: it records what
 // runners send (register, results, abandon, unregister) in order and answers OK, or,
 // when told to, ERR to results or registrations, or "ERR busy" (which a runner takes
-// for a dispatcher it could not reach) to results. Also small clients for talking to a
-// runner.
+// for a dispatcher it could not reach) to results. Live logs are put together as the
+// dispatcher does, and answered "OK <received>" (or ERR when told to). Also small
+// clients for talking to a runner.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,7 +38,15 @@ class FakeDispatcher {
   std::vector<ResultsRequest> results();
   std::vector<AbandonRequest> abandoned();
   std::vector<UnregisterRequest> unregistered();
-  std::vector<std::string> verbs();  // every message's verb, in the order received
+  // Every message's verb, in the order received; live logs, which come at any time,
+  // are left out.
+  std::vector<std::string> verbs();
+  // Log messages are answered ERR while `refuse`.
+  void refuse_logs(bool refuse);
+  // The live log of an attempt as received, "[N bytes omitted]" where the runner
+  // dropped bytes; and how many log messages came.
+  std::string log(JobId job, uint32_t attempt);
+  size_t log_messages();
 
  private:
   Response handle(const Frame& frame);
@@ -53,6 +63,14 @@ class FakeDispatcher {
   std::vector<ResultsRequest> results_ GUARDED_BY(mu_);
   std::vector<AbandonRequest> abandoned_ GUARDED_BY(mu_);
   std::vector<UnregisterRequest> unregistered_ GUARDED_BY(mu_);
+  struct Log {
+    std::string text;
+    uint64_t received = 0;
+  };
+  Response take_log(const LogRequest& request) REQUIRES(mu_);
+  bool refuse_logs_ GUARDED_BY(mu_) = false;
+  std::map<std::pair<JobId, uint32_t>, Log> logs_ GUARDED_BY(mu_);
+  size_t log_messages_ GUARDED_BY(mu_) = 0;
 };
 
 // A port that was free a moment ago, for a dispatcher started after the runner.

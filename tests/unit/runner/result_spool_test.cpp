@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "ci/test_cases.h"
 #include "test_support.h"
 
 namespace ci::runner {
@@ -15,7 +16,8 @@ using namespace std::string_literals;
 namespace fs = std::filesystem;
 
 ResultsRequest results(JobId job, std::string output) {
-  return ResultsRequest{job, 1, "127.0.0.1:8900", TestStatus::Failed, 3, 1, 42, std::move(output)};
+  return ResultsRequest{job, 1, "127.0.0.1:8900", TestStatus::Failed, 3, 1, 42, std::move(output),
+                        ""};
 }
 
 class ResultSpoolTest : public ::testing::Test {
@@ -94,6 +96,42 @@ TEST_F(ResultSpoolTest, SetsAsideWhatItCannotReadAndClearsInterruptedWrites) {
   problems.clear();
   EXPECT_EQ(spool.load(&problems).size(), 1u);
   EXPECT_TRUE(problems.empty()) << "set aside once";
+}
+
+ResultsRequest loaded_results(const SpooledResult& s) {
+  auto request = parse_request(s.message);
+  EXPECT_TRUE(request) << request.error();
+  if (!request || !std::holds_alternative<ResultsRequest>(*request)) return {};
+  return std::get<ResultsRequest>(*request);
+}
+
+TEST_F(ResultSpoolTest, KeepsTheTestCases) {
+  ResultsRequest r = results(7, "out\n");
+  r.cases = serialize_cases({TestCase{"m.C.test_a", CaseOutcome::Failed, 5, "1 != 2"},
+                             TestCase{"m.C.test_b", CaseOutcome::Passed, 0, ""}});
+  put(r);
+  std::vector<std::string> problems;
+  auto loaded = spool.load(&problems);
+  ASSERT_EQ(loaded.size(), 1u) << (problems.empty() ? "" : problems[0]);
+  ResultsRequest back = loaded_results(loaded[0]);
+  EXPECT_EQ(back.output, "out\n");
+  EXPECT_EQ(back.cases, r.cases);
+  auto cases = parse_cases(back.cases);
+  ASSERT_TRUE(cases) << cases.error();
+  EXPECT_EQ(cases->size(), 2u);
+}
+
+// A result spooled before results carried test cases is still delivered as it was.
+TEST_F(ResultSpoolTest, ReadsAResultInTheFormatBeforeTestCases) {
+  write_raw("8-2.result", "results 8 2 127.0.0.1:8900 passed 1 0 12 6\nhello\n");
+  std::vector<std::string> problems;
+  auto loaded = spool.load(&problems);
+  ASSERT_EQ(loaded.size(), 1u) << (problems.empty() ? "" : problems[0]);
+  EXPECT_EQ(loaded[0].job, 8u);
+  ResultsRequest back = loaded_results(loaded[0]);
+  EXPECT_EQ(back.status, TestStatus::Passed);
+  EXPECT_EQ(back.output, "hello\n");
+  EXPECT_EQ(back.cases, "");
 }
 
 TEST_F(ResultSpoolTest, RemoveDeletesTheFileAndToleratesItsAbsence) {

@@ -81,7 +81,7 @@ TEST_F(RunnerTest, DropsSpooledResultsTheDispatcherRefuses) {
   ResultSpool spool(dir / "spool");
   ASSERT_TRUE(spool.open().ok());
   SpooledResult left = spool.prepare(
-      ResultsRequest{7, 2, "127.0.0.1:8901", TestStatus::Passed, 1, 0, 12, "old output\n"});
+      ResultsRequest{7, 2, "127.0.0.1:8901", TestStatus::Passed, 1, 0, 12, "old output\n", ""});
   ASSERT_TRUE(spool.write(left).ok());
   fake.start();
   fake.refuse_results();
@@ -98,7 +98,7 @@ TEST_F(RunnerTest, ResultsAnEarlierVersionLeftInTheClonesSpoolAreDelivered) {
   ResultSpool old(dir / "clone/.git/ci-runner-spool");
   ASSERT_TRUE(old.open().ok());
   SpooledResult left = old.prepare(
-      ResultsRequest{9, 1, "127.0.0.1:8901", TestStatus::Passed, 1, 0, 12, "from before\n"});
+      ResultsRequest{9, 1, "127.0.0.1:8901", TestStatus::Passed, 1, 0, 12, "from before\n", ""});
   ASSERT_TRUE(old.write(left).ok());
   fake.start();
   start_runner();

@@ -1,0 +1,104 @@
+// The dispatcher cancels a running job: the runner kills its test, every process of
+// it, and reports the attempt as cancelled through the spool like any result.
+#include <gtest/gtest.h>
+
+#include "fake_dispatcher.h"
+#include "process_probe.h"
+#include "runner/runner.h"
+#include "runner_fixture.h"
+#include "test_support.h"
+
+namespace ci::runner {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace test_peer;
+
+class RunnerCancelTest : public RunnerTest {
+ protected:
+  // A registered runner running job `job`, whose test would run for minutes.
+  void start_a_long_job(JobId job) {
+    gate = make_gate();
+    options.job.test_command = "echo $$ > '" + (dir / "shell") + "'; sleep 300 & echo $! > '" +
+                               (dir / "child") + "'; cat '" + gate + "' > /dev/null; echo finished";
+    fake.start();
+    start_runner();
+    ASSERT_TRUE(test::wait_until([&] { return !fake.registrations().empty(); }));
+    ASSERT_EQ(runtest(runner->port(), job, commit), Reply::Kind::Ok);
+    shell = wait_for_pid(dir / "shell");
+    child = wait_for_pid(dir / "child");
+    ASSERT_GT(shell, 0);
+    ASSERT_GT(child, 0);
+    group = test_probe::process_group(shell);
+    ASSERT_GT(group, 0);
+  }
+
+  Result<Reply> cancel(JobId job, uint32_t attempt) {
+    return call(runner->port(), Request{CancelRequest{job, attempt}});
+  }
+
+  std::string gate;
+  pid_t shell = 0, child = 0, group = 0;
+};
+
+TEST_F(RunnerCancelTest, ACancelledTestIsKilledAtOnceAndReportedCancelled) {
+  start_a_long_job(9);
+  auto reply = cancel(9, 1);
+  ASSERT_TRUE(reply) << reply.error();
+  EXPECT_EQ(reply->kind, Reply::Kind::Ok) << reply->reason();
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        return test_probe::process_gone(shell) && test_probe::process_gone(child) &&
+               test_probe::group_gone(group);
+      },
+      1s))
+      << "every process of the test is gone within a second";
+  ASSERT_TRUE(test::wait_until([&] { return !fake.results().empty(); }));
+  ResultsRequest results = fake.results().front();
+  EXPECT_EQ(results.job, 9u);
+  EXPECT_EQ(results.attempt, 1u);
+  EXPECT_EQ(results.status, TestStatus::Cancelled);
+  EXPECT_EQ(results.output.find("finished"), std::string::npos);
+  EXPECT_TRUE(test::wait_until([&] { return pong(runner->port()) == "pong idle"; }));
+  EXPECT_TRUE(test::list_dir(dir / "spool").empty()) << "delivered, so out of the spool";
+  EXPECT_EQ(log_count("cancelled by the dispatcher"), 1u);
+}
+
+TEST_F(RunnerCancelTest, ACancelForAnotherJobOrAttemptIsRefusedAndTheTestGoesOn) {
+  start_a_long_job(9);
+  for (auto [job, attempt] : {std::pair<JobId, uint32_t>{9, 2}, {8, 1}}) {
+    auto reply = cancel(job, attempt);
+    ASSERT_TRUE(reply) << reply.error();
+    EXPECT_EQ(reply->kind, Reply::Kind::Err);
+    EXPECT_EQ(reply->reason(),
+              "not running job " + std::to_string(job) + " attempt " + std::to_string(attempt));
+  }
+  EXPECT_FALSE(test_probe::process_gone(shell));
+  ASSERT_TRUE(open_gate(gate));
+  ASSERT_TRUE(test::wait_until([&] { return !fake.results().empty(); }));
+  EXPECT_EQ(fake.results().front().status, TestStatus::Passed);
+  EXPECT_NE(fake.results().front().output.find("finished"), std::string::npos);
+}
+
+TEST_F(RunnerCancelTest, AnIdleRunnerRefusesACancel) {
+  fake.start();
+  start_runner();
+  auto reply = cancel(3, 1);
+  ASSERT_TRUE(reply) << reply.error();
+  EXPECT_EQ(reply->kind, Reply::Kind::Err);
+  EXPECT_EQ(reply->reason(), "not running job 3 attempt 1");
+}
+
+// With the dispatcher unable to take it, the cancelled result waits in the spool.
+TEST_F(RunnerCancelTest, TheResultOfACancelIsSpooledLikeAnyOther) {
+  start_a_long_job(4);
+  fake.busy_results(true);  // the dispatcher cannot take results for now
+  ASSERT_EQ(cancel(4, 1)->kind, Reply::Kind::Ok);
+  EXPECT_TRUE(test::wait_until([&] { return test::file_exists(spool_file(4)); }));
+  fake.busy_results(false);
+  ASSERT_TRUE(test::wait_until([&] { return !fake.results().empty(); }));
+  EXPECT_EQ(fake.results().front().status, TestStatus::Cancelled);
+}
+
+}  // namespace
+}  // namespace ci::runner

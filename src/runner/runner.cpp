@@ -329,10 +329,6 @@ std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job,
     }
     outcome.results.status = TestStatus::Cancelled;
   }
-  // The last lines of the log reach the dispatcher before the results, unless it is
-  // slow or away (then nothing waits). Before the spool: the log's memory is given back
-  // before the results message is copied.
-  log_->wait_sent(kLastLogWait);
   const ResultsRequest& results = outcome.results;
   spdlog::info("{}: {} ({} run, {} failed, {} ms)", describe(job), to_string(results.status),
                count_text(results.tests_run), count_text(results.tests_failed),
@@ -345,6 +341,10 @@ std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job,
         describe(job), written.error());
     spooled.path.clear();
   }
+  // The last lines of the log reach the dispatcher before the results, unless it is
+  // slow or away (then nothing waits long). After the spool, so that a runner stopped
+  // while it waits still has the results to deliver.
+  log_->wait_sent(kLastLogWait);
   return std::make_shared<const SpooledResult>(std::move(spooled));
 }
 

@@ -33,6 +33,13 @@ class RunningJobRecordTest : public ::testing::Test {
       sleeper = static_cast<pid_t>(parse_u64(text.substr(0, text.size() - 1)).value_or(0));
       return true;
     }));
+    // `$!` is known as soon as the shell forks: wait until the child has become the
+    // sleep, so that no count below meets it in the middle of its exec (when its
+    // environment reads as empty).
+    ASSERT_TRUE(test::wait_until([&] {
+      return test::read_text("/proc/" + std::to_string(sleeper) + "/cmdline").rfind("sleep", 0) ==
+             0;
+    }));
     group = leader.pid();
     ASSERT_EQ(test_probe::process_group(sleeper), group);
   }

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "ci/events.h"
 #include "ci/validate.h"
 #include "ctl/commands.h"
 #include "ctl/ctl.h"
@@ -13,10 +14,52 @@ namespace ci {
 namespace {
 
 constexpr uint64_t kLogChunk = 64 * 1024;
-// Following: the pause after a read that found nothing new grows from the first to the
-// last, so that a quiet test costs few calls and a line printed reaches the terminal
-// within about the first pause once output flows again.
+// Following, after a read that found nothing new: the event feed is long-polled until
+// the job's log grows or it ends, so that a line printed reaches the terminal at once
+// and a quiet test costs one call a second. Where the feed cannot be asked, a pause
+// that grows from the first to the last stands in for it.
 constexpr std::chrono::milliseconds kFirstPause{50}, kLastPause{250};
+constexpr std::chrono::milliseconds kLongPoll{1000};
+
+// Waits, on the event feed, for a change of one job (its log grown, its end).
+class FeedWaiter {
+ public:
+  FeedWaiter(Session& s, JobId job) : s_(s), job_(job) {}
+
+  // False when the feed could not be asked: the caller pauses instead.
+  bool wait() {
+    if (!started_) {
+      auto reply = s_.client.call(JobRequest{job_});
+      if (!reply || reply->kind != Reply::Kind::Ok) return false;
+      auto body = std::string_view(reply->body);
+      while (!body.empty() && body.back() == '\n') body.remove_suffix(1);
+      auto info = parse_job_info(body);
+      if (!info) return false;
+      from_ = info->seq;
+      started_ = true;
+    }
+    auto wait = std::min(kLongPoll, s_.io_timeout / 2);
+    auto reply = s_.client.call(EventsRequest{from_, 1000, static_cast<uint64_t>(wait.count())});
+    if (!reply || reply->kind != Reply::Kind::Ok || reply->args.size() != 2) return false;
+    auto events = parse_events(reply->body);
+    auto last = parse_u64(reply->args[1]);
+    if (!events || !last) return false;
+    // Events of other jobs only move the position on; the caller reads the log again
+    // either way, which costs one call.
+    if (events->empty()) {
+      from_ = std::max(from_, *last);  // nothing new, or fell behind the retention
+    } else {
+      from_ = events->back().seq;
+    }
+    return true;
+  }
+
+ private:
+  Session& s_;
+  JobId job_;
+  bool started_ = false;  // from_ is known
+  uint64_t from_ = 0;     // the last event seen
+};
 
 struct Chunk {
   uint64_t start = 0, total = 0;
@@ -58,6 +101,7 @@ int run_log(Session& s, JobId job, uint32_t attempt, bool follow) {
   };
   uint64_t offset = 0;
   auto pause = kFirstPause;
+  FeedWaiter feed(s, job);
   int code = 0;
   bool done = false;
   while (true) {
@@ -75,8 +119,10 @@ int run_log(Session& s, JobId job, uint32_t attempt, bool follow) {
       continue;
     }
     if (done || !follow) break;
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, kLastPause);
+    if (!feed.wait()) {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, kLastPause);
+    }
   }
   if (s.report.json) {
     nlohmann::ordered_json j;

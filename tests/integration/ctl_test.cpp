@@ -16,6 +16,7 @@ namespace ci {
 namespace {
 
 using test::Cluster;
+using namespace std::chrono_literals;
 
 std::string commit_of(char c) { return std::string(40, c); }
 
@@ -156,11 +157,11 @@ TEST_F(CtlCluster, ShowLogAndCancel) {
 
   auto shown = cictl({"show", "ccccccc"});
   EXPECT_EQ(shown.exit_code, 0) << shown.output;
-  for (const std::string& part :
-       {"job       " + std::to_string(third), "author    Carol", "subject   change c",
-        std::string("state     finished (failed)"), std::string("failed   t.new"),
-        "t.one  failing since bbbbbbb by Bob, 1 commit ago (job " + std::to_string(second) + ")",
-        std::string("t.new  broken here")})
+  for (const std::string& part : std::vector<std::string>{
+           "job       " + std::to_string(third), "author    Carol", "subject   change c",
+           std::string("state     finished (failed)"), std::string("failed   t.new"),
+           "t.one  failing since bbbbbbb by Bob, 1 commit ago (job " + std::to_string(second) + ")",
+           std::string("t.new  broken here")})
     EXPECT_NE(shown.output.find(part), std::string::npos) << part << "\n" << shown.output;
   auto as_json = cictl({"--json", "show", std::to_string(third)});
   EXPECT_EQ(as_json.exit_code, 0) << as_json.output;

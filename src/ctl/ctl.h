@@ -12,6 +12,8 @@ namespace ci {
 // Runs cictl with its arguments (without the program name), printing to out and err.
 // Returns the process exit code: 0 success, 1 failure, 2 bad usage, 3 the server is
 // busy (at its connection limit; nothing was done, and trying again later may work).
+// dispatch --wait ends with the job's result: 0 passed, 1 failed, 2 error or timeout,
+// 3 cancelled (the --help footer lists them).
 // With --json, stdout gets one JSON object whatever happens: the answer, {"job":N},
 // {"ok":true}, or {"error":"<reason>"} with the same exit code as without.
 int run_ctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);

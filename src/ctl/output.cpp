@@ -1,5 +1,7 @@
 // What cictl prints: the tables people read, and one JSON object a line for scripts.
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -32,6 +34,11 @@ std::string align_columns(const std::string& text) {
     for (std::string w; words >> w;) row.push_back(w);
     rows.push_back(std::move(row));
   }
+  return align_rows(rows);
+}
+
+std::string align_rows(const std::vector<std::vector<std::string>>& rows,
+                       const std::string& indent) {
   std::vector<size_t> width;
   for (const auto& row : rows)
     for (size_t i = 0; i < row.size(); ++i) {
@@ -40,7 +47,7 @@ std::string align_columns(const std::string& text) {
     }
   std::string out;
   for (const auto& row : rows) {
-    std::string line;
+    std::string line = row.empty() ? "" : indent;
     for (size_t i = 0; i < row.size(); ++i) {
       line += row[i];
       if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
@@ -48,6 +55,30 @@ std::string align_columns(const std::string& text) {
     out += line + "\n";
   }
   return out;
+}
+
+std::string format_time_ms(int64_t unix_ms) {
+  if (unix_ms <= 0) return "-";
+  time_t t = static_cast<time_t>(unix_ms / 1000);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string format_duration_ms(uint64_t ms) {
+  if (ms < 1000) return std::to_string(ms) + "ms";
+  if (ms < 60000) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000);
+    return buf;
+  }
+  uint64_t s = ms / 1000;
+  char buf[48];
+  snprintf(buf, sizeof buf, "%llum%02llus", static_cast<unsigned long long>(s / 60),
+           static_cast<unsigned long long>(s % 60));
+  return buf;
 }
 
 // The tables are the wire format aligned: what cictl has always printed.
@@ -114,6 +145,14 @@ std::string jobs_json(const JobsReply& r) {
 std::string job_json(JobId job) {
   Json j;
   j["job"] = job;
+  return dump(j);
+}
+
+std::string job_result_json(JobId job, TestStatus status, const std::string& reason) {
+  Json j;
+  j["job"] = job;
+  j["status"] = to_string(status);
+  j["reason"] = reason.empty() ? Json(nullptr) : Json(reason);
   return dump(j);
 }
 

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "ci/events.h"
 #include "ci/net.h"
 
 namespace ci {
@@ -131,6 +132,10 @@ class Ctl : public ::testing::Test {
                                              if (f.verb() == "retry")
                                                reply = Reply::ok({f.words.at(1)});
                                              if (f.verb() == "poll") reply = Reply::ok();
+                                             if (f.verb() == "cancel")
+                                               reply = Reply::ok({f.words.at(1)});
+                                             if (f.verb() == "logread") reply = log_answer(f);
+                                             if (f.verb() == "job") reply = job_answer(f);
                                              return Response{serialize_reply(reply), false};
                                            });
     ASSERT_TRUE(server_->start().ok());
@@ -145,6 +150,24 @@ class Ctl : public ::testing::Test {
     out_.str("");
     err_.str("");
     return run_ctl(args, out_, err_);
+  }
+  // A log whose first 100 bytes were dropped: bytes [100, 110), then the end.
+  static Reply log_answer(const Frame& f) {
+    bool first = f.words.at(3) == "0";
+    Reply reply = Reply::ok_with_body(first ? "0123456789" : "");
+    reply.args = {first ? "100" : "110", "110", first ? "0" : "1"};
+    return reply;
+  }
+  // Every job has been cancelled.
+  static Reply job_answer(const Frame& f) {
+    JobInfo job;
+    job.id = std::stoull(f.words.at(1));
+    job.commit = kCommit;
+    job.branch = "main";
+    job.state = "finished";
+    job.status = TestStatus::Cancelled;
+    job.reason = "cancelled by request";
+    return Reply::ok_with_body(serialize_job_info(job) + "\n");
   }
   Reply jobs_answer() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -188,6 +211,39 @@ TEST_F(Ctl, CommandsThatActAnswerJobOrOk) {
   EXPECT_EQ(out_.str(), "");
   EXPECT_EQ(run({"notify", "--observer", address(), "--json"}), 0) << err_.str();
   EXPECT_EQ(out_.str(), "{\"ok\":true}\n");
+}
+
+TEST_F(Ctl, LogSaysWhatWasOmitted) {
+  EXPECT_EQ(run({"log", "3"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "[... 100 bytes omitted ...]\n0123456789");
+  EXPECT_EQ(run({"log", "3", "--follow", "--json"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(),
+            R"({"job":3,"attempt":null,"log":"[... 100 bytes omitted ...]\n0123456789",)"
+            R"("bytes":110,"omitted":100,"done":true})"
+            "\n");
+  EXPECT_EQ(run({"log", "3", "--attempt", "0"}), 2);
+  EXPECT_NE(err_.str().find("--attempt"), std::string::npos) << err_.str();
+}
+
+TEST_F(Ctl, CancelAndWait) {
+  EXPECT_EQ(run({"cancel", "5"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "job 5 cancelled\n");
+  EXPECT_EQ(run({"dispatch", kCommit, "--wait"}), 3) << err_.str();
+  EXPECT_EQ(out_.str(), "job 9\njob 9 cancelled: cancelled by request\n");
+  EXPECT_EQ(run({"dispatch", kCommit, "--wait", "--json"}), 3) << err_.str();
+  EXPECT_EQ(out_.str(), R"({"job":9,"status":"cancelled","reason":"cancelled by request"})"
+                        "\n");
+}
+
+TEST_F(Ctl, BadArgumentsAreNamed) {
+  EXPECT_EQ(run({"jobs", "--status", "green"}), 2);
+  EXPECT_EQ(err_.str().rfind("cictl: --status 'green': ", 0), 0u) << err_.str();
+  EXPECT_EQ(run({"jobs", "--branch", "a..b"}), 2);
+  EXPECT_EQ(err_.str().rfind("cictl: --branch 'a..b': ", 0), 0u) << err_.str();
+  EXPECT_EQ(run({"show", "zz"}), 2);
+  EXPECT_EQ(err_.str().rfind("cictl: 'zz': neither a job id nor a commit id", 0), 0u) << err_.str();
+  EXPECT_EQ(run({"cancel", "0"}), 2);
+  EXPECT_EQ(run({"cancel"}), 2);
 }
 
 TEST_F(Ctl, FailuresAreOneJsonErrorWithTheSameExitCode) {

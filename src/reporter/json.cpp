@@ -44,3 +44,25 @@ bool is_failure(CaseOutcome outcome) {
 }
 
 }  // namespace ci::reporter
+
+namespace ci::reporter {
+
+nlohmann::json event_json(const FeedEvent& event) {
+  nlohmann::json out = {{"seq", event.seq}, {"ms", event.time_ms}, {"kind", to_string(event.kind)}};
+  switch (event.kind) {
+    case EventKind::RunnerJoined:
+    case EventKind::RunnerLeft:
+      out["runner"] = event.runner;
+      break;
+    case EventKind::JobLog:
+      out["job"] = {{"id", event.job.id}};
+      out["attempt"] = event.log_attempt;
+      out["size"] = event.log_size;
+      break;
+    default:
+      out["job"] = job_json(event.job);
+  }
+  return out;
+}
+
+}  // namespace ci::reporter

@@ -18,3 +18,11 @@ std::string branch_state_of(const std::optional<TestStatus>& status);
 bool is_failure(CaseOutcome outcome);
 
 }  // namespace ci::reporter
+
+namespace ci::reporter {
+
+// A feed event as the event stream sends it: {"seq", "ms", "kind", "job" (job events),
+// "runner" (runner events), "attempt" and "size" (job.log)}; test cases left out.
+nlohmann::json event_json(const FeedEvent& event);
+
+}  // namespace ci::reporter

@@ -37,6 +37,7 @@ struct CommitInfo {
   bool empty() const { return author.empty() && email.empty() && subject.empty() && time == 0; }
 };
 // A small JSON object; fields bounded (author, email 256 bytes, subject 1024).
+inline constexpr size_t kMaxCommitInfo = 4096;  // bytes of it on the wire
 std::string serialize_commit_info(const CommitInfo& info);
 Result<CommitInfo> parse_commit_info(std::string_view body);
 
@@ -49,16 +50,23 @@ struct JobInfo {
   uint32_t attempt = 0;              // the latest attempt handed to a runner; 0: none
   std::string runner;                // who has (or had) the latest attempt; "" none
   int64_t tests_run = -1, tests_failed = -1;
-  uint64_t duration_ms = 0;          // the test's own duration, once finished
+  uint64_t duration_ms = 0;                                // the test's own duration, once finished
   int64_t queued_ms = 0, started_ms = 0, finished_ms = 0;  // unix ms; 0: not yet
-  std::string reason;                // why it ended as an error or was cancelled
-  uint64_t seq = 0;                  // the feed event of its latest change
+  std::string reason;  // why it ended as an error or was cancelled
+  uint64_t seq = 0;    // the feed event of its latest change
 
   bool operator==(const JobInfo&) const = default;
 };
 
-enum class EventKind { JobQueued, JobStarted, JobLog, JobFinished, JobCancelled, RunnerJoined,
-                       RunnerLeft };
+enum class EventKind {
+  JobQueued,
+  JobStarted,
+  JobLog,
+  JobFinished,
+  JobCancelled,
+  RunnerJoined,
+  RunnerLeft
+};
 const char* to_string(EventKind kind);  // "job.queued", ..., "runner.left"
 bool parse_event_kind(std::string_view text, EventKind* out);
 

@@ -68,7 +68,7 @@ struct RegisterRequest {
 struct DispatchRequest {
   std::string commit;
   std::string branch;
-  std::string info;  // the commit's CommitInfo (ci/events.h), serialized; "" none
+  std::string info = {};  // the commit's CommitInfo (ci/events.h), serialized; "" none
 };
 struct ResultsRequest {
   JobId job = 0;
@@ -79,13 +79,13 @@ struct ResultsRequest {
   int64_t tests_failed = -1;  // -1: unknown
   uint64_t duration_ms = 0;
   std::string output;
-  std::string cases;  // serialized test cases (ci/test_cases.h); "" none
+  std::string cases = {};  // serialized test cases (ci/test_cases.h); "" none
 };
 struct RunnersRequest {};
 struct JobsRequest {
   uint64_t limit = 50;
-  std::string branch;  // "": any
-  std::string status;  // a TestStatus or job state word; "": any
+  std::string branch = {};  // "": any
+  std::string status = {};  // a TestStatus or job state word; "": any
 };
 struct LogRequest {
   JobId job = 0;
@@ -150,8 +150,8 @@ using Request =
                  TestsRequest, JobRequest, EventsRequest, SnapshotRequest>;
 
 // Bounds of the new verbs.
-inline constexpr uint64_t kMaxLogRead = 1u << 20;      // bytes a logread may ask for
-inline constexpr uint64_t kMaxEventsWaitMs = 60000;    // the longest an events call waits
+inline constexpr uint64_t kMaxLogRead = 1u << 20;    // bytes a logread may ask for
+inline constexpr uint64_t kMaxEventsWaitMs = 60000;  // the longest an events call waits
 inline constexpr uint64_t kMaxEventsPerRead = 10000;
 inline constexpr uint64_t kMaxSnapshotJobs = 10000;
 

@@ -6,7 +6,7 @@
 //   status    OK <len>, then "<key> <value>" lines in a fixed order:
 //             runners, runners-idle, runners-busy, runners-unreachable, jobs-queued,
 //             jobs-running, jobs-finished, jobs-passed, jobs-failed, jobs-error,
-//             jobs-timeout, results-dir (its value is the rest of the line)
+//             jobs-timeout, jobs-cancelled, results-dir (its value is the rest of the line)
 //   runners   OK <len>, the header "address state job attempt jobs-done last-seen-ms",
 //             then one line a runner
 //   jobs      OK <len>, the header "id commit branch state status attempt runner
@@ -29,6 +29,7 @@ struct StatusReply {
   uint64_t runners = 0, runners_idle = 0, runners_busy = 0, runners_unreachable = 0;
   uint64_t jobs_queued = 0, jobs_running = 0, jobs_finished = 0;
   uint64_t jobs_passed = 0, jobs_failed = 0, jobs_error = 0, jobs_timeout = 0;
+  uint64_t jobs_cancelled = 0;
   std::string results_dir;
 
   bool operator==(const StatusReply&) const = default;

@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "ci/events.h"
+#include "ci/test_cases.h"
 #include "ci/validate.h"
 
 namespace ci {
@@ -16,13 +18,15 @@ const char* to_string(TestStatus s) {
       return "error";
     case TestStatus::Timeout:
       return "timeout";
+    case TestStatus::Cancelled:
+      return "cancelled";
   }
   return "error";
 }
 
 bool parse_test_status(std::string_view text, TestStatus* out) {
-  for (TestStatus s :
-       {TestStatus::Passed, TestStatus::Failed, TestStatus::Error, TestStatus::Timeout}) {
+  for (TestStatus s : {TestStatus::Passed, TestStatus::Failed, TestStatus::Error,
+                       TestStatus::Timeout, TestStatus::Cancelled}) {
     if (text == to_string(s)) {
       *out = s;
       return true;
@@ -34,6 +38,14 @@ bool parse_test_status(std::string_view text, TestStatus* out) {
 namespace {
 
 Error bad(std::string reason) { return Error{std::move(reason)}; }
+
+bool is_status_filter(std::string_view word) {
+  TestStatus status;
+  if (parse_test_status(word, &status)) return true;
+  for (std::string_view state : {"queued", "offered", "running", "finishing", "finished"})
+    if (word == state) return true;
+  return false;
+}
 
 Error wrong_args(const std::string& verb, const char* usage) {
   return bad("usage: " + verb + (usage[0] ? " " : "") + usage);
@@ -63,14 +75,31 @@ Result<Request> parse_bare(const Frame& f) {
   return Request{T{}};
 }
 
+// jobs [<limit>] [branch=<b>] [status=<s>]: the limit first, then the filters in any order.
 Result<Request> parse_jobs(const Frame& f) {
   const auto& w = f.words;
-  if (w.size() > 2) return wrong_args(f.verb(), "[limit]");
+  if (w.size() > 4) return wrong_args(f.verb(), "[limit] [branch=<b>] [status=<s>]");
   JobsRequest r;
-  if (w.size() == 2) {
-    auto n = parse_u64(w[1], 1000000);
-    if (!n || *n == 0) return bad("jobs limit must be a number from 1 to 1000000");
-    r.limit = *n;
+  for (size_t i = 1; i < w.size(); ++i) {
+    const std::string& word = w[i];
+    if (word.rfind("branch=", 0) == 0) {
+      if (!r.branch.empty()) return bad("jobs takes one branch=");
+      r.branch = word.substr(7);
+      if (std::string why = check_branch_name(r.branch); !why.empty()) return bad(why);
+    } else if (word.rfind("status=", 0) == 0) {
+      if (!r.status.empty()) return bad("jobs takes one status=");
+      r.status = word.substr(7);
+      if (!is_status_filter(r.status))
+        return bad(
+            "status= takes passed, failed, error, timeout, cancelled, queued, offered, "
+            "running, finishing or finished");
+    } else if (i == 1) {
+      auto n = parse_u64(word, 1000000);
+      if (!n || *n == 0) return bad("jobs limit must be a number from 1 to 1000000");
+      r.limit = *n;
+    } else {
+      return bad("usage: jobs [limit] [branch=<b>] [status=<s>]");
+    }
   }
   return Request{r};
 }
@@ -107,10 +136,18 @@ Result<Request> parse_host_and_port(const Frame& f) {
 
 Result<Request> parse_dispatch(const Frame& f) {
   const auto& w = f.words;
-  if (w.size() != 3) return wrong_args(f.verb(), "<commit> <branch>");
+  // With a body, its length was the fourth word.
+  if (w.size() != 3) return wrong_args(f.verb(), "<commit> <branch> [<info-length>]");
   if (std::string why = check_commit_id(w[1]); !why.empty()) return bad(why);
   if (std::string why = check_branch_name(w[2]); !why.empty()) return bad(why);
-  return Request{DispatchRequest{normalize_commit_id(w[1]), w[2]}};
+  DispatchRequest r{normalize_commit_id(w[1]), w[2], {}};
+  if (f.has_body && !f.body.empty()) {
+    if (f.body.size() > kMaxCommitInfo) return bad("commit info is too long");
+    auto info = parse_commit_info(f.body);
+    if (!info) return bad(info.error());
+    r.info = serialize_commit_info(*info);  // bounded and in one form
+  }
+  return Request{std::move(r)};
 }
 
 Result<Request> parse_runtest(const Frame& f) {
@@ -125,27 +162,141 @@ Result<Request> parse_runtest(const Frame& f) {
   return Request{r};
 }
 
+// results <job> <attempt> <runner> <status> <run> <failed> <ms> [<cases-len>] <len>: the
+// body is the output, then <cases-len> bytes of test cases.
 Result<Request> parse_results(const Frame& f) {
   const auto& w = f.words;
-  if (!f.has_body || w.size() != 8)
-    return wrong_args(f.verb(), "<job> <attempt> <runner> <status> <run> <failed> <ms> <length>");
+  if (!f.has_body || (w.size() != 8 && w.size() != 9))
+    return wrong_args(f.verb(),
+                      "<job> <attempt> <runner> <status> <run> <failed> <ms> [<cases-length>] "
+                      "<length>");
   ResultsRequest r;
   if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
   std::string why;
   if (!parse_host_port(w[3], &why)) return bad("runner: " + why);
   if (!parse_test_status(w[4], &r.status))
-    return bad("status must be passed, failed, error or timeout");
+    return bad("status must be passed, failed, error, timeout or cancelled");
   auto run = parse_count(w[5]);
   auto failed = parse_count(w[6]);
   auto ms = parse_u64(w[7]);
   if (!run || !failed) return bad("test counts must be numbers or '-'");
   if (!ms) return bad("duration must be a number of milliseconds");
+  size_t cases_length = 0;
+  if (w.size() == 9) {
+    auto n = parse_u64(w[8], f.body.size());
+    if (!n) return bad("cases length must be a number no larger than the body");
+    cases_length = static_cast<size_t>(*n);
+  }
   r.runner = w[3];
   r.tests_run = *run;
   r.tests_failed = *failed;
   r.duration_ms = *ms;
-  r.output = f.body;
+  r.output = f.body.substr(0, f.body.size() - cases_length);
+  r.cases = f.body.substr(f.body.size() - cases_length);
+  if (!r.cases.empty()) {
+    auto cases = parse_cases(r.cases);
+    if (!cases) return bad("test cases: " + cases.error());
+  }
   return Request{std::move(r)};
+}
+
+Result<Request> parse_log(const Frame& f) {
+  const auto& w = f.words;
+  if (!f.has_body || w.size() != 5)
+    return wrong_args(f.verb(), "<job> <attempt> <runner> <offset> <length>");
+  LogRequest r;
+  if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
+  std::string why;
+  if (!parse_host_port(w[3], &why)) return bad("runner: " + why);
+  auto offset = parse_u64(w[4], INT64_MAX);
+  if (!offset) return bad("log offset must be a number");
+  r.runner = w[3];
+  r.offset = *offset;
+  r.bytes = f.body;
+  return Request{std::move(r)};
+}
+
+Result<Request> parse_logread(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 5) return wrong_args(f.verb(), "<job> <attempt> <offset> <max>");
+  LogReadRequest r;
+  auto job = parse_u64(w[1], INT64_MAX);
+  auto attempt = parse_u64(w[2], UINT32_MAX);
+  auto offset = parse_u64(w[3], INT64_MAX);
+  auto max = parse_u64(w[4], kMaxLogRead);
+  if (!job || *job == 0) return bad("job id must be a positive number");
+  if (!attempt) return bad("attempt must be a number (0: the latest)");
+  if (!offset) return bad("log offset must be a number");
+  if (!max || *max == 0)
+    return bad("logread max must be a number from 1 to " + std::to_string(kMaxLogRead));
+  r.job = *job;
+  r.attempt = static_cast<uint32_t>(*attempt);
+  r.offset = *offset;
+  r.max = *max;
+  return Request{r};
+}
+
+// cancel <job> to the dispatcher; cancel <job> <attempt> to a runner.
+Result<Request> parse_cancel(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 2 && w.size() != 3) return wrong_args(f.verb(), "<job> [<attempt>]");
+  CancelRequest r;
+  auto job = parse_u64(w[1], INT64_MAX);
+  if (!job || *job == 0) return bad("job id must be a positive number");
+  r.job = *job;
+  if (w.size() == 3) {
+    auto attempt = parse_u64(w[2], UINT32_MAX);
+    if (!attempt || *attempt == 0) return bad("attempt must be a positive number");
+    r.attempt = static_cast<uint32_t>(*attempt);
+  }
+  return Request{r};
+}
+
+Result<Request> parse_tests(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 2 && w.size() != 3) return wrong_args(f.verb(), "<job> [<attempt>]");
+  TestsRequest r;
+  auto job = parse_u64(w[1], INT64_MAX);
+  if (!job || *job == 0) return bad("job id must be a positive number");
+  r.job = *job;
+  if (w.size() == 3) {
+    auto attempt = parse_u64(w[2], UINT32_MAX);
+    if (!attempt) return bad("attempt must be a number (0: the latest)");
+    r.attempt = static_cast<uint32_t>(*attempt);
+  }
+  return Request{r};
+}
+
+Result<Request> parse_job(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 2) return wrong_args(f.verb(), "<job>");
+  auto job = parse_u64(w[1], INT64_MAX);
+  if (!job || *job == 0) return bad("job id must be a positive number");
+  return Request{JobRequest{*job}};
+}
+
+Result<Request> parse_events(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 4) return wrong_args(f.verb(), "<from> <max> <wait-ms>");
+  auto from = parse_u64(w[1], INT64_MAX);
+  auto max = parse_u64(w[2], kMaxEventsPerRead);
+  auto wait = parse_u64(w[3], kMaxEventsWaitMs);
+  if (!from) return bad("events from must be a sequence number");
+  if (!max || *max == 0)
+    return bad("events max must be a number from 1 to " + std::to_string(kMaxEventsPerRead));
+  if (!wait) return bad("events wait must be at most " + std::to_string(kMaxEventsWaitMs) + " ms");
+  return Request{EventsRequest{*from, *max, *wait}};
+}
+
+Result<Request> parse_snapshot(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() != 3) return wrong_args(f.verb(), "<after-job> <limit>");
+  auto after = parse_u64(w[1], INT64_MAX);
+  auto limit = parse_u64(w[2], kMaxSnapshotJobs);
+  if (!after) return bad("snapshot after must be a job id (0: from the first)");
+  if (!limit || *limit == 0)
+    return bad("snapshot limit must be a number from 1 to " + std::to_string(kMaxSnapshotJobs));
+  return Request{SnapshotRequest{*after, *limit}};
 }
 
 struct VerbParser {
@@ -165,12 +316,21 @@ constexpr VerbParser kRequestParsers[] = {
     {"dispatch", parse_dispatch},
     {"runtest", parse_runtest},
     {"results", parse_results},
+    {"log", parse_log},
+    {"logread", parse_logread},
+    {"cancel", parse_cancel},
+    {"tests", parse_tests},
+    {"job", parse_job},
+    {"events", parse_events},
+    {"snapshot", parse_snapshot},
 };
 
 }  // namespace
 
 bool request_has_body(const std::vector<std::string>& words) {
-  return !words.empty() && words.front() == "results";
+  if (words.empty()) return false;
+  const std::string& verb = words.front();
+  return verb == "results" || verb == "log" || (verb == "dispatch" && words.size() == 4);
 }
 
 Result<Request> parse_request(const Frame& f) {
@@ -187,7 +347,37 @@ Frame serialize_request(const Request& request) {
     Frame operator()(const RunnersRequest&) const { return make_frame({"runners"}); }
     Frame operator()(const PollRequest&) const { return make_frame({"poll"}); }
     Frame operator()(const JobsRequest& r) const {
-      return make_frame({"jobs", std::to_string(r.limit)});
+      std::vector<std::string> words{"jobs", std::to_string(r.limit)};
+      if (!r.branch.empty()) words.push_back("branch=" + r.branch);
+      if (!r.status.empty()) words.push_back("status=" + r.status);
+      return make_frame(std::move(words));
+    }
+    Frame operator()(const LogRequest& r) const {
+      return make_frame_with_body({"log", std::to_string(r.job), std::to_string(r.attempt),
+                                   r.runner, std::to_string(r.offset)},
+                                  r.bytes);
+    }
+    Frame operator()(const LogReadRequest& r) const {
+      return make_frame({"logread", std::to_string(r.job), std::to_string(r.attempt),
+                         std::to_string(r.offset), std::to_string(r.max)});
+    }
+    Frame operator()(const CancelRequest& r) const {
+      if (r.attempt == 0) return make_frame({"cancel", std::to_string(r.job)});
+      return make_frame({"cancel", std::to_string(r.job), std::to_string(r.attempt)});
+    }
+    Frame operator()(const TestsRequest& r) const {
+      if (r.attempt == 0) return make_frame({"tests", std::to_string(r.job)});
+      return make_frame({"tests", std::to_string(r.job), std::to_string(r.attempt)});
+    }
+    Frame operator()(const JobRequest& r) const {
+      return make_frame({"job", std::to_string(r.job)});
+    }
+    Frame operator()(const EventsRequest& r) const {
+      return make_frame(
+          {"events", std::to_string(r.from), std::to_string(r.max), std::to_string(r.wait_ms)});
+    }
+    Frame operator()(const SnapshotRequest& r) const {
+      return make_frame({"snapshot", std::to_string(r.after), std::to_string(r.limit)});
     }
     Frame operator()(const RegisterRequest& r) const {
       return make_frame({"register", r.host, std::to_string(r.port)});
@@ -202,17 +392,27 @@ Frame serialize_request(const Request& request) {
       return make_frame({"abandon", std::to_string(r.job), std::to_string(r.attempt), r.runner});
     }
     Frame operator()(const DispatchRequest& r) const {
-      return make_frame({"dispatch", r.commit, r.branch});
+      if (r.info.empty()) return make_frame({"dispatch", r.commit, r.branch});
+      return make_frame_with_body({"dispatch", r.commit, r.branch}, r.info);
     }
     Frame operator()(const RuntestRequest& r) const {
       return make_frame(
           {"runtest", std::to_string(r.job), std::to_string(r.attempt), r.commit, r.branch});
     }
     Frame operator()(const ResultsRequest& r) const {
-      return make_frame_with_body({"results", std::to_string(r.job), std::to_string(r.attempt),
-                                   r.runner, to_string(r.status), count_word(r.tests_run),
-                                   count_word(r.tests_failed), std::to_string(r.duration_ms)},
-                                  r.output);
+      std::vector<std::string> words{"results",
+                                     std::to_string(r.job),
+                                     std::to_string(r.attempt),
+                                     r.runner,
+                                     to_string(r.status),
+                                     count_word(r.tests_run),
+                                     count_word(r.tests_failed),
+                                     std::to_string(r.duration_ms)};
+      // Without cases, the seed's eight words: a result spooled by an older runner and
+      // one sent to an older dispatcher read the same.
+      if (r.cases.empty()) return make_frame_with_body(std::move(words), r.output);
+      words.push_back(std::to_string(r.cases.size()));
+      return make_frame_with_body(std::move(words), r.output + r.cases);
     }
   };
   return std::visit(Visitor{}, request);
@@ -247,7 +447,10 @@ std::string Reply::reason() const {
 
 bool reply_has_body(const std::string& request_verb, const std::vector<std::string>& words) {
   if (words.empty() || words.front() != "OK") return false;
-  return request_verb == "status" || request_verb == "runners" || request_verb == "jobs";
+  for (std::string_view verb :
+       {"status", "runners", "jobs", "logread", "tests", "job", "events", "snapshot"})
+    if (request_verb == verb) return true;
+  return false;
 }
 
 Result<Reply> parse_reply(const Frame& f) {

@@ -86,7 +86,7 @@ struct StatusKey {
   const char* name;
   uint64_t StatusReply::*field;
 };
-constexpr std::array<StatusKey, 11> kStatusKeys = {{
+constexpr std::array<StatusKey, 12> kStatusKeys = {{
     {"runners", &StatusReply::runners},
     {"runners-idle", &StatusReply::runners_idle},
     {"runners-busy", &StatusReply::runners_busy},
@@ -98,6 +98,7 @@ constexpr std::array<StatusKey, 11> kStatusKeys = {{
     {"jobs-failed", &StatusReply::jobs_failed},
     {"jobs-error", &StatusReply::jobs_error},
     {"jobs-timeout", &StatusReply::jobs_timeout},
+    {"jobs-cancelled", &StatusReply::jobs_cancelled},
 }};
 constexpr std::string_view kResultsDirKey = "results-dir";
 

@@ -68,6 +68,7 @@ std::string status_json(const StatusReply& s) {
   j["jobs_failed"] = s.jobs_failed;
   j["jobs_error"] = s.jobs_error;
   j["jobs_timeout"] = s.jobs_timeout;
+  j["jobs_cancelled"] = s.jobs_cancelled;
   j["results_dir"] = s.results_dir;
   return dump(j);
 }

@@ -96,6 +96,7 @@ int64_t Cluster::status_value(const std::string& key) {
       {"jobs-failed", s->jobs_failed},
       {"jobs-error", s->jobs_error},
       {"jobs-timeout", s->jobs_timeout},
+      {"jobs-cancelled", s->jobs_cancelled},
   };
   for (const auto& [name, value] : values)
     if (key == name) return static_cast<int64_t>(value);

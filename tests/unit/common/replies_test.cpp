@@ -35,6 +35,7 @@ StatusReply sample_status() {
   s.jobs_failed = 2;
   s.jobs_error = 1;
   s.jobs_timeout = 1;
+  s.jobs_cancelled = 2;
   s.results_dir = "/var/lib/ci/test results";
   return s;
 }
@@ -47,7 +48,7 @@ TEST(Replies, StatusKeepsTheWireFormatAndRoundTrips) {
   EXPECT_EQ(r.body,
             "runners 3\nrunners-idle 1\nrunners-busy 1\nrunners-unreachable 1\n"
             "jobs-queued 4\njobs-running 1\njobs-finished 10\njobs-passed 6\njobs-failed 2\n"
-            "jobs-error 1\njobs-timeout 1\nresults-dir /var/lib/ci/test results\n");
+            "jobs-error 1\njobs-timeout 1\njobs-cancelled 2\nresults-dir /var/lib/ci/test results\n");
   auto back = parse_status_reply(over_the_wire(r, "status"));
   ASSERT_TRUE(back.ok()) << back.error();
   EXPECT_EQ(*back, s);
@@ -155,7 +156,7 @@ TEST(Replies, StatusRejectsWhatIsMalformedAndSkipsKeysItDoesNotKnow) {
             "status reply, line 2: key 'runners' given twice");
   std::string many;
   for (int i = 0; i < 65; ++i) many += "later-counter-" + std::to_string(i) + " 1\n";
-  EXPECT_EQ(rejection(parse, good + many), "status reply: more than 76 lines");
+  EXPECT_EQ(rejection(parse, good + many), "status reply: more than 77 lines");
   EXPECT_EQ(rejection(parse, "runners 1\nrunners 2\n"),
             "status reply, line 2: key 'runners' given twice");
   EXPECT_EQ(rejection(parse, "runners x\n"),
@@ -163,7 +164,7 @@ TEST(Replies, StatusRejectsWhatIsMalformedAndSkipsKeysItDoesNotKnow) {
   EXPECT_EQ(rejection(parse, "runners -1\n"),
             "status reply, line 1: 'runners' is not a number: '-1'");
   // A counter this version does not know (from a newer dispatcher) is skipped.
-  auto with_new_key = parse_status_reply(Reply::ok_with_body(good + "jobs-cancelled 2\n"));
+  auto with_new_key = parse_status_reply(Reply::ok_with_body(good + "jobs-exploded 2\n"));
   ASSERT_TRUE(with_new_key.ok()) << with_new_key.error();
   EXPECT_EQ(*with_new_key, sample_status());
   EXPECT_EQ(rejection(parse, "Frobs! 1\n"), "status reply, line 1: malformed key 'Frobs!'");

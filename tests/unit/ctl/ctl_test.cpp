@@ -69,6 +69,7 @@ TEST(CtlOutput, TablesAreTheRepliesAligned) {
             "jobs-failed          2\n"
             "jobs-error           0\n"
             "jobs-timeout         0\n"
+            "jobs-cancelled       0\n"
             "results-dir          /srv/results\n");
   EXPECT_EQ(runners_table(sample_runners()),
             "address          state    job  attempt  jobs-done  last-seen-ms\n"
@@ -87,7 +88,8 @@ TEST(CtlOutput, JsonShapes) {
   EXPECT_EQ(status_json(sample_status()),
             R"({"runners":2,"runners_idle":1,"runners_busy":1,"runners_unreachable":0,)"
             R"("jobs_queued":3,"jobs_running":1,"jobs_finished":12,"jobs_passed":10,)"
-            R"("jobs_failed":2,"jobs_error":0,"jobs_timeout":0,"results_dir":"/srv/results"})"
+            R"("jobs_failed":2,"jobs_error":0,"jobs_timeout":0,"jobs_cancelled":0,)"
+            R"("results_dir":"/srv/results"})"
             "\n");
   EXPECT_EQ(runners_json(sample_runners()),
             R"({"runners":[{"address":"127.0.0.1:8900","state":"idle","job":null,)"

@@ -1,7 +1,8 @@
-# Writes OUTPUT, a C++ file holding each file of ASSETS (under SOURCE_DIR) as a raw
-# string literal, with its URL path and content type, for ci::reporter::find_asset().
+# Writes OUTPUT, a C++ file holding each file of ASSETS (names separated by commas,
+# under SOURCE_DIR) as a raw string literal, with its URL path and content type, for ci::reporter::find_asset().
 set(body "")
-foreach(name IN LISTS ASSETS)
+string(REPLACE "," ";" names "${ASSETS}")
+foreach(name IN LISTS names)
   file(READ ${SOURCE_DIR}/${name} content)
   if(content MATCHES "\\)ASSET\"")
     message(FATAL_ERROR "${name} holds the raw string delimiter )ASSET\"")

@@ -151,11 +151,22 @@ FeedEvent runner_event(EventKind kind, const std::string& runner) {
   return e;
 }
 
+std::string sha(const std::string& label) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : label.substr(0, 20)) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  out.resize(40, '0');
+  return out;
+}
+
 JobInfo make_job(JobId id, const std::string& commit, const std::string& branch,
                  const std::string& state, const std::string& author) {
   JobInfo job;
   job.id = id;
-  job.commit = commit;
+  job.commit = sha(commit);
   job.branch = branch;
   job.state = state;
   job.commit_info.author = author;

@@ -56,7 +56,9 @@ class FakeFeed {
 FeedEvent job_event(EventKind kind, JobInfo job);
 FeedEvent finished(JobInfo job, std::vector<TestCase> cases);
 FeedEvent runner_event(EventKind kind, const std::string& runner);
-// A job on `branch` at `commit` by `author`, in `state`.
+// A commit id made from a short label (its bytes in hex, padded to 40 digits).
+std::string sha(const std::string& label);
+// A job on `branch` at commit sha(`commit`) by `author`, in `state`.
 JobInfo make_job(JobId id, const std::string& commit, const std::string& branch,
                  const std::string& state, const std::string& author = "Alice");
 TestCase test_case(const std::string& name, CaseOutcome outcome);

@@ -156,7 +156,7 @@ TEST_F(ReadModelTest, EveryFailingJobNamesTheCommitThatBrokeTheTest) {
     ASSERT_EQ(tests["cases"].size(), 2u);
     const auto& first = tests["cases"][0];  // failures first
     EXPECT_EQ(first["name"], "t.a");
-    EXPECT_EQ(first["broken_by"]["commit"], "C");
+    EXPECT_EQ(first["broken_by"]["commit"], sha("C"));
     EXPECT_EQ(first["broken_by"]["author"], "Author C");
     EXPECT_EQ(first["broken_by"]["job"], 2);
     EXPECT_EQ(first["broken_by"]["commits_ago"], static_cast<int>(i));
@@ -175,7 +175,7 @@ TEST_F(ReadModelTest, EveryFailingJobNamesTheCommitThatBrokeTheTest) {
     auto body = nlohmann::json::parse(text);
     if (body["event"] != "branch.failing") continue;
     ++changes;
-    EXPECT_EQ(body["broken_by"]["commit"], "C");
+    EXPECT_EQ(body["broken_by"]["commit"], sha("C"));
     EXPECT_EQ(body["from"], "passing");
   }
   EXPECT_EQ(changes, 1);

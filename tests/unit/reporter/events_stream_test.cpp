@@ -51,6 +51,17 @@ TEST_F(EventStreamTest, EventsComeInOrderWithTheirSeq) {
   EXPECT_EQ(replay[1].id, std::to_string(first + 3));
 }
 
+TEST_F(EventStreamTest, AnHttp11ClientGetsTheStreamChunked) {
+  start();
+  SseReader stream(port, "/api/events", {}, /*http11=*/true);
+  ASSERT_TRUE(stream.wait_open());
+  feed.add(job_event(EventKind::JobQueued, make_job(1, "c1", "master", "queued")));
+  feed.add(job_event(EventKind::JobQueued, make_job(2, "c2", "master", "queued")));
+  ASSERT_TRUE(stream.wait_events(2)) << stream.text();
+  EXPECT_EQ(stream.events()[1].event, "job.queued");
+  EXPECT_EQ(nlohmann::json::parse(stream.events()[1].data)["job"]["id"], 2);
+}
+
 TEST_F(EventStreamTest, ManyIdleStreamsAllGetTheNextEvent) {
   ReporterOptions o;
   feed.start();

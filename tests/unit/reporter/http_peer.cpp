@@ -60,6 +60,21 @@ std::string lower(std::string s) {
   return s;
 }
 
+// The data of the complete chunks of a chunked body.
+std::string dechunk(const std::string& body) {
+  std::string out;
+  size_t pos = 0;
+  for (;;) {
+    auto eol = body.find("\r\n", pos);
+    if (eol == std::string::npos) break;
+    size_t size = std::stoul(body.substr(pos, eol - pos), nullptr, 16);
+    if (size == 0 || eol + 2 + size + 2 > body.size()) break;
+    out += body.substr(eol + 2, size);
+    pos = eol + 2 + size + 2;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string exchange(uint16_t port, const std::string& raw, std::chrono::milliseconds timeout) {
@@ -109,10 +124,10 @@ HttpResult http_get(uint16_t port, const std::string& target,
 }
 
 SseReader::SseReader(uint16_t port, const std::string& target,
-                     const std::vector<std::string>& headers) {
+                     const std::vector<std::string>& headers, bool http11) {
   fd_ = connect_loopback(port);
-  std::string raw =
-      "GET " + target + " HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n";
+  std::string raw = "GET " + target + (http11 ? " HTTP/1.1" : " HTTP/1.0") +
+                    "\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n";
   for (const auto& h : headers) raw += h + "\r\n";
   raw += "\r\n";
   if (fd_ >= 0) send_all(fd_, raw);
@@ -145,6 +160,8 @@ std::vector<SseEvent> SseReader::events() const {
   auto start = text_.find("\r\n\r\n");
   if (start == std::string::npos) return out;
   std::string body = text_.substr(start + 4);
+  if (lower(text_.substr(0, start)).find("transfer-encoding: chunked") != std::string::npos)
+    body = dechunk(body);
   size_t pos = 0;
   for (auto end = body.find("\n\n", pos); end != std::string::npos; end = body.find("\n\n", pos)) {
     std::istringstream block(body.substr(pos, end - pos));

@@ -35,7 +35,10 @@ struct SseEvent {
 // An open event stream.
 class SseReader {
  public:
-  SseReader(uint16_t port, const std::string& target, const std::vector<std::string>& headers = {});
+  // HTTP/1.0 by default; `http11`: HTTP/1.1, as browsers ask, which the server answers
+  // with a chunked body.
+  SseReader(uint16_t port, const std::string& target, const std::vector<std::string>& headers = {},
+            bool http11 = false);
   ~SseReader();
   SseReader(const SseReader&) = delete;
   SseReader& operator=(const SseReader&) = delete;

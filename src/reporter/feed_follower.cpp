@@ -177,12 +177,10 @@ Result<void> FeedFollower::rebuild(LineClient& client) {
     if (last) break;
     after = jobs->back().id;
   }
-  {
-    MutexLock lock(mutex_);
-    ++rebuilds_;
-  }
   spdlog::info("rebuilt the read model from a snapshot; following the feed from {}", *follow_from);
   if (listener_.rebuilt) listener_.rebuilt(*follow_from);
+  MutexLock lock(mutex_);
+  ++rebuilds_;  // counted once the listener knows, so that a test sees both
   return {};
 }
 

@@ -9,6 +9,10 @@ namespace ci::reporter {
 
 namespace {
 
+// Bytes a stream may have waiting; past them its client is taken for one that stopped
+// reading (the connection timeout would close it too, but memory must not wait for it).
+constexpr size_t kMaxPending = 4u << 20;
+
 std::string message(uint64_t seq, const std::string& kind, const std::string& data) {
   return "id: " + std::to_string(seq) + "\nevent: " + kind + "\ndata: " + data + "\n\n";
 }
@@ -35,7 +39,7 @@ void SseHub::reset(uint64_t seq) {
   ring_.clear();
   base_seq_ = last_seq_ = std::max(last_seq_, seq);
   for (Stream* s : streams_) {
-    s->pending += message(last_seq_, "reset", "{}");
+    append(*s, message(last_seq_, "reset", "{}"));
     s->after = last_seq_;
   }
   wake_all();
@@ -43,7 +47,7 @@ void SseHub::reset(uint64_t seq) {
 
 void SseHub::keepalive() {
   MutexLock lock(mutex_);
-  for (Stream* s : streams_) s->pending += ":\n\n";
+  for (Stream* s : streams_) append(*s, ":\n\n");
   wake_all();
 }
 
@@ -62,14 +66,24 @@ void SseHub::queue_new(Stream& s) {
   // Events the ring no longer holds (or never held): the client reloads instead.
   bool gap = s.after < base_seq_ || (!ring_.empty() && s.after + 1 < ring_.front().seq);
   if (gap) {
-    s.pending += message(last_seq_, "reset", "{}");
+    append(s, message(last_seq_, "reset", "{}"));
     s.after = last_seq_;
     return;
   }
   auto first = std::upper_bound(ring_.begin(), ring_.end(), s.after,
                                 [](uint64_t seq, const Event& e) { return seq < e.seq; });
-  for (auto it = first; it != ring_.end(); ++it) s.pending += it->text;
+  for (auto it = first; it != ring_.end(); ++it) append(s, it->text);
   s.after = std::max(s.after, last_seq_);
+}
+
+void SseHub::append(Stream& s, const std::string& text) {
+  if (s.overflowed) return;
+  if (s.pending.size() + text.size() > kMaxPending) {
+    s.overflowed = true;
+    s.pending.clear();
+    return;
+  }
+  s.pending += text;
 }
 
 void SseHub::wake_all() {
@@ -102,6 +116,7 @@ ssize_t SseHub::read(void* cls, uint64_t, char* buf, size_t max) {
   auto* s = static_cast<Stream*>(cls);
   SseHub& hub = *s->hub;
   MutexLock lock(hub.mutex_);
+  if (s->overflowed) return MHD_CONTENT_READER_END_WITH_ERROR;
   if (!s->pending.empty()) {
     size_t n = std::min(max, s->pending.size());
     std::memcpy(buf, s->pending.data(), n);

@@ -63,11 +63,15 @@ class SseHub {
     uint64_t after;       // the last seq queued for it
     std::string pending;  // bytes to send
     bool suspended = false;
+    bool overflowed = false;  // a client that stopped reading: its stream ends
   };
   static ssize_t read(void* cls, uint64_t pos, char* buf, size_t max);
   static void free_stream(void* cls);
   void queue_new(Stream& s) REQUIRES(mutex_);
   void wake_all() REQUIRES(mutex_);
+  // Appends to a stream's bytes to send, unless that makes them more than a client
+  // reading at all would let pile up.
+  static void append(Stream& s, const std::string& text);
 
   const size_t keep_;
   Mutex mutex_;

@@ -212,5 +212,19 @@ TEST_F(HttpTest, OversizedHeadersAreRefused) {
   EXPECT_EQ(get("/api/jobs").status, 200);  // and the server goes on
 }
 
+TEST_F(HttpTest, AClientTooSlowToSendItsRequestIsClosed) {
+  feed.start();
+  ReporterOptions o = options();
+  o.http.timeout = std::chrono::seconds(1);
+  start_reporter(o);
+  auto started = std::chrono::steady_clock::now();
+  // Half a request, never finished: the server closes it once the timeout passes.
+  std::string reply = test_peer::exchange(
+      port, "GET /api/jobs HTTP/1.0\r\nX-Slow: ", std::chrono::milliseconds(10000));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  EXPECT_EQ(parse_http(reply).status, 0) << reply;
+  EXPECT_EQ(get("/api/jobs").status, 200);
+}
+
 }  // namespace
 }  // namespace ci::reporter::test_peer

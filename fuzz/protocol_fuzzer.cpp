@@ -9,7 +9,9 @@
 //  - a reply that parses serializes back to the bytes of its frame;
 //  - a reply that parses as a typed one (status, runners, jobs, pong) survives a round
 //    trip: to_reply, serialized, framed and parsed again, is the same value;
-//  - the ERR reply answering a bad frame or request is itself one well-formed ERR frame.
+//  - the ERR reply answering a bad frame or request is itself one well-formed ERR frame;
+//  - a reply body of feed events or test cases (JSON lines) that parses is written the
+//    same way again after one round trip.
 // A broken invariant prints what broke and aborts, which the fuzzer reports as a crash.
 //
 // The input is read as requests (request_has_body) and as replies to a query verb and
@@ -24,9 +26,11 @@
 #include <string_view>
 #include <vector>
 
+#include "ci/events.h"
 #include "ci/framing.h"
 #include "ci/protocol.h"
 #include "ci/replies.h"
+#include "ci/test_cases.h"
 #include "ci/validate.h"
 
 namespace {
@@ -151,6 +155,26 @@ void check_typed_reply(const ci::Reply& reply, ci::Result<T> (*parse)(const ci::
         ci::serialize(ci::serialize_reply(ci::to_reply(*again))));
 }
 
+// A body of feed events or of test cases that parses is written again the same way
+// once it has been through one round: serializing is a fixed point.
+void check_feed_body(std::string_view body) {
+  if (auto events = ci::parse_events(body)) {
+    for (const ci::FeedEvent& e : *events) {
+      std::string once = ci::serialize_event(e);
+      auto back = ci::parse_event(once);
+      check(back.ok(), "a serialized event does not parse", once, back.ok() ? "" : back.error());
+      std::string twice = ci::serialize_event(*back);
+      check(once == twice, "an event changes on a round trip", once, twice);
+    }
+  }
+  if (auto cases = ci::parse_cases(body)) {
+    std::string once = ci::serialize_cases(*cases);
+    auto back = ci::parse_cases(once);
+    check(back.ok(), "serialized test cases do not parse", once, back.ok() ? "" : back.error());
+    check(*back == *cases, "test cases change on a round trip", once, ci::serialize_cases(*back));
+  }
+}
+
 void check_reply(const Frame& frame) {
   auto parsed = ci::parse_reply(frame);
   if (!parsed) {
@@ -165,6 +189,7 @@ void check_reply(const Frame& frame) {
   check_typed_reply(*parsed, ci::parse_runners_reply, "runners");
   check_typed_reply(*parsed, ci::parse_jobs_reply, "jobs");
   check_typed_reply(*parsed, ci::parse_pong_reply, "ping");
+  check_feed_body(parsed->body);
 }
 
 void run(std::string_view input, size_t split, const ci::BodyRule& rule,

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "ci/events.h"
 #include "ci/result.h"
 
 struct git_repository;
@@ -84,6 +85,8 @@ class Repository {
   // plain folder with no .git: the repository's index, HEAD and work tree are neither
   // read nor changed, so nothing a test did to an earlier checkout can leak in.
   Result<void> export_commit(const std::string& id, const std::string& dir) const;
+  // Who wrote a commit and its subject line, for people reading results.
+  Result<CommitInfo> commit_info(const std::string& id) const;
   // The commits reachable from any of `tips` and from none of `hide`, found by one walk
   // of the history from all of them at once (see NewHistory). A tip the repository does
   // not have is an error; ids in `hide` it does not have are skipped.

@@ -132,4 +132,21 @@ Result<bool> Repository::share_objects(const std::string& remote) {
   return shared;
 }
 
+Result<CommitInfo> Repository::commit_info(const std::string& id) const {
+  git_oid oid;
+  if (!parse_oid(id, &oid)) return make_error("not a commit id: " + id);
+  git_commit* raw = nullptr;
+  if (git_commit_lookup(&raw, repo_, &oid) != 0) return make_error(last_error("commit " + id));
+  CommitPtr commit(raw);
+  CommitInfo info;
+  if (const git_signature* author = git_commit_author(commit.get())) {
+    info.author = bound_case_text(author->name ? author->name : "", 256);
+    info.email = bound_case_text(author->email ? author->email : "", 256);
+    info.time = author->when.time;
+  }
+  if (const char* summary = git_commit_summary(commit.get()))
+    info.subject = bound_case_text(summary, 1024);
+  return info;
+}
+
 }  // namespace ci::git

@@ -36,11 +36,14 @@ Dispatcher::Dispatcher(DispatcherOptions options, std::unique_ptr<Store> store, 
       clock_(clock),
       // Result files are as durable as the store: --sync full flushes both.
       writer_(options_.results_dir, options_.sync == SyncMode::Full),
-      state_(Scheduler::Options{options_.heartbeat_misses, options_.max_attempts}),
+      state_(Scheduler::Options{options_.heartbeat_misses, options_.max_attempts,
+                                options_.cancel_superseded}),
       store_(std::move(store)),
       ping_link_(link_options(options_, ping_timeout(options_), ping_timeout(options_))),
-      offer_link_(link_options(options_, std::chrono::milliseconds(2000),
-                               std::chrono::milliseconds(5000))) {}
+      offer_link_(
+          link_options(options_, std::chrono::milliseconds(2000), std::chrono::milliseconds(5000))),
+      cancel_link_(link_options(options_, std::chrono::milliseconds(2000),
+                                std::chrono::milliseconds(5000))) {}
 
 Dispatcher::~Dispatcher() { stop(); }
 
@@ -51,10 +54,24 @@ Result<void> Dispatcher::open_store() {
     if (auto r = make_dirs(options_.state_dir); !r) return r;
     db_path = options_.state_dir + "/state.db";
   }
-  auto store = open_sqlite_store(db_path, options_.sync);
+  auto store = open_sqlite_store(db_path, options_.sync, options_.event_retention);
   if (!store) return Error{store.error()};
   store_ = std::move(*store);
   store_name_ = db_path;
+  return {};
+}
+
+Result<void> Dispatcher::open_logs() {
+  LogStore::Options lo;
+  lo.dir = options_.log_dir;
+  if (lo.dir.empty())
+    lo.dir = options_.state_dir == ":memory:" ? options_.results_dir + "/.logs"
+                                              : options_.state_dir + "/logs";
+  lo.head_bytes = options_.log_head_bytes;
+  lo.tail_bytes = options_.log_tail_bytes;
+  auto logs = LogStore::open(lo);
+  if (!logs) return Error{"logs in " + lo.dir + ": " + logs.error()};
+  logs_ = std::move(*logs);
   return {};
 }
 
@@ -62,8 +79,15 @@ Result<void> Dispatcher::restore() {
   auto stored = store_->load();
   if (!stored) return Error{"state database " + store_name_ + ": " + stored.error()};
   size_t jobs = stored->jobs.size(), runners = stored->runners.size();
+  uint64_t last_seq = stored->last_seq;
   MutexLock lock(state_.mutex);
   Scheduler& scheduler = state_.scheduler;
+  // The feed's times are wall-clock; the scheduler's are this clock's.
+  scheduler.set_wall_origin(clock_.now(), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+  scheduler.restore_feed_seq(last_seq);
+  feed_->start(last_seq);
   scheduler.restore(std::move(stored->jobs), stored->runners, clock_.now());
   if (auto r = committer_->save_all(); !r) return r;
   if (jobs || runners)
@@ -90,11 +114,17 @@ ServerOptions Dispatcher::server_options() const {
 Result<void> Dispatcher::start() {
   if (auto r = writer_.prepare(); !r) return r;
   if (auto r = open_store(); !r) return r;
+  if (auto r = open_logs(); !r) return r;
+  feed_ = std::make_unique<FeedHub>(*store_, clock_);
+  cancels_ = std::make_unique<CancelSender>(cancel_link_);
   committer_ = std::make_unique<GroupCommitter>(state_, *store_, writer_, clock_);
+  committer_->on_feed_written([this](uint64_t seq) { feed_->written(seq); });
   offers_ = std::make_unique<OfferSender>(state_, *committer_, offer_link_, clock_);
   heartbeat_ = std::make_unique<Heartbeat>(state_, *committer_, *offers_, ping_link_, clock_,
                                            options_.heartbeat_interval);
-  handler_ = std::make_unique<RequestHandler>(state_, *committer_, *offers_, writer_, clock_);
+  handler_ = std::make_unique<RequestHandler>(
+      state_, *committer_, *offers_, writer_,
+      RequestHandler::Feed{*feed_, *logs_, *store_, *cancels_}, clock_);
   if (auto r = restore(); !r) return r;
 
   server_ = std::make_unique<LineServer>(
@@ -110,6 +140,7 @@ Result<void> Dispatcher::start() {
   }
   heartbeat_->start();
   offers_->start(options_.offer_threads);
+  cancels_->start();
   return {};
 }
 
@@ -117,7 +148,9 @@ void Dispatcher::stop() {
   if (server_) server_->stop();
   if (heartbeat_) heartbeat_->stop();
   if (offers_) offers_->stop();
+  if (cancels_) cancels_->stop();
   if (committer_) committer_->finish();
+  if (feed_) feed_->stop();
 }
 
 }  // namespace ci

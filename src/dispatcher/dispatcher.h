@@ -4,6 +4,9 @@
 //   OfferSender     the redistribution threads: offers -> runtest -> scheduler
 //   Heartbeat       the heartbeat thread: pings -> scheduler
 //   RunnerLink      the connections to the runners (one for pings, one for offers)
+//   FeedHub         the readers of the event feed, answered from the store
+//   LogStore        the live logs of the jobs' attempts, on disk
+//   CancelSender    tells runners to stop cancelled jobs
 // All of them reach the Scheduler only under the one mutex of GuardedScheduler. The
 // store and the clock are given to it, so tests run it on a store that fails on
 // demand and on a fake clock.
@@ -16,9 +19,12 @@
 
 #include "ci/clock.h"
 #include "ci/net.h"
+#include "dispatcher/cancel_sender.h"
+#include "dispatcher/feed_hub.h"
 #include "dispatcher/group_committer.h"
 #include "dispatcher/guarded_scheduler.h"
 #include "dispatcher/heartbeat.h"
+#include "dispatcher/log_store.h"
 #include "dispatcher/offer_sender.h"
 #include "dispatcher/request_handler.h"
 #include "dispatcher/result_writer.h"
@@ -44,6 +50,12 @@ struct DispatcherOptions {
   size_t body_budget = 64u << 20;  // bytes of bodies received at once, all connections
   std::string token;         // non-empty: peers authenticate, and it answers runners' greetings
   size_t offer_threads = 4;  // runtests in flight at once
+  uint64_t event_retention = kDefaultEventRetention;  // feed events kept
+  // The live logs: "" for <state-dir>/logs (with a state in memory, <results-dir>/.logs).
+  std::string log_dir;
+  uint64_t log_head_bytes = 2u << 20;  // a log keeps its first and last bytes up to these
+  uint64_t log_tail_bytes = 2u << 20;
+  bool cancel_superseded = false;  // a newer commit on a branch cancels its queued jobs
 };
 
 class Dispatcher {
@@ -64,6 +76,7 @@ class Dispatcher {
 
  private:
   Result<void> open_store();
+  Result<void> open_logs();
   Result<void> restore();
   ServerOptions server_options() const;
 
@@ -75,6 +88,10 @@ class Dispatcher {
   std::string store_name_ = "given to the dispatcher";  // for messages: its file
   RunnerLink ping_link_;
   RunnerLink offer_link_;
+  RunnerLink cancel_link_;
+  std::unique_ptr<LogStore> logs_;
+  std::unique_ptr<FeedHub> feed_;
+  std::unique_ptr<CancelSender> cancels_;
   std::unique_ptr<GroupCommitter> committer_;
   std::unique_ptr<OfferSender> offers_;
   std::unique_ptr<Heartbeat> heartbeat_;

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace ci {
 
 GroupCommitter::GroupCommitter(GuardedScheduler& state, Store& store, const ResultWriter& writer,
@@ -87,20 +89,21 @@ Result<void> GroupCommitter::save_changes(bool* more) {
   rows.reserve(dirty.jobs.size());
   for (JobId id : dirty.jobs) rows.push_back(*scheduler.job(id));
   auto events = scheduler.take_events();
+  auto feed = scheduler.take_feed();
   std::vector<Job> gave_up;
   for (JobId id : scheduler.take_gave_up()) gave_up.push_back(*scheduler.job(id));
-  if (dirty.empty() && events.empty() && gave_up.empty()) return {};
+  if (dirty.empty() && events.empty() && gave_up.empty() && feed.empty()) return {};
 
   // The write, the log and the result files without the mutex: the other threads go on
   // changing the scheduler meanwhile, and their changes go into the next batch.
   Result<void> saved;
   std::vector<bool> recorded;
   run_unlocked(state_.mutex, [&] {
-    if (!dirty.empty()) {
+    if (!dirty.empty() || !feed.empty()) {
       std::vector<const Job*> jobs;
       jobs.reserve(rows.size());
       for (const auto& job : rows) jobs.push_back(&job);
-      saved = store_.save(jobs, dirty.runners_added, dirty.runners_removed);
+      saved = store_.save(jobs, dirty.runners_added, dirty.runners_removed, feed);
       if (!saved) spdlog::error("cannot write the state database: {}", saved.error());
     }
     for (const auto& e : events) spdlog::info("{}", e.text);
@@ -111,10 +114,19 @@ Result<void> GroupCommitter::save_changes(bool* more) {
     }
   });
 
-  if (!saved) scheduler.return_dirty(std::move(dirty));
+  if (saved) {
+    uint64_t newest = 0;
+    for (const FeedEvent& e : feed) newest = std::max(newest, e.seq);
+    if (newest && on_feed_written_) on_feed_written_(newest);
+  } else {
+    scheduler.return_dirty(std::move(dirty));
+    scheduler.return_feed(std::move(feed));
+  }
   for (size_t i = 0; i < gave_up.size(); ++i) {
     if (recorded[i]) {
-      scheduler.finish_result(gave_up[i].id, *gave_up[i].outcome, clock_.now());
+      const JobOutcome& outcome = *gave_up[i].outcome;
+      scheduler.finish_result(gave_up[i].id, outcome, clock_.now(), {},
+                              outcome.status != TestStatus::Cancelled);
     } else {
       scheduler.abandon_result(gave_up[i].id, clock_.now());
     }

@@ -43,6 +43,11 @@ class GroupCommitter {
   // far is durable, or failed to become so.
   void after_save(Saved saved) REQUIRES(state_.mutex);
   void note_change() REQUIRES(state_.mutex);
+  // Called on the store thread, with the mutex held, each time feed events up to
+  // `last_seq` are written. Set before start().
+  void on_feed_written(std::function<void(uint64_t last_seq)> f) {
+    on_feed_written_ = std::move(f);
+  }
 
  private:
   struct Waiter {
@@ -67,6 +72,7 @@ class GroupCommitter {
   std::deque<Waiter> waiters_ GUARDED_BY(state_.mutex);
   bool lazy_pending_ GUARDED_BY(state_.mutex) = false;  // changes no one waits for
   TimePoint lazy_due_ GUARDED_BY(state_.mutex){};
+  std::function<void(uint64_t)> on_feed_written_;
   std::thread thread_;
 };
 

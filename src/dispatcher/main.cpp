@@ -65,6 +65,21 @@ int main(int argc, char** argv) {
                  "--max-body); a body that does not fit waits")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1024}, size_t{1} << 40));
+  app.add_option("--event-retention", opts.event_retention,
+                 "events the feed keeps for its readers (a reader further behind takes a "
+                 "snapshot)")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{100}, uint64_t{1} << 40));
+  app.add_option("--log-dir", opts.log_dir,
+                 "folder of the jobs' live logs (default: <state-dir>/logs)");
+  uint64_t log_cap = opts.log_head_bytes + opts.log_tail_bytes;
+  app.add_option("--log-cap", log_cap,
+                 "bytes of a job's log kept: its first and last halves, the middle omitted")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1024}, uint64_t{1} << 40));
+  app.add_flag("--cancel-superseded", opts.cancel_superseded,
+               "a newer commit queued on a branch cancels the branch's queued jobs (off: "
+               "every commit is tested)");
   std::string token_file;
   bool insecure = false;
   app.add_option("--token-file", token_file,
@@ -81,6 +96,8 @@ int main(int argc, char** argv) {
   }
 
   opts.sync = sync == "full" ? ci::SyncMode::Full : ci::SyncMode::Normal;
+  opts.log_head_bytes = log_cap / 2;
+  opts.log_tail_bytes = log_cap - log_cap / 2;
   opts.heartbeat_interval = std::chrono::milliseconds(std::llround(heartbeat_s * 1000));
   opts.idle_timeout = std::chrono::milliseconds(std::llround(idle_timeout_s * 1000));
   opts.auth_timeout = std::chrono::milliseconds(std::llround(auth_timeout_s * 1000));

@@ -10,8 +10,14 @@
 namespace ci {
 
 RequestHandler::RequestHandler(GuardedScheduler& state, GroupCommitter& committer,
-                               OfferSender& offers, const ResultWriter& writer, Clock& clock)
-    : state_(state), committer_(committer), offers_(offers), writer_(writer), clock_(clock) {}
+                               OfferSender& offers, const ResultWriter& writer, Feed feed,
+                               Clock& clock)
+    : state_(state),
+      committer_(committer),
+      offers_(offers),
+      writer_(writer),
+      feed_(feed),
+      clock_(clock) {}
 
 void RequestHandler::handle(const Frame& frame, const std::string& peer, Responder respond) {
   auto request = parse_request(frame);
@@ -45,6 +51,13 @@ void RequestHandler::handle(const Request& request, Answer answer) {
     void operator()(const RetryRequest& r) const { h->on_retry(r, std::move(answer)); }
     void operator()(const AbandonRequest& r) const { h->on_abandon(r, std::move(answer)); }
     void operator()(const UnregisterRequest& r) const { h->on_unregister(r, std::move(answer)); }
+    void operator()(const LogRequest& r) const { h->on_log(r, std::move(answer)); }
+    void operator()(const LogReadRequest& r) const { answer(h->on_logread(r)); }
+    void operator()(const CancelRequest& r) const { h->on_cancel(r, std::move(answer)); }
+    void operator()(const TestsRequest& r) const { answer(h->on_tests(r)); }
+    void operator()(const JobRequest& r) const { answer(h->on_job(r)); }
+    void operator()(const EventsRequest& r) const { h->feed_.hub.read(r, std::move(answer)); }
+    void operator()(const SnapshotRequest& r) const { answer(h->on_snapshot(r)); }
   };
   std::visit(Visitor{this, answer}, request);
 }
@@ -96,8 +109,13 @@ void RequestHandler::on_abandon(const AbandonRequest& r, Answer answer) {
 }
 
 void RequestHandler::on_dispatch(const DispatchRequest& r, Answer answer) {
+  CommitInfo info;
+  if (!r.info.empty()) {
+    // Checked by the parser; a failure here would be a bug, not bad input.
+    if (auto parsed = parse_commit_info(r.info)) info = std::move(*parsed);
+  }
   MutexLock lock(state_.mutex);
-  auto submitted = state_.scheduler.submit(r.commit, r.branch, clock_.now());
+  auto submitted = state_.scheduler.submit(r.commit, r.branch, clock_.now(), info);
   if (!submitted.created)
     spdlog::info("dispatch of {} on {}: already job {}", r.commit, r.branch, submitted.id);
   answer_when_saved(Reply::ok({std::to_string(submitted.id)}), std::move(answer));
@@ -121,7 +139,10 @@ void RequestHandler::on_results(const ResultsRequest& r, Answer answer) {
       spdlog::info("job {} already has its result; dropped the one from {} (attempt {})", r.job,
                    r.runner, r.attempt);
       scheduler.release_runner(r.runner, r.job, r.attempt, clock_.now());
-      return answer_when_saved(Reply::ok(), std::move(answer));
+      answer_when_saved(Reply::ok(), std::move(answer));
+      lock.unlock();
+      feed_.logs.finish(r.job, r.attempt);  // that attempt has ended too
+      return;
     case ResultVerdict::Accept:
       break;
   }
@@ -135,6 +156,10 @@ void RequestHandler::on_results(const ResultsRequest& r, Answer answer) {
   outcome.duration_ms = r.duration_ms;
   outcome.runner = r.runner;
   outcome.attempt = r.attempt;
+  std::vector<TestCase> cases;
+  if (!r.cases.empty()) {
+    if (auto parsed = parse_cases(r.cases)) cases = std::move(*parsed);
+  }
   // The file first, then the store: after a crash in between, the job is still open
   // and the runner, which keeps its result until it hears OK, sends it again.
   auto written = writer_.write(job, outcome, r.output);
@@ -147,8 +172,53 @@ void RequestHandler::on_results(const ResultsRequest& r, Answer answer) {
     spdlog::error("cannot record the result of job {}: {}", r.job, written.error());
     return answer(Reply::err("cannot record the result: " + written.error()));
   }
-  scheduler.finish_result(r.job, outcome, clock_.now());
+  scheduler.finish_result(r.job, outcome, clock_.now(), std::move(cases));
   answer_when_saved(Reply::ok(), std::move(answer));
+  lock.unlock();
+  feed_.logs.finish(r.job, r.attempt);
+}
+
+void RequestHandler::on_log(const LogRequest& r, Answer answer) {
+  std::string refused;
+  {
+    MutexLock lock(state_.mutex);
+    const Job* job = state_.scheduler.job(r.job);
+    if (!job) {
+      refused = "unknown job " + std::to_string(r.job);
+    } else if (r.attempt > job->runners.size() || job->runners[r.attempt - 1] != r.runner) {
+      refused = "job " + std::to_string(r.job) + " attempt " + std::to_string(r.attempt) +
+                " was not given to " + r.runner;
+    }
+  }
+  if (!refused.empty()) return answer(Reply::err(refused));
+  // The log is not the store: appended at once, and a lost append is sent again by the
+  // runner from the size it hears back.
+  auto received = feed_.logs.append(r.job, r.attempt, r.offset, r.bytes);
+  if (!received) {
+    spdlog::error("cannot append to the log of job {} attempt {}: {}", r.job, r.attempt,
+                  received.error());
+    return answer(Reply::err("cannot append to the log: " + received.error()));
+  }
+  {
+    MutexLock lock(state_.mutex);
+    state_.scheduler.log_grew(r.job, r.attempt, *received, clock_.now());
+    committer_.note_change();
+  }
+  answer(Reply::ok({std::to_string(*received)}));
+}
+
+void RequestHandler::on_cancel(const CancelRequest& r, Answer answer) {
+  if (r.attempt != 0) return answer(Reply::err("cancel <job> <attempt> is for runners"));
+  MutexLock lock(state_.mutex);
+  auto cancelled = state_.scheduler.cancel(r.job, "cancelled by request", clock_.now());
+  if (cancelled.change == Scheduler::Change::Done) {
+    if (!cancelled.runner.empty()) feed_.cancels.send(cancelled.runner, r.job, cancelled.attempt);
+    return answer_when_saved(Reply::ok({std::to_string(r.job)}), std::move(answer));
+  }
+  lock.unlock();
+  if (cancelled.change == Scheduler::Change::Unknown)
+    return answer(Reply::err("unknown job " + std::to_string(r.job)));
+  answer(Reply::err("job " + std::to_string(r.job) + " has finished"));
 }
 
 Reply RequestHandler::on_status() {
@@ -190,6 +260,9 @@ Reply RequestHandler::on_status() {
       case TestStatus::Timeout:
         status.jobs_timeout++;
         break;
+      case TestStatus::Cancelled:
+        status.jobs_cancelled++;
+        break;
     }
   }
   status.jobs_queued = scheduler.queued();
@@ -212,41 +285,6 @@ Reply RequestHandler::on_runners() {
     row.last_seen_ms = static_cast<uint64_t>(std::max<int64_t>(
         0, std::chrono::duration_cast<std::chrono::milliseconds>(t - r.last_seen).count()));
     reply.runners.push_back(std::move(row));
-  }
-  return to_reply(reply);
-}
-
-Reply RequestHandler::on_jobs(const JobsRequest& r) {
-  MutexLock lock(state_.mutex);
-  const auto& jobs = state_.scheduler.jobs();
-  // Bounded: one reply is at most about a megabyte.
-  const uint64_t limit = std::min(r.limit, kMaxJobsListed);
-  std::vector<const Job*> newest;
-  newest.reserve(std::min<uint64_t>(limit, jobs.size()));
-  for (auto it = jobs.rbegin(); it != jobs.rend() && newest.size() < limit; ++it)
-    newest.push_back(&it->second);
-  JobsReply reply;
-  reply.jobs.reserve(newest.size());
-  for (auto it = newest.rbegin(); it != newest.rend(); ++it) {
-    const Job& j = **it;
-    JobRow row;
-    row.id = j.id;
-    row.commit = j.commit;
-    row.branch = j.branch;
-    row.state = to_string(j.state);
-    if (j.outcome && j.state == JobState::Finished) {
-      const JobOutcome& o = *j.outcome;
-      row.status = o.status;
-      row.attempt = o.attempt;
-      row.runner = o.runner;
-      row.tests_run = o.tests_run;
-      row.tests_failed = o.tests_failed;
-      row.duration_ms = o.duration_ms;
-    } else {
-      row.attempt = j.attempt;
-      row.runner = j.attempt ? j.current_runner() : "";
-    }
-    reply.jobs.push_back(std::move(row));
   }
   return to_reply(reply);
 }

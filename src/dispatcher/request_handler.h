@@ -9,10 +9,14 @@
 #include "ci/clock.h"
 #include "ci/net.h"
 #include "ci/protocol.h"
+#include "dispatcher/cancel_sender.h"
+#include "dispatcher/feed_hub.h"
 #include "dispatcher/group_committer.h"
 #include "dispatcher/guarded_scheduler.h"
+#include "dispatcher/log_store.h"
 #include "dispatcher/offer_sender.h"
 #include "dispatcher/result_writer.h"
+#include "dispatcher/store.h"
 
 namespace ci {
 
@@ -26,8 +30,17 @@ class RequestHandler {
   // the dispatcher (the line server's responder only queues the bytes).
   using Answer = std::function<void(const Reply&)>;
 
+  // The parts the verbs beyond the seed's reach: the feed, the logs, the store's test
+  // cases and the runners to tell of a cancel.
+  struct Feed {
+    FeedHub& hub;
+    LogStore& logs;
+    Store& store;
+    CancelSender& cancels;
+  };
+
   RequestHandler(GuardedScheduler& state, GroupCommitter& committer, OfferSender& offers,
-                 const ResultWriter& writer, Clock& clock);
+                 const ResultWriter& writer, Feed feed, Clock& clock);
 
   // For the line server: answers through `respond`, closing the connection after ERR.
   void handle(const Frame& frame, const std::string& peer, Responder respond);
@@ -43,6 +56,12 @@ class RequestHandler {
   Reply on_status() EXCLUDES(state_.mutex);
   Reply on_runners() EXCLUDES(state_.mutex);
   Reply on_jobs(const JobsRequest& r) EXCLUDES(state_.mutex);
+  void on_log(const LogRequest& r, Answer answer) EXCLUDES(state_.mutex);
+  void on_cancel(const CancelRequest& r, Answer answer) EXCLUDES(state_.mutex);
+  Reply on_logread(const LogReadRequest& r) EXCLUDES(state_.mutex);
+  Reply on_tests(const TestsRequest& r) EXCLUDES(state_.mutex);
+  Reply on_job(const JobRequest& r) EXCLUDES(state_.mutex);
+  Reply on_snapshot(const SnapshotRequest& r) EXCLUDES(state_.mutex);
 
   // Answers `reply` once the changes made so far (and the offers they make possible,
   // written with them) are durable; ERR if they cannot be made so.
@@ -52,6 +71,7 @@ class RequestHandler {
   GroupCommitter& committer_;
   OfferSender& offers_;
   const ResultWriter& writer_;
+  Feed feed_;
   Clock& clock_;
 };
 

@@ -86,4 +86,13 @@ RunnerLink::RuntestAnswer RunnerLink::runtest(const Offer& offer) {
   return {RuntestAnswer::Kind::Unreachable, reply.error()};
 }
 
+Result<void> RunnerLink::cancel(const std::string& runner, JobId job, uint32_t attempt) {
+  auto client = take(runner);
+  auto reply = client->call(CancelRequest{job, attempt});
+  give(runner, std::move(client));
+  if (!reply) return Error{reply.error()};
+  if (reply->kind != Reply::Kind::Ok) return Error{reply->reason()};
+  return {};
+}
+
 }  // namespace ci

@@ -43,6 +43,9 @@ class RunnerLink {
   };
   RuntestAnswer runtest(const Offer& offer) EXCLUDES(mutex_);
 
+  // Tells a runner to stop (job, attempt): OK, or why not.
+  Result<void> cancel(const std::string& runner, JobId job, uint32_t attempt) EXCLUDES(mutex_);
+
   // Closes the connections to runners not in `runners` (they are gone).
   void keep_only(const std::set<std::string>& runners) EXCLUDES(mutex_);
 

@@ -76,6 +76,7 @@ bool Scheduler::register_runner(const std::string& address, TimePoint now) {
   auto& stored = runners_.emplace(address, r).first->second;
   set_idle(stored);
   touch_runner(address, true);
+  feed_runner(address, EventKind::RunnerJoined, now);
   event("runner " + address + " registered");
   return true;
 }
@@ -151,6 +152,7 @@ void Scheduler::drop_runner(std::string address, TimePoint now) {
   leave_idle(r);
   runners_.erase(it);
   touch_runner(address, false);
+  feed_runner(address, EventKind::RunnerLeft, now);
 }
 
 void Scheduler::lose_job(RunnerRecord& r, const std::string& why, TimePoint now, bool counts) {
@@ -163,7 +165,7 @@ void Scheduler::lose_job(RunnerRecord& r, const std::string& why, TimePoint now,
   Job& job = it->second;
   if (job.state != JobState::Running || job.current_runner() != r.address) return;
   if (!counts) {
-    requeue_front(job);
+    requeue_front(job, now);
     event("job " + std::to_string(job.id) + " requeued: " + why);
     return;
   }
@@ -183,14 +185,18 @@ void Scheduler::lose_job(RunnerRecord& r, const std::string& why, TimePoint now,
     event("job " + std::to_string(job.id) + " failed: " + out.reason);
     return;
   }
-  requeue_front(job);
+  requeue_front(job, now);
   event("job " + std::to_string(job.id) + " requeued: " + why);
 }
 
-void Scheduler::requeue_front(Job& job) {
+void Scheduler::requeue_front(Job& job, TimePoint now) {
   touch(job);
+  // Only a job the feed saw start goes back to "queued" there: an offer that bounced
+  // never left it.
+  bool was_started = job.state == JobState::Running || job.state == JobState::Finishing;
   job.state = JobState::Queued;
   queue_.push_front(job.id);
+  if (was_started) feed_job(job, EventKind::JobQueued, now);
 }
 
 bool Scheduler::unregister_runner(const std::string& address, TimePoint now) {
@@ -201,6 +207,7 @@ bool Scheduler::unregister_runner(const std::string& address, TimePoint now) {
   leave_idle(r);
   runners_.erase(it);
   touch_runner(address, false);
+  feed_runner(address, EventKind::RunnerLeft, now);
   event("runner " + address + " left");
   return true;
 }
@@ -214,8 +221,11 @@ Scheduler::Change Scheduler::retry(JobId id, TimePoint now) {
   job.outcome.reset();
   job.infra_failures = 0;
   job.queued_at = now;
+  job.queued_ms = wall_ms(now);
+  job.started_ms = job.finished_ms = 0;
   touch(job);
   queue_.push_back(id);
+  feed_job(job, EventKind::JobQueued, now);
   event("job " + std::to_string(id) + " queued again: " + job.commit + " on " + job.branch);
   return Change::Done;
 }
@@ -234,28 +244,71 @@ Scheduler::Change Scheduler::abandon(JobId id, uint32_t attempt, const std::stri
     leave_idle(r->second);
     r->second.state = RunnerState::Suspect;
   } else {
-    requeue_front(job);
+    requeue_front(job, now);
     event("job " + std::to_string(id) + " requeued: runner " + runner + " gave it back");
   }
   return Change::Done;
 }
 
 Scheduler::Submitted Scheduler::submit(const std::string& commit, const std::string& branch,
-                                       TimePoint now) {
+                                       TimePoint now, const CommitInfo& info) {
   if (auto it = by_commit_.find(CommitKey{commit, branch}); it != by_commit_.end())
     return {it->second, false};
+  if (options_.cancel_superseded) cancel_queued_on(branch, commit, now);
   Job job;
   job.id = next_job_++;
   job.commit = commit;
   job.branch = branch;
   job.queued_at = now;
+  job.queued_ms = wall_ms(now);
+  if (!info.empty()) job.info = info;
   JobId id = job.id;
-  const Job& stored = jobs_.emplace(id, std::move(job)).first->second;
+  Job& stored = jobs_.emplace(id, std::move(job)).first->second;
   touch(stored);
   by_commit_.emplace(CommitKey{stored.commit, stored.branch}, id);
   queue_.push_back(id);
+  feed_job(stored, EventKind::JobQueued, now);
   event("job " + std::to_string(id) + " queued: " + commit + " on " + branch);
   return {id, true};
+}
+
+void Scheduler::cancel_queued_on(const std::string& branch, const std::string& commit,
+                                 TimePoint now) {
+  std::vector<JobId> superseded;
+  for (JobId id : queue_)
+    if (jobs_.at(id).branch == branch) superseded.push_back(id);
+  for (JobId id : superseded)
+    cancel(id, "superseded by " + commit.substr(0, 12) + " on " + branch, now);
+}
+
+Scheduler::Cancelled Scheduler::cancel(JobId id, const std::string& why, TimePoint now) {
+  (void)now;  // recorded later, by finish_result, with the time it is recorded at
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return {Change::Unknown, {}, 0};
+  Job& job = it->second;
+  if (job.state == JobState::Finished || job.state == JobState::Finishing)
+    return {Change::NotApplicable, {}, 0};
+  Cancelled done{Change::Done, {}, 0};
+  if (job.state == JobState::Queued) {
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
+  } else {
+    // Offered or running: the runner may have it; it is told to stop, and its own
+    // result, when it comes, is a duplicate that frees it.
+    done.runner = job.current_runner();
+    done.attempt = job.attempt;
+  }
+  JobOutcome out;
+  out.status = TestStatus::Cancelled;
+  out.attempt = job.attempt;
+  out.runner = job.attempt ? job.current_runner() : "";
+  out.reason = why;
+  // Recorded like a result the scheduler made itself (take_gave_up).
+  job.state = JobState::Finishing;
+  job.outcome = out;
+  touch(job);
+  gave_up_.push_back(id);
+  event("job " + std::to_string(id) + " cancelled: " + why);
+  return done;
 }
 
 bool Scheduler::can_offer() const { return !queue_.empty() && !idle_.empty(); }
@@ -286,7 +339,7 @@ void Scheduler::offer_accepted(const Offer& offer, TimePoint now) {
   if (it == runners_.end() || it->second.epoch != offer.epoch) {
     // The runner was dropped while the offer was in flight; it has the job anyway,
     // and its result will be accepted when it comes. Requeue so nothing waits on it.
-    if (job.state == JobState::Offered) requeue_front(job);
+    if (job.state == JobState::Offered) requeue_front(job, now);
     return;
   }
   RunnerRecord& r = it->second;
@@ -301,7 +354,9 @@ void Scheduler::offer_accepted(const Offer& offer, TimePoint now) {
   if (job.state != JobState::Offered) return;
   job.state = JobState::Running;
   job.started_at = now;
+  job.started_ms = wall_ms(now);
   touch(job);
+  feed_job(job, EventKind::JobStarted, now);
   event("job " + std::to_string(job.id) + " attempt " + std::to_string(job.attempt) +
         " running on " + r.address + ": " + job.commit);
 }
@@ -312,7 +367,7 @@ void Scheduler::offer_refused(const Offer& offer, Refusal why, TimePoint now) {
   job.runners.pop_back();
   job.attempt--;
   touch(job);
-  if (job.state == JobState::Offered) requeue_front(job);
+  if (job.state == JobState::Offered) requeue_front(job, now);
   auto it = runners_.find(offer.runner);
   if (it == runners_.end() || it->second.epoch != offer.epoch) return;
   RunnerRecord& r = it->second;
@@ -349,19 +404,25 @@ ResultVerdict Scheduler::check_result(JobId id, uint32_t attempt, const std::str
   return ResultVerdict::Accept;
 }
 
-void Scheduler::finish_result(JobId id, const JobOutcome& outcome, TimePoint now) {
+void Scheduler::finish_result(JobId id, const JobOutcome& outcome, TimePoint now,
+                              std::vector<TestCase> cases, bool release) {
   Job& job = jobs_.at(id);
   job.state = JobState::Finished;
   job.outcome = outcome;
-  touch(job);
-  event("job " + std::to_string(id) + " " + to_string(outcome.status) + " on " + outcome.runner +
-        " (attempt " + std::to_string(outcome.attempt) + "): " + job.commit);
+  job.finished_ms = wall_ms(now);
+  feed_job(
+      job,
+      outcome.status == TestStatus::Cancelled ? EventKind::JobCancelled : EventKind::JobFinished,
+      now, std::move(cases));
+  event("job " + std::to_string(id) + " " + to_string(outcome.status) + " on " +
+        (outcome.runner.empty() ? std::string("no runner") : outcome.runner) + " (attempt " +
+        std::to_string(outcome.attempt) + "): " + job.commit);
+  if (!release) return;
   release_runner(outcome.runner, id, outcome.attempt, now);
   if (auto it = runners_.find(outcome.runner); it != runners_.end()) it->second.jobs_done++;
 }
 
 void Scheduler::abandon_result(JobId id, TimePoint now) {
-  (void)now;
   Job& job = jobs_.at(id);
   if (job.state != JobState::Finishing) return;
   job.outcome.reset();
@@ -372,7 +433,7 @@ void Scheduler::abandon_result(JobId id, TimePoint now) {
     job.state = JobState::Running;
     touch(job);
   } else {
-    requeue_front(job);
+    requeue_front(job, now);
   }
 }
 

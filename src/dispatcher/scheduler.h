@@ -3,6 +3,7 @@
 // the caller passes events and the time, and holds the one lock around it.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "ci/clock.h"
+#include "ci/events.h"
 #include "ci/protocol.h"
 
 namespace ci {
@@ -76,6 +78,10 @@ struct Job {
   TimePoint queued_at{};
   TimePoint started_at{};
   Boxed<JobOutcome> outcome;  // set once finished
+  Boxed<CommitInfo> info;     // what the observer said of the commit, if anything
+  // Wall-clock times (unix ms) for people and the feed: 0 until they happen.
+  int64_t queued_ms = 0, started_ms = 0, finished_ms = 0;
+  uint64_t seq = 0;  // the feed event of its latest change
   std::string current_runner() const { return runners.empty() ? "" : runners.back(); }
 };
 
@@ -141,6 +147,8 @@ class Scheduler {
   struct Options {
     int heartbeat_misses = 3;   // a runner is dropped after this many missed pings in a row
     uint32_t max_attempts = 3;  // attempts lost to infrastructure before the job is an error
+    // A newer commit queued on a branch cancels the branch's jobs still queued.
+    bool cancel_superseded = false;
   };
 
   explicit Scheduler(Options options);
@@ -165,7 +173,8 @@ class Scheduler {
     JobId id = 0;
     bool created = false;
   };
-  Submitted submit(const std::string& commit, const std::string& branch, TimePoint now);
+  Submitted submit(const std::string& commit, const std::string& branch, TimePoint now,
+                   const CommitInfo& info = {});
 
   enum class Change { Done, Unknown, NotApplicable };
   // A finished job runs again, as a new attempt at the back of the queue.
@@ -173,6 +182,15 @@ class Scheduler {
   // A stopping runner gives back the job it will not finish: requeued at the front,
   // not counted as lost.
   Change abandon(JobId job, uint32_t attempt, const std::string& runner, TimePoint now);
+
+  // Ends a job that has not finished as cancelled, at once: it is recorded like a
+  // result (take_gave_up), and a runner running it should be told to stop.
+  struct Cancelled {
+    Change change = Change::Unknown;
+    std::string runner;  // the runner that has it (Done only); "" if none
+    uint32_t attempt = 0;
+  };
+  Cancelled cancel(JobId job, const std::string& why, TimePoint now);
 
   // Assignment. next_offer takes the oldest queued job and the runner idle longest.
   bool can_offer() const;
@@ -184,7 +202,11 @@ class Scheduler {
   // Results, in two steps so that the result file is written outside the lock.
   ResultVerdict check_result(JobId job, uint32_t attempt, const std::string& runner);
   // After Accept: the job's result is durable. Frees the runner.
-  void finish_result(JobId job, const JobOutcome& outcome, TimePoint now);
+  // `cases`: the attempt's test cases, for the feed. `release`: false for a job the
+  // dispatcher cancelled, whose runner is busy until it says it has stopped (its own
+  // result, then a duplicate, or an idle pong).
+  void finish_result(JobId job, const JobOutcome& outcome, TimePoint now,
+                     std::vector<TestCase> cases = {}, bool release = true);
   // After Accept: recording failed; the job goes back to where it was.
   void abandon_result(JobId job, TimePoint now);
   // Frees the runner that sent a result for (job, attempt) if that is what it runs.
@@ -215,6 +237,22 @@ class Scheduler {
 
   // What changed since the last call, for the log.
   std::vector<SchedulerEvent> take_events();
+
+  // The event feed. Wall-clock times are the caller's steady `now` moved to the wall
+  // clock by one origin pair, so that the scheduler reads no clock of its own.
+  void set_wall_origin(TimePoint steady, int64_t wall_ms);
+  int64_t wall_ms(TimePoint t) const;
+  // The store's last seq: numbering goes on from it.
+  void restore_feed_seq(uint64_t last_seq) {
+    next_feed_seq_ = std::max(next_feed_seq_, last_seq + 1);
+  }
+  // The log of (job, attempt) has `size` bytes: one job.log event a batch, the newest.
+  void log_grew(JobId job, uint32_t attempt, uint64_t size, TimePoint now);
+  // Events since the last call, in seq order; give them back if writing them failed.
+  std::vector<FeedEvent> take_feed();
+  void return_feed(std::vector<FeedEvent> events);
+  uint64_t last_feed_seq() const { return next_feed_seq_ - 1; }
+  JobInfo job_info(const Job& job) const;
   // Jobs the scheduler ended as errors (too many attempts lost): each is Finishing
   // with its outcome set; the caller records it, then calls finish_result.
   std::vector<JobId> take_gave_up();
@@ -225,10 +263,13 @@ class Scheduler {
   // The runner lost the job it was running (it died or forgot it).
   // `counts` says whether it counts towards max_attempts.
   void lose_job(RunnerRecord& r, const std::string& why, TimePoint now, bool counts = true);
-  void requeue_front(Job& job);
+  void requeue_front(Job& job, TimePoint now);
+  void cancel_queued_on(const std::string& branch, const std::string& commit, TimePoint now);
   // By value: callers pass the runner's own address, which erasing it frees.
   void drop_runner(std::string address, TimePoint now);
   void event(std::string text) { events_.push_back({std::move(text)}); }
+  void feed_job(Job& job, EventKind kind, TimePoint now, std::vector<TestCase> cases = {});
+  void feed_runner(const std::string& address, EventKind kind, TimePoint now);
   void touch(const Job& job) { dirty_jobs_.insert(job.id); }
   void touch_runner(const std::string& address, bool present) { dirty_runners_[address] = present; }
 
@@ -243,6 +284,10 @@ class Scheduler {
   std::map<std::string, RunnerRecord> runners_;
   std::set<std::pair<uint64_t, std::string>> idle_;  // (idle_seq, address)
   std::vector<SchedulerEvent> events_;
+  std::vector<FeedEvent> feed_;
+  uint64_t next_feed_seq_ = 1;
+  TimePoint wall_origin_steady_{};
+  int64_t wall_origin_ms_ = 0;
   std::vector<JobId> gave_up_;
   std::set<JobId> dirty_jobs_;
   std::map<std::string, bool> dirty_runners_;  // address -> registered (the latest change)

@@ -33,9 +33,16 @@ void Scheduler::restore(std::vector<Job> jobs, const std::vector<std::string>& r
       // An offered job may have reached its runner (the runtest's OK is written
       // lazily): like a running one, it stays with the runner while its pongs say it
       // has it, and is requeued as soon as one says otherwise.
+      case JobState::Finishing:
+        // An outcome the dispatcher made itself (gave up, cancelled) that was not
+        // recorded yet: recorded again.
+        if (job.outcome) {
+          gave_up_.push_back(id);
+          break;
+        }
+        [[fallthrough]];
       case JobState::Offered:
-      case JobState::Running:
-      case JobState::Finishing: {
+      case JobState::Running: {
         bool offered = job.state == JobState::Offered;
         if (offered) touch(job);
         job.state = JobState::Running;

@@ -1,8 +1,10 @@
 #include "dispatcher/sqlite_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 
+#include "ci/mutex.h"
 #include "dispatcher/sqlite.h"
 
 namespace ci {
@@ -36,6 +38,29 @@ const char* const kMigrations[] = {
       address TEXT PRIMARY KEY,
       registered_at INTEGER NOT NULL);
     )sql",
+    // The event feed, test cases, and what the feed says of each job.
+    R"sql(
+    ALTER TABLE jobs ADD COLUMN info TEXT;
+    ALTER TABLE jobs ADD COLUMN queued_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN started_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN finished_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE events(
+      seq INTEGER PRIMARY KEY,
+      kind TEXT NOT NULL,
+      job INTEGER,
+      attempt INTEGER,
+      line TEXT NOT NULL);
+    CREATE TABLE test_cases(
+      job INTEGER NOT NULL,
+      attempt INTEGER NOT NULL,
+      idx INTEGER NOT NULL,
+      name TEXT NOT NULL,
+      outcome TEXT NOT NULL,
+      duration_ms INTEGER NOT NULL,
+      message TEXT,
+      PRIMARY KEY(job, attempt, idx));
+    )sql",
 };
 
 int64_t wall_ms() {
@@ -62,9 +87,11 @@ std::vector<std::string> split(const std::string& s) {
 
 class SqliteStore : public Store {
  public:
-  explicit SqliteStore(sql::Database db) : db_(std::move(db)) {}
+  SqliteStore(sql::Database db, uint64_t event_retention)
+      : db_(std::move(db)), retention_(event_retention) {}
 
   Result<void> init(SyncMode sync) {
+    MutexLock lock(mutex_);
     // WAL keeps a commit durable against a process crash without a flush per commit;
     // FULL adds the flush that power loss needs.
     if (auto r = db_.exec("PRAGMA journal_mode=WAL"); !r) return r;
@@ -76,16 +103,19 @@ class SqliteStore : public Store {
     auto upsert = db_.prepare(R"sql(
       INSERT INTO jobs(id, commit_id, branch, state, attempt, runners, infra_failures, status,
                        tests_run, tests_failed, duration_ms, result_runner, result_attempt,
-                       reason, created_at, updated_at, finished_at)
+                       reason, created_at, updated_at, finished_at, info, queued_ms,
+                       started_ms, finished_ms, seq)
       VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15,
-             CASE WHEN ?4 = 'finished' THEN ?15 END)
+             CASE WHEN ?4 = 'finished' THEN ?15 END, ?16, ?17, ?18, ?19, ?20)
       ON CONFLICT(id) DO UPDATE SET
         state = excluded.state, attempt = excluded.attempt, runners = excluded.runners,
         infra_failures = excluded.infra_failures, status = excluded.status,
         tests_run = excluded.tests_run, tests_failed = excluded.tests_failed,
         duration_ms = excluded.duration_ms, result_runner = excluded.result_runner,
         result_attempt = excluded.result_attempt, reason = excluded.reason,
-        updated_at = excluded.updated_at,
+        updated_at = excluded.updated_at, queued_ms = excluded.queued_ms,
+        started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
+        seq = excluded.seq,
         finished_at = CASE WHEN excluded.state = 'finished'
                            THEN COALESCE(jobs.finished_at, excluded.finished_at) END
     )sql");
@@ -99,6 +129,19 @@ class SqliteStore : public Store {
     auto remove = db_.prepare("DELETE FROM runners WHERE address = ?1");
     if (!remove) return Error{remove.error()};
     remove_runner_ = std::move(*remove);
+    auto add_event = db_.prepare(
+        "INSERT INTO events(seq, kind, job, attempt, line) "
+        "VALUES(?1, ?2, ?3, ?4, ?5)");
+    if (!add_event) return Error{add_event.error()};
+    add_event_ = std::move(*add_event);
+    auto add_case = db_.prepare(
+        "INSERT OR REPLACE INTO test_cases(job, attempt, idx, name, outcome, duration_ms, "
+        "message) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    if (!add_case) return Error{add_case.error()};
+    add_case_ = std::move(*add_case);
+    auto trim = db_.prepare("DELETE FROM events WHERE seq <= ?1");
+    if (!trim) return Error{trim.error()};
+    trim_events_ = std::move(*trim);
     // Prepared once: a transaction per batch of changes should not parse SQL.
     for (auto [statement, sql] :
          {std::pair{&begin_, "BEGIN IMMEDIATE"}, std::pair{&commit_, "COMMIT"},
@@ -111,11 +154,12 @@ class SqliteStore : public Store {
   }
 
   Result<StoredState> load() override {
+    MutexLock lock(mutex_);
     StoredState state;
     auto jobs = db_.prepare(
         "SELECT id, commit_id, branch, state, attempt, runners, infra_failures, status, "
-        "tests_run, tests_failed, duration_ms, result_runner, result_attempt, reason "
-        "FROM jobs ORDER BY id");
+        "tests_run, tests_failed, duration_ms, result_runner, result_attempt, reason, "
+        "info, queued_ms, started_ms, finished_ms, seq FROM jobs ORDER BY id");
     if (!jobs) return Error{jobs.error()};
     while (true) {
       auto row = jobs->step();
@@ -140,6 +184,13 @@ class SqliteStore : public Store {
         out.reason = jobs->column_text(13);
         job.outcome = out;
       }
+      if (!jobs->column_is_null(14)) {
+        if (auto info = parse_commit_info(jobs->column_text(14))) job.info = std::move(*info);
+      }
+      job.queued_ms = jobs->column_int(15);
+      job.started_ms = jobs->column_int(16);
+      job.finished_ms = jobs->column_int(17);
+      job.seq = static_cast<uint64_t>(jobs->column_int(18));
       state.jobs.push_back(std::move(job));
     }
     auto runners = db_.prepare("SELECT address FROM runners ORDER BY registered_at, address");
@@ -150,22 +201,152 @@ class SqliteStore : public Store {
       if (!*row) break;
       state.runners.push_back(runners->column_text(0));
     }
+    auto last = last_seq();
+    if (!last) return Error{last.error()};
+    state.last_seq = *last;
     return state;
   }
 
   Result<void> save(const std::vector<const Job*>& jobs,
                     const std::vector<std::string>& runners_added,
-                    const std::vector<std::string>& runners_removed) override {
-    if (jobs.empty() && runners_added.empty() && runners_removed.empty()) return {};
+                    const std::vector<std::string>& runners_removed,
+                    const std::vector<FeedEvent>& feed) override {
+    if (jobs.empty() && runners_added.empty() && runners_removed.empty() && feed.empty()) return {};
+    MutexLock lock(mutex_);
     if (auto r = begin_.run(); !r) return r;
     auto result = write(jobs, runners_added, runners_removed);
+    if (result) result = write_feed(feed);
     if (result) result = commit_.run();
     if (!result) (void)rollback_.run();
     return result;
   }
 
+  Result<FeedPage> read_events(uint64_t from, uint64_t max, size_t max_bytes) override {
+    MutexLock lock(mutex_);
+    return read_feed(from, max, max_bytes);
+  }
+
+  Result<std::vector<TestCase>> read_cases(JobId job, uint32_t attempt) override {
+    MutexLock lock(mutex_);
+    return cases_of(job, attempt);
+  }
+
  private:
-  Result<void> migrate() {
+  Result<uint64_t> last_seq() REQUIRES(mutex_) {
+    auto q = db_.prepare("SELECT COALESCE(MAX(seq), 0), COALESCE(MIN(seq), 0) FROM events");
+    if (!q) return Error{q.error()};
+    auto row = q->step();
+    if (!row) return Error{row.error()};
+    return static_cast<uint64_t>(q->column_int(0));
+  }
+
+  Result<void> write_feed(const std::vector<FeedEvent>& feed) REQUIRES(mutex_) {
+    uint64_t newest = 0;
+    for (const FeedEvent& e : feed) {
+      // The cases go to their own table; the line holds the rest.
+      FeedEvent line = e;
+      line.cases.clear();
+      add_event_.bind(1, static_cast<int64_t>(e.seq))
+          .bind(2, std::string(to_string(e.kind)))
+          .bind(5, serialize_event(line));
+      if (e.job.id) {
+        add_event_.bind(3, static_cast<int64_t>(e.job.id))
+            .bind(4, static_cast<int64_t>(e.kind == EventKind::JobLog ? e.log_attempt
+                                                                      : e.job.attempt));
+      } else {
+        add_event_.bind_null(3).bind_null(4);
+      }
+      if (auto r = add_event_.run(); !r) return r;
+      if (e.kind == EventKind::JobFinished || e.kind == EventKind::JobCancelled)
+        if (auto r = write_cases(e.job.id, e.job.attempt, e.cases); !r) return r;
+      newest = std::max(newest, e.seq);
+    }
+    if (newest > retention_) {
+      trim_events_.bind(1, static_cast<int64_t>(newest - retention_));
+      if (auto r = trim_events_.run(); !r) return r;
+    }
+    return {};
+  }
+
+  Result<void> write_cases(JobId job, uint32_t attempt, const std::vector<TestCase>& cases)
+      REQUIRES(mutex_) {
+    int64_t idx = 0;
+    for (const TestCase& c : cases) {
+      add_case_.bind(1, static_cast<int64_t>(job))
+          .bind(2, static_cast<int64_t>(attempt))
+          .bind(3, idx++)
+          .bind(4, c.name)
+          .bind(5, std::string(to_string(c.outcome)))
+          .bind(6, static_cast<int64_t>(c.duration_ms));
+      if (c.message.empty()) {
+        add_case_.bind_null(7);
+      } else {
+        add_case_.bind(7, c.message);
+      }
+      if (auto r = add_case_.run(); !r) return r;
+    }
+    return {};
+  }
+
+  Result<std::vector<TestCase>> cases_of(JobId job, uint32_t attempt) REQUIRES(mutex_) {
+    auto q = db_.prepare(
+        "SELECT name, outcome, duration_ms, message FROM test_cases "
+        "WHERE job = ?1 AND attempt = ?2 ORDER BY idx");
+    if (!q) return Error{q.error()};
+    q->bind(1, static_cast<int64_t>(job)).bind(2, static_cast<int64_t>(attempt));
+    std::vector<TestCase> out;
+    while (true) {
+      auto row = q->step();
+      if (!row) return Error{row.error()};
+      if (!*row) break;
+      TestCase c;
+      c.name = q->column_text(0);
+      parse_case_outcome(q->column_text(1), &c.outcome);
+      c.duration_ms = static_cast<uint64_t>(q->column_int(2));
+      if (!q->column_is_null(3)) c.message = q->column_text(3);
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  Result<FeedPage> read_feed(uint64_t from, uint64_t max, size_t max_bytes) REQUIRES(mutex_) {
+    FeedPage page;
+    auto bounds = db_.prepare("SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM events");
+    if (!bounds) return Error{bounds.error()};
+    if (auto row = bounds->step(); !row) return Error{row.error()};
+    page.oldest = static_cast<uint64_t>(bounds->column_int(0));
+    page.last = static_cast<uint64_t>(bounds->column_int(1));
+    // Fell behind what is kept: the reader must take a snapshot; nothing to give.
+    if (page.oldest > 0 && from + 1 < page.oldest) return page;
+    auto q = db_.prepare(
+        "SELECT kind, job, attempt, line FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    if (!q) return Error{q.error()};
+    q->bind(1, static_cast<int64_t>(from)).bind(2, static_cast<int64_t>(max));
+    while (page.body.size() < max_bytes || page.count == 0) {
+      auto row = q->step();
+      if (!row) return Error{row.error()};
+      if (!*row) break;
+      std::string line = q->column_text(3);
+      if (q->column_text(0) == to_string(EventKind::JobFinished)) {
+        // The cases come from their table, into the line.
+        auto cases =
+            cases_of(static_cast<JobId>(q->column_int(1)), static_cast<uint32_t>(q->column_int(2)));
+        if (!cases) return Error{cases.error()};
+        if (!cases->empty()) {
+          auto event = parse_event(line);
+          if (event) {
+            event->cases = std::move(*cases);
+            line = serialize_event(*event);
+          }
+        }
+      }
+      page.body += line;
+      page.count++;
+    }
+    return page;
+  }
+
+  Result<void> migrate() REQUIRES(mutex_) {
     auto r = db_.exec("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)");
     if (!r) return r;
     auto get = db_.prepare("SELECT value FROM meta WHERE key = 'schema_version'");
@@ -199,10 +380,19 @@ class SqliteStore : public Store {
 
   Result<void> write(const std::vector<const Job*>& jobs,
                      const std::vector<std::string>& runners_added,
-                     const std::vector<std::string>& runners_removed) {
+                     const std::vector<std::string>& runners_removed) REQUIRES(mutex_) {
     int64_t now = wall_ms();
     for (const Job* job : jobs) {
       auto& s = upsert_job_;
+      s.bind(17, job->queued_ms)
+          .bind(18, job->started_ms)
+          .bind(19, job->finished_ms)
+          .bind(20, static_cast<int64_t>(job->seq));
+      if (job->info) {
+        s.bind(16, serialize_commit_info(*job->info));
+      } else {
+        s.bind_null(16);
+      }
       s.bind(1, static_cast<int64_t>(job->id))
           .bind(2, job->commit)
           .bind(3, job->branch)
@@ -234,7 +424,12 @@ class SqliteStore : public Store {
     return {};
   }
 
-  sql::Database db_;
+  Mutex mutex_;  // the connection: the store thread writes, others read the feed
+  sql::Database db_ GUARDED_BY(mutex_);
+  const uint64_t retention_;
+  sql::Statement add_event_;
+  sql::Statement add_case_;
+  sql::Statement trim_events_;
   sql::Statement upsert_job_;
   sql::Statement add_runner_;
   sql::Statement remove_runner_;
@@ -245,10 +440,12 @@ class SqliteStore : public Store {
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, SyncMode sync) {
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, SyncMode sync,
+                                                 uint64_t event_retention) {
   auto db = sql::Database::open(path);
   if (!db) return Error{db.error()};
-  auto store = std::make_unique<SqliteStore>(std::move(*db));
+  auto store =
+      std::make_unique<SqliteStore>(std::move(*db), std::max<uint64_t>(event_retention, 1));
   if (auto r = store->init(sync); !r) return Error{"state database " + path + ": " + r.error()};
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -15,9 +15,12 @@ enum class SyncMode {
   Full,    // also survives power loss (synchronous=FULL: a flush per commit)
 };
 
-// `path` may be ":memory:". Creates the schema or migrates an older one.
-Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, SyncMode sync);
+// `path` may be ":memory:". Creates the schema or migrates an older one. The feed keeps
+// its newest `event_retention` events.
+inline constexpr uint64_t kDefaultEventRetention = 100000;
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, SyncMode sync,
+                                                 uint64_t event_retention = kDefaultEventRetention);
 
-constexpr int kStoreSchemaVersion = 1;
+constexpr int kStoreSchemaVersion = 2;
 
 }  // namespace ci

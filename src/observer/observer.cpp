@@ -254,7 +254,11 @@ bool Observer::dispatcher_ready(LineClient& client) {
 }
 
 bool Observer::hand_over(LineClient& client, const HandOver& item) {
-  auto reply = client.call(DispatchRequest{item.commit, item.branch});
+  // Who wrote it and its subject travel with it, for the people reading the results;
+  // a commit that cannot be read is still handed over, without them.
+  DispatchRequest request{item.commit, item.branch};
+  if (auto info = repo_->commit_info(item.commit)) request.info = serialize_commit_info(*info);
+  auto reply = client.call(request);
   // Branch names reach the log as they are: every log line is escaped (ci/log.h).
   std::string what = "commit " + item.commit + " on branch " + item.branch;
   if (!reply) {

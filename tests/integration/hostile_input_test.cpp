@@ -122,6 +122,14 @@ std::vector<Case> dispatcher_cases() {
        "ERR host longer than"},
       {"runtest to the dispatcher", "runtest 1 1 " + commit + " master\n", "ERR runtest"},
       {"unknown verb", "DROP TABLE jobs;\n", "ERR unknown verb"},
+      {"log for an unknown job", "log 77 1 127.0.0.1:9 0 2\nok", "ERR unknown job 77"},
+      {"log at a path", "log 1 1 ../../x:9 0 2\nok", "ERR runner"},
+      {"logread of a megabyte and more", "logread 1 0 0 99999999\n", "ERR logread max"},
+      {"logread of an unknown job", "logread 77 0 0 100\n", "ERR unknown job 77"},
+      {"events waiting an hour", "events 0 10 3600000\n", "ERR events wait"},
+      {"cancel of an unknown job", "cancel 77\n", "ERR unknown job 77"},
+      {"jobs filtered by a path", "jobs 10 branch=../../etc\n", "ERR branch name"},
+      {"commit info that is not JSON", "dispatch " + commit + " master 3\n{{{", "ERR commit info"},
   };
 }
 
@@ -163,9 +171,9 @@ TEST_F(HostileInput, EachBadMessageGetsAClearErrorAndTheConnectionCloses) {
     expect_healthy(c.name);
   }
   // Nothing a peer sent reached a file name: only the daemon's own folders exist.
-  EXPECT_EQ(tree(work_),
-            (std::set<std::string>{".ci-state", ".ci-state/state.db", ".ci-state/state.db-shm",
-                                   ".ci-state/state.db-wal", "test_results"}));
+  EXPECT_EQ(tree(work_), (std::set<std::string>{".ci-state", ".ci-state/logs", ".ci-state/state.db",
+                                                ".ci-state/state.db-shm", ".ci-state/state.db-wal",
+                                                "test_results"}));
 }
 
 TEST_F(HostileInput, ResultsFromTheWrongRunnerAreRefused) {

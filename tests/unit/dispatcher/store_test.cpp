@@ -35,9 +35,10 @@ TEST(Store, SavesAndLoadsJobsAndRunners) {
   out.runner = "127.0.0.1:8900";
   out.attempt = 1;
   done.outcome = out;
-  ASSERT_TRUE(
-      (*store)->save({&queued, &running, &done}, {"127.0.0.1:8900", "127.0.0.1:8901"}, {}).ok());
-  ASSERT_TRUE((*store)->save({}, {}, {"127.0.0.1:8901"}).ok());
+  ASSERT_TRUE((*store)
+                  ->save({&queued, &running, &done}, {"127.0.0.1:8900", "127.0.0.1:8901"}, {}, {})
+                  .ok());
+  ASSERT_TRUE((*store)->save({}, {}, {"127.0.0.1:8901"}, {}).ok());
 
   auto loaded = (*store)->load();
   ASSERT_TRUE(loaded.ok()) << loaded.error();
@@ -59,10 +60,10 @@ TEST(Store, UpdatesAJobInPlaceAndClearsItsResultOnRetry) {
   ASSERT_TRUE(store.ok());
   Job job = make_job(1, 'a', JobState::Finished);
   job.outcome = JobOutcome{};
-  ASSERT_TRUE((*store)->save({&job}, {}, {}).ok());
+  ASSERT_TRUE((*store)->save({&job}, {}, {}, {}).ok());
   job.state = JobState::Queued;
   job.outcome.reset();
-  ASSERT_TRUE((*store)->save({&job}, {}, {}).ok());
+  ASSERT_TRUE((*store)->save({&job}, {}, {}, {}).ok());
   auto loaded = (*store)->load();
   ASSERT_TRUE(loaded.ok());
   ASSERT_EQ(loaded->jobs.size(), 1u);
@@ -77,7 +78,7 @@ TEST(Store, SurvivesReopeningOnDisk) {
     auto store = open_sqlite_store(path, SyncMode::Full);
     ASSERT_TRUE(store.ok()) << store.error();
     Job job = make_job(5, 'e', JobState::Queued);
-    ASSERT_TRUE((*store)->save({&job}, {"h:1"}, {}).ok());
+    ASSERT_TRUE((*store)->save({&job}, {"h:1"}, {}, {}).ok());
   }
   auto store = open_sqlite_store(path, SyncMode::Normal);
   ASSERT_TRUE(store.ok()) << store.error();

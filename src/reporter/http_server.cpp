@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cstdarg>
 #include <cstring>
+#include <vector>
 
 #include "reporter/sse_hub.h"
 
@@ -145,15 +146,21 @@ Result<void> HttpServer::start() {
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES) flags |= MHD_USE_EPOLL;
   if (addr->ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-  unsigned threads = static_cast<unsigned>(std::max<size_t>(o.threads, 1));
-  impl_->daemon = MHD_start_daemon(
-      flags, o.port, nullptr, nullptr, &Impl::access, impl_.get(), MHD_OPTION_SOCK_ADDR,
-      reinterpret_cast<sockaddr*>(&*addr), MHD_OPTION_CONNECTION_LIMIT,
-      static_cast<unsigned>(o.max_connections), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-      static_cast<unsigned>(o.max_connections_per_address), MHD_OPTION_CONNECTION_TIMEOUT,
-      static_cast<unsigned>(o.timeout.count()), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      o.connection_memory, MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u,
-      MHD_OPTION_EXTERNAL_LOGGER, &log_error, nullptr, MHD_OPTION_END);
+  std::vector<MHD_OptionItem> items = {
+      {MHD_OPTION_SOCK_ADDR, 0, &*addr},
+      {MHD_OPTION_CONNECTION_LIMIT, static_cast<intptr_t>(o.max_connections), nullptr},
+      {MHD_OPTION_PER_IP_CONNECTION_LIMIT, static_cast<intptr_t>(o.max_connections_per_address),
+       nullptr},
+      {MHD_OPTION_CONNECTION_TIMEOUT, static_cast<intptr_t>(o.timeout.count()), nullptr},
+      {MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<intptr_t>(o.connection_memory), nullptr},
+      {MHD_OPTION_EXTERNAL_LOGGER, reinterpret_cast<intptr_t>(&log_error), nullptr},
+  };
+  // A pool only when asked for: one thread is the library's default, without a pool.
+  if (o.threads > 1)
+    items.push_back({MHD_OPTION_THREAD_POOL_SIZE, static_cast<intptr_t>(o.threads), nullptr});
+  items.push_back({MHD_OPTION_END, 0, nullptr});
+  impl_->daemon = MHD_start_daemon(flags, o.port, nullptr, nullptr, &Impl::access, impl_.get(),
+                                   MHD_OPTION_ARRAY, items.data(), MHD_OPTION_END);
   if (!impl_->daemon)
     return make_error("cannot listen on " + o.host + ":" + std::to_string(o.port));
   const MHD_DaemonInfo* info = MHD_get_daemon_info(impl_->daemon, MHD_DAEMON_INFO_BIND_PORT);

@@ -52,7 +52,10 @@ TEST_F(EventStreamTest, EventsComeInOrderWithTheirSeq) {
 }
 
 TEST_F(EventStreamTest, AnHttp11ClientGetsTheStreamChunked) {
-  start();
+  feed.start();
+  ReporterOptions o = options();
+  o.http.threads = 2;  // a pool of polling threads, each with streams suspended
+  start_reporter(o);
   SseReader stream(port, "/api/events", {}, /*http11=*/true);
   ASSERT_TRUE(stream.wait_open());
   feed.add(job_event(EventKind::JobQueued, make_job(1, "c1", "master", "queued")));

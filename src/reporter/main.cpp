@@ -4,7 +4,10 @@
 
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <cstdlib>
+#include <future>
 #include <iostream>
+#include <thread>
 
 #include "ci/auth.h"
 #include "ci/log.h"
@@ -137,7 +140,20 @@ int main(int argc, char** argv) {
                token->empty() ? "" : ", token required");
   int sig = ci::wait_for_stop_signal();
   spdlog::info("{} received, stopping", ci::signal_name(sig));
-  reporter.stop();
+  // The follower may be inside an `events` call that waits up to --poll-wait for news.
+  // Every change to the read model is a transaction (a kill at any moment loses nothing
+  // and applies nothing twice), so after a short grace the process ends without it.
+  std::promise<void> stopped;
+  auto done = stopped.get_future();
+  std::thread([&reporter, &stopped] {
+    reporter.stop();
+    stopped.set_value();
+  }).detach();
+  if (done.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+    spdlog::info("stopped (a feed call in progress was left)");
+    spdlog::shutdown();
+    std::_Exit(0);
+  }
   spdlog::info("stopped");
   return 0;
 }

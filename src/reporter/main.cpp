@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1.0, 3600.0));
   app.add_option("--poll-wait", poll_wait_s, "seconds an `events` call waits for news")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 60.0));
+      ->check(CLI::Range(0.05, 60.0));
   app.add_option("--log-timeout", log_timeout_s, "seconds a log read from the dispatcher may take")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 600.0));

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
@@ -96,8 +97,12 @@ Result<void> run_notify_command(const std::string& command, const std::string& t
 
 std::vector<std::string> notify_targets(const NotifyOptions& options) {
   std::vector<std::string> names;
-  for (const auto& url : options.webhooks) names.push_back(kWebhook + url);
-  for (const auto& command : options.commands) names.push_back(kCommand + command);
+  // A target given twice is one target: its rows would otherwise be read by two threads.
+  auto add = [&names](std::string name) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  };
+  for (const auto& url : options.webhooks) add(kWebhook + url);
+  for (const auto& command : options.commands) add(kCommand + command);
   return names;
 }
 

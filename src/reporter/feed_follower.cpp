@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "ci/auth.h"
+#include "ci/replies.h"
 
 namespace ci::reporter {
 
@@ -178,6 +179,12 @@ Result<void> FeedFollower::rebuild(LineClient& client) {
     after = jobs->back().id;
   }
   spdlog::info("rebuilt the read model from a snapshot; following the feed from {}", *follow_from);
+  auto runners = call_ok(client, RunnersRequest{}, 0);
+  if (!runners) return Error{runners.error()};
+  auto rows = parse_runners_reply(*runners);
+  if (!rows) return make_error("runners: " + rows.error());
+  if (auto r = model_.replace_runners(rows->runners); !r)
+    return make_error("runners: " + r.error());
   if (listener_.rebuilt) listener_.rebuilt(*follow_from);
   MutexLock lock(mutex_);
   ++rebuilds_;  // counted once the listener knows, so that a test sees both

@@ -256,4 +256,23 @@ Result<void> ReadModel::apply_snapshot(const std::vector<JobInfo>& jobs,
   return tx.commit();
 }
 
+Result<void> ReadModel::replace_runners(const std::vector<RunnerRow>& runners) {
+  sql::Transaction tx(impl_->db);
+  if (!tx.begun()) return tx.begun();
+  if (auto r = impl_->db.exec("UPDATE runners SET state = 'left', job = 0"); !r) return r;
+  auto put = impl_->db.prepare(
+      "INSERT INTO runners(address, state, job, joined_ms, left_ms) VALUES(?1, ?2, ?3, 0, 0) "
+      "ON CONFLICT(address) DO UPDATE SET state = ?2, job = ?3, left_ms = 0");
+  if (!put) return Error{put.error()};
+  for (const auto& runner : runners) {
+    // The dispatcher's words for a runner with a job (offered, running) are busy here.
+    std::string state = runner.job                      ? "busy"
+                        : runner.state == "unreachable" ? "unreachable"
+                                                        : "idle";
+    if (auto r = put->bind(1, runner.address).bind(2, state).bind(3, to_i64(runner.job)).run(); !r)
+      return r;
+  }
+  return tx.commit();
+}
+
 }  // namespace ci::reporter

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ci/events.h"
+#include "ci/replies.h"
 #include "ci/result.h"
 
 namespace ci::reporter {
@@ -42,6 +43,9 @@ class ReadModel {
   Result<void> apply_snapshot(const std::vector<JobInfo>& jobs,
                               const std::map<JobId, std::vector<TestCase>>& cases,
                               std::optional<uint64_t> follow_from);
+  // The runners as the dispatcher lists them now (after a snapshot: the feed's runner
+  // events before it are gone); those not listed are marked left.
+  Result<void> replace_runners(const std::vector<RunnerRow>& runners);
 
  private:
   struct Impl;

@@ -72,6 +72,11 @@ void FakeFeed::set_log(JobId job, std::string bytes, bool done) {
   logs_[job] = {std::move(bytes), done};
 }
 
+void FakeFeed::set_runners(std::vector<RunnerRow> runners) {
+  MutexLock lock(mu_);
+  runners_ = std::move(runners);
+}
+
 size_t FakeFeed::events_calls() {
   MutexLock lock(mu_);
   return events_calls_;
@@ -128,6 +133,8 @@ Response FakeFeed::handle(const Frame& frame) {
     reply.args = {std::to_string(start), std::to_string(bytes.size()), done ? "1" : "0"};
     return {serialize_reply(reply)};
   }
+  if (std::holds_alternative<RunnersRequest>(*request))
+    return {serialize_reply(to_reply(RunnersReply{runners_}))};
   return {serialize_reply(Reply::err("not served here"))};
 }
 

@@ -13,6 +13,7 @@
 #include "ci/events.h"
 #include "ci/mutex.h"
 #include "ci/net.h"
+#include "ci/replies.h"
 
 namespace ci::reporter::test_peer {
 
@@ -31,6 +32,8 @@ class FakeFeed {
   void trim(uint64_t seq);
   void set_cases(JobId job, std::vector<TestCase> cases);
   void set_log(JobId job, std::string bytes, bool done);
+  // What `runners` answers.
+  void set_runners(std::vector<RunnerRow> runners);
   // `events` calls answered so far.
   size_t events_calls();
 
@@ -50,6 +53,7 @@ class FakeFeed {
   std::map<JobId, std::vector<TestCase>> cases_ GUARDED_BY(mu_);
   std::map<JobId, std::pair<std::string, bool>> logs_ GUARDED_BY(mu_);
   size_t events_calls_ GUARDED_BY(mu_) = 0;
+  std::vector<RunnerRow> runners_ GUARDED_BY(mu_);
 };
 
 // Events as the dispatcher would send them.

@@ -68,6 +68,9 @@ TEST_F(FollowerTest, AnEmptyReadModelBehindATrimmedFeedIsRebuiltFromSnapshots) {
     feed.add(finished(j, {test_case("t.a", CaseOutcome::Failed)}));
   }
   feed.trim(4);  // events 1-4 are gone: only a snapshot has jobs 1-4
+  RunnerRow busy{"127.0.0.1:8900", "running", 5, 1, 3, 0};
+  RunnerRow idle{"127.0.0.1:8901", "idle", 0, 0, 2, 0};
+  feed.set_runners({busy, idle});
   open_model();
   follow(feed.port());
   ASSERT_TRUE(test::wait_until([&] { return follower->rebuilds() == 1; }));
@@ -81,6 +84,12 @@ TEST_F(FollowerTest, AnEmptyReadModelBehindATrimmedFeedIsRebuiltFromSnapshots) {
     EXPECT_EQ((*tests)["cases"].size(), 1u) << id;
   }
   EXPECT_EQ(*model->last_seq(), 5u);
+  auto runners = queries->runners();
+  ASSERT_TRUE(runners.ok());
+  ASSERT_EQ(runners->size(), 2u);
+  EXPECT_EQ((*runners)[0]["state"], "busy");
+  EXPECT_EQ((*runners)[0]["job"], 5);
+  EXPECT_EQ((*runners)[1]["state"], "idle");
   // Then it follows the feed.
   feed.add(job_event(EventKind::JobQueued, make_job(6, "c6", "master", "queued")));
   ASSERT_TRUE(test::wait_until([&] { return job(6).has_value(); }));

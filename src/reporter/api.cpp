@@ -32,7 +32,7 @@ bool same(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-HttpReply ok_json(const nlohmann::json& body) { return HttpReply::json(200, body.dump()); }
+HttpReply ok_json(const nlohmann::json& body) { return HttpReply::json(200, json_text(body)); }
 
 HttpReply failed(const std::string& what) { return HttpReply::error(500, what); }
 

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "reporter/json.h"
+
 namespace ci::reporter {
 
 std::optional<std::string> HttpRequest::arg(const std::string& name) const {
@@ -24,7 +26,7 @@ HttpReply HttpReply::json(int status, const std::string& body) {
 }
 
 HttpReply HttpReply::error(int status, const std::string& message) {
-  return json(status, nlohmann::json{{"error", message}}.dump());
+  return json(status, json_text(nlohmann::json{{"error", message}}));
 }
 
 }  // namespace ci::reporter

@@ -104,7 +104,14 @@ struct HttpServer::Impl {
     }
     MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, &collect, &request.query);
     MHD_get_connection_values(connection, MHD_HEADER_KIND, &collect, &request.headers);
-    HttpReply reply = self->handler(request);
+    HttpReply reply;
+    try {
+      reply = self->handler(request);
+    } catch (const std::exception& e) {
+      // Never through the library's C frames: a failed request, not a dead server.
+      spdlog::error("http {}: {}", request.path, e.what());
+      reply = HttpReply::error(500, "internal error");
+    }
     if (request.path != self->stream_path || reply.status != 200) return send(connection, reply);
     return self->open_stream(connection, request);
   }

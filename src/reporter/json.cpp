@@ -2,6 +2,10 @@
 
 namespace ci::reporter {
 
+std::string json_text(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 nlohmann::json job_json(const JobInfo& job, uint64_t log_size) {
   nlohmann::json status = nullptr;
   if (job.status) status = to_string(*job.status);

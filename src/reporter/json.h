@@ -10,6 +10,10 @@
 
 namespace ci::reporter {
 
+// The text of `value`: invalid UTF-8 in a string (a commit subject, a test message) is
+// replaced, never thrown about.
+std::string json_text(const nlohmann::json& value);
+
 // A job as /api/jobs shows it. `log_size`: bytes of its log known from job.log events.
 nlohmann::json job_json(const JobInfo& job, uint64_t log_size = 0);
 nlohmann::json case_json(const TestCase& test_case);

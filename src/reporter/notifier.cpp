@@ -13,6 +13,7 @@
 
 #include "ci/mutex.h"
 #include "ci/process.h"
+#include "reporter/json.h"
 #include "reporter/schema.h"
 
 namespace ci::reporter {
@@ -28,7 +29,7 @@ std::string field(const nlohmann::json& body, const char* outer, const char* nam
   const nlohmann::json* v = outer ? (body.contains(outer) ? &body[outer] : nullptr) : &body;
   if (!v || !v->is_object() || !v->contains(name) || (*v)[name].is_null()) return "";
   const auto& x = (*v)[name];
-  return x.is_string() ? x.get<std::string>() : x.dump();
+  return x.is_string() ? x.get<std::string>() : json_text(x);
 }
 
 Result<void> post(const std::string& url, const std::string& body, const std::string& id,

@@ -113,7 +113,7 @@ struct ReadModel::Impl {
   }
 
   Result<void> notify(const nlohmann::json& body, size_t* count) {
-    std::string text = body.dump();
+    std::string text = json_text(body);
     for (const auto& target : targets) {
       if (auto r = put_outbox.bind(1, target).bind(2, text).run(); !r) return r;
       ++*count;

@@ -72,7 +72,7 @@ struct Reporter::Impl {
   void applied(const std::vector<FeedEvent>& events, const ApplyResult& result) {
     for (size_t i : result.applied) {
       const FeedEvent& e = events[i];
-      hub->publish(e.seq, to_string(e.kind), event_json(e).dump());
+      hub->publish(e.seq, to_string(e.kind), json_text(event_json(e)));
       if (e.kind == EventKind::JobStarted && e.job.queued_ms && e.job.started_ms)
         metrics.observe_start(e.job.started_ms - e.job.queued_ms);
       if (e.kind == EventKind::JobFinished) metrics.observe_duration(e.job.duration_ms);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_feed.h"
+#include "reporter/json.h"
 #include "reporter/queries.h"
 #include "reporter/sqlite.h"
 #include "test_support.h"
@@ -213,6 +214,17 @@ TEST_F(ReadModelTest, RunnersFollowTheirJobs) {
   ASSERT_TRUE(counts.ok());
   EXPECT_EQ(counts->runners_by_state["left"], 1);
   EXPECT_EQ(counts->jobs_by_status["passed"], 1);
+}
+
+TEST_F(ReadModelTest, TextThatIsNotUtf8IsShownReplaced) {
+  JobInfo job = finished_job(1, "c1", TestStatus::Failed);
+  job.commit_info.subject = "bad \xff\xfe byte";
+  apply({feed.add(finished(job, {test_case("t.\xc3", CaseOutcome::Failed)}))});
+  auto list = queries->jobs({});
+  ASSERT_TRUE(list.ok());
+  std::string text = json_text(*list);
+  EXPECT_NE(text.find("bad \xef\xbf\xbd"), std::string::npos) << text;
+  EXPECT_NO_THROW(json_text(tests_of(1)));
 }
 
 }  // namespace

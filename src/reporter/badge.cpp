@@ -1,0 +1,60 @@
+#include "reporter/badge.h"
+
+#include <cstdio>
+
+namespace ci::reporter {
+
+namespace {
+
+std::string xml_escape(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        // Control characters are not allowed in XML 1.0 at all.
+        if (c >= 0x20 || c == '\t') out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// Widths from the character count: close enough for the badge's 11px sans-serif font.
+int text_width(const std::string& text) { return static_cast<int>(text.size()) * 7 + 10; }
+
+}  // namespace
+
+std::string badge_svg(const std::string& label, const std::string& state) {
+  std::string name = label.size() > 64 ? label.substr(0, 64) : label;
+  const char* colour = state == "passing" ? "#4c1" : state == "failing" ? "#e05d44" : "#9f9f9f";
+  std::string shown = state == "passing" || state == "failing" ? state : "unknown";
+  int left = text_width(name), right = text_width(shown), width = left + right;
+  std::string escaped = xml_escape(name);
+  char buf[2048];
+  std::snprintf(
+      buf, sizeof buf,
+      R"(<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="20" role="img" aria-label="%s: %s">)"
+      R"(<title>%s: %s</title>)"
+      R"(<rect width="%d" height="20" fill="#555"/><rect x="%d" width="%d" height="20" fill="%s"/>)"
+      R"(<g fill="#fff" text-anchor="middle" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11">)"
+      R"(<text x="%d" y="14">%s</text><text x="%d" y="14">%s</text></g></svg>)",
+      width, escaped.c_str(), shown.c_str(), escaped.c_str(), shown.c_str(), left, left, right,
+      colour, left / 2, escaped.c_str(), left + right / 2, shown.c_str());
+  return buf;
+}
+
+}  // namespace ci::reporter

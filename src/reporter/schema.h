@@ -1,0 +1,27 @@
+// The reporter's read model on disk: its own SQLite file, in WAL mode so that the HTTP
+// threads read while the feed follower writes.
+//
+//   meta(key, value)      last_seq: the last feed event applied (in the same
+//                         transaction as what it changed)
+//   jobs                  every field of a JobInfo, with its commit's author and subject,
+//                         and log_size from job.log events
+//   cases                 the test cases of each (job, attempt), with the job's branch,
+//                         indexed by (branch, name, job) for broken-by and history
+//   runners               joined or left, and busy or idle from the job events
+//   branches              passing or failing, the job that said so, and the job since
+//                         which it is in that state
+//   outbox                notifications to deliver, one row per (event, target),
+//                         written with the event that caused them
+#pragma once
+
+#include <string>
+
+#include "ci/result.h"
+#include "reporter/sqlite.h"
+
+namespace ci::reporter {
+
+// Opens (creating if needed) the database at `path` with the schema above.
+Result<sql::Database> open_read_model(const std::string& path);
+
+}  // namespace ci::reporter

@@ -1,0 +1,231 @@
+// The read model on a real SQLite file: events applied exactly once (a replayed reply,
+// a reopened file), snapshots overlapping the events after them, broken-by, flaky
+// tests, branch state changes and their notifications.
+#include "reporter/read_model.h"
+
+#include <gtest/gtest.h>
+
+#include "fake_feed.h"
+#include "reporter/json.h"
+#include "reporter/queries.h"
+#include "reporter/sqlite.h"
+#include "test_support.h"
+
+namespace ci::reporter {
+namespace {
+
+using namespace test_peer;
+
+// Events numbered from 1 as a feed would.
+class Feed {
+ public:
+  FeedEvent add(FeedEvent e) {
+    e.seq = ++seq_;
+    e.time_ms = 1000 + static_cast<int64_t>(seq_);
+    if (e.kind != EventKind::RunnerJoined && e.kind != EventKind::RunnerLeft &&
+        e.kind != EventKind::JobLog)
+      e.job.seq = seq_;
+    return e;
+  }
+
+ private:
+  uint64_t seq_ = 0;
+};
+
+JobInfo finished_job(JobId id, const std::string& commit, TestStatus status,
+                     const std::string& branch = "master", uint32_t attempt = 1) {
+  JobInfo job = make_job(id, commit, branch, "finished", "Author " + commit);
+  job.status = status;
+  job.attempt = attempt;
+  job.runner = "127.0.0.1:8900";
+  return job;
+}
+
+class ReadModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override { open({"webhook http://127.0.0.1:1/hook"}); }
+
+  void open(std::vector<std::string> targets) {
+    model.reset();
+    auto m = ReadModel::open(path, std::move(targets));
+    ASSERT_TRUE(m.ok()) << m.error();
+    model = std::move(*m);
+    auto q = Queries::open(path);
+    ASSERT_TRUE(q.ok()) << q.error();
+    queries = std::move(*q);
+  }
+
+  ApplyResult apply(const std::vector<FeedEvent>& events) {
+    auto r = model->apply(events);
+    EXPECT_TRUE(r.ok()) << r.error();
+    return r.ok() ? *r : ApplyResult{};
+  }
+
+  std::vector<std::string> outbox() {
+    auto db = sql::Database::open(path);
+    auto s = db->prepare("SELECT body FROM outbox ORDER BY id");
+    std::vector<std::string> rows;
+    for (auto row = s->step(); row.ok() && *row; row = s->step()) rows.push_back(s->column_text(0));
+    return rows;
+  }
+
+  nlohmann::json tests_of(JobId id) {
+    auto job = queries->job(id);
+    EXPECT_TRUE(job.ok() && *job);
+    auto t = queries->tests(**job, (*job)->attempt);
+    EXPECT_TRUE(t.ok()) << t.error();
+    return *t;
+  }
+
+  test::TempDir dir;
+  std::string path = dir / "reporter.db";
+  std::unique_ptr<ReadModel> model;
+  std::unique_ptr<Queries> queries;
+  Feed feed;
+};
+
+TEST_F(ReadModelTest, AppliesEachEventOnceWhenARepliedBatchComesAgain) {
+  std::vector<FeedEvent> events = {
+      feed.add(runner_event(EventKind::RunnerJoined, "127.0.0.1:8900")),
+      feed.add(job_event(EventKind::JobQueued, make_job(1, "c1", "master", "queued"))),
+      feed.add(finished(finished_job(1, "c1", TestStatus::Passed),
+                        {test_case("t.a", CaseOutcome::Passed)})),
+  };
+  EXPECT_EQ(apply(events).applied.size(), 3u);
+  EXPECT_EQ(*model->last_seq(), 3u);
+  size_t notified = outbox().size();
+  EXPECT_EQ(notified, 1u);  // job.finished; a first state of a branch is no change
+
+  // The same reply again (a retry after a lost answer), and a reopened file.
+  EXPECT_TRUE(apply(events).applied.empty());
+  open({"webhook http://127.0.0.1:1/hook"});
+  EXPECT_TRUE(apply(events).applied.empty());
+  EXPECT_EQ(*model->last_seq(), 3u);
+  EXPECT_EQ(outbox().size(), notified);
+  auto list = queries->jobs({});
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ((*list)["jobs"].size(), 1u);
+  EXPECT_EQ((*list)["jobs"][0]["status"], "passed");
+}
+
+TEST_F(ReadModelTest, ASnapshotAndTheEventsAfterItOverlapWithoutGoingBack) {
+  JobInfo newer = finished_job(7, "c7", TestStatus::Failed);
+  newer.seq = 20;
+  ASSERT_TRUE(
+      model->apply_snapshot({newer}, {{7, {test_case("t.a", CaseOutcome::Failed)}}}, 15).ok());
+  EXPECT_EQ(*model->last_seq(), 15u);
+  // Events after the snapshot's seq that are older than the job's row: no change.
+  FeedEvent started = job_event(EventKind::JobStarted, make_job(7, "c7", "master", "running"));
+  started.seq = started.job.seq = 16;
+  auto r = apply({started});
+  EXPECT_TRUE(r.applied.empty());
+  EXPECT_EQ(*model->last_seq(), 16u);
+  auto job = queries->job(7);
+  ASSERT_TRUE(job.ok() && *job);
+  EXPECT_EQ((*job)->state, "finished");
+  EXPECT_EQ(tests_of(7)["cases"].size(), 1u);
+  // A newer one changes it.
+  JobInfo again = finished_job(7, "c7", TestStatus::Passed, "master", 2);
+  FeedEvent retried = finished(again, {test_case("t.a", CaseOutcome::Passed)});
+  retried.seq = retried.job.seq = 21;
+  EXPECT_EQ(apply({retried}).applied.size(), 1u);
+  EXPECT_EQ(*(*queries->job(7))->status, TestStatus::Passed);
+  EXPECT_TRUE(outbox().size() >= 1u);
+}
+
+TEST_F(ReadModelTest, EveryFailingJobNamesTheCommitThatBrokeTheTest) {
+  std::vector<FeedEvent> events;
+  auto add_finished = [&](JobId id, const std::string& commit, CaseOutcome t_outcome,
+                          const std::string& branch = "master") {
+    TestStatus status = t_outcome == CaseOutcome::Passed ? TestStatus::Passed : TestStatus::Failed;
+    events.push_back(feed.add(
+        finished(finished_job(id, commit, status, branch),
+                 {test_case("t.a", t_outcome), test_case("t.steady", CaseOutcome::Passed)})));
+  };
+  add_finished(1, "c1", CaseOutcome::Passed);
+  add_finished(2, "C", CaseOutcome::Failed);
+  add_finished(3, "other-branch", CaseOutcome::Passed, "feature");
+  add_finished(4, "c3", CaseOutcome::Failed);
+  add_finished(5, "c4", CaseOutcome::Error);
+  add_finished(6, "c5", CaseOutcome::Failed);
+  apply(events);
+
+  JobId failing[] = {2, 4, 5, 6};
+  for (size_t i = 0; i < 4; ++i) {
+    auto tests = tests_of(failing[i]);
+    SCOPED_TRACE("job " + std::to_string(failing[i]));
+    ASSERT_EQ(tests["cases"].size(), 2u);
+    const auto& first = tests["cases"][0];  // failures first
+    EXPECT_EQ(first["name"], "t.a");
+    EXPECT_EQ(first["broken_by"]["commit"], sha("C"));
+    EXPECT_EQ(first["broken_by"]["author"], "Author C");
+    EXPECT_EQ(first["broken_by"]["job"], 2);
+    EXPECT_EQ(first["broken_by"]["commits_ago"], static_cast<int>(i));
+    EXPECT_FALSE(tests["cases"][1].contains("broken_by"));
+  }
+  auto history = queries->history("master", "t.a", 3);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ((*history)["runs"].size(), 3u);
+  EXPECT_EQ((*history)["runs"][0]["job"], 6);
+  EXPECT_EQ((*history)["runs"][1]["outcome"], "error");
+
+  // The branch went failing at C, once; the notification names C.
+  auto rows = outbox();
+  int changes = 0;
+  for (const auto& text : rows) {
+    auto body = nlohmann::json::parse(text);
+    if (body["event"] != "branch.failing") continue;
+    ++changes;
+    EXPECT_EQ(body["broken_by"]["commit"], sha("C"));
+    EXPECT_EQ(body["from"], "passing");
+  }
+  EXPECT_EQ(changes, 1);
+  EXPECT_EQ(*queries->branch_state("master"), "failing");
+  EXPECT_EQ(*queries->branch_state("feature"), "passing");
+  EXPECT_EQ(*queries->branch_state("nothing"), "unknown");
+}
+
+TEST_F(ReadModelTest, ATestThatPassedAndFailedOnOneCommitIsFlaky) {
+  apply({feed.add(finished(finished_job(1, "c1", TestStatus::Failed),
+                           {test_case("t.flaky", CaseOutcome::Failed),
+                            test_case("t.broken", CaseOutcome::Failed)})),
+         feed.add(finished(finished_job(1, "c1", TestStatus::Failed, "master", 2),
+                           {test_case("t.flaky", CaseOutcome::Passed),
+                            test_case("t.broken", CaseOutcome::Failed)}))});
+  auto tests = tests_of(1);
+  ASSERT_EQ(tests["attempt"], 2);
+  for (const auto& c : tests["cases"]) EXPECT_EQ(c["flaky"], c["name"] == "t.flaky") << c.dump();
+}
+
+TEST_F(ReadModelTest, RunnersFollowTheirJobs) {
+  JobInfo running = make_job(1, "c1", "master", "running");
+  running.runner = "r:1";
+  JobInfo done = finished_job(1, "c1", TestStatus::Passed);
+  done.runner = "r:1";
+  apply({feed.add(runner_event(EventKind::RunnerJoined, "r:1")),
+         feed.add(job_event(EventKind::JobStarted, running))});
+  auto runners = queries->runners();
+  ASSERT_TRUE(runners.ok());
+  EXPECT_EQ((*runners)[0]["state"], "busy");
+  EXPECT_EQ((*runners)[0]["job"], 1);
+  apply({feed.add(finished(done, {})), feed.add(runner_event(EventKind::RunnerLeft, "r:1"))});
+  EXPECT_EQ((*queries->runners())[0]["state"], "left");
+  auto counts = queries->counts();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->runners_by_state["left"], 1);
+  EXPECT_EQ(counts->jobs_by_status["passed"], 1);
+}
+
+TEST_F(ReadModelTest, TextThatIsNotUtf8IsShownReplaced) {
+  JobInfo job = finished_job(1, "c1", TestStatus::Failed);
+  job.commit_info.subject = "bad \xff\xfe byte";
+  apply({feed.add(finished(job, {test_case("t.\xc3", CaseOutcome::Failed)}))});
+  auto list = queries->jobs({});
+  ASSERT_TRUE(list.ok());
+  std::string text = json_text(*list);
+  EXPECT_NE(text.find("bad \xef\xbf\xbd"), std::string::npos) << text;
+  EXPECT_NO_THROW(json_text(tests_of(1)));
+}
+
+}  // namespace
+}  // namespace ci::reporter

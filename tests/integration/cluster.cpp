@@ -70,6 +70,18 @@ Daemon& Cluster::start_observer(std::vector<std::string> extra) {
   return *observer_;
 }
 
+Daemon& Cluster::start_reporter(std::vector<std::string> extra) {
+  std::vector<std::string> args{"--dispatcher-server", server(), "--http",
+                                "127.0.0.1:" + std::to_string(http_port_)};
+  if (std::find(extra.begin(), extra.end(), "--db") == extra.end())
+    extra.insert(extra.end(), {"--db", dir_ / "reporter.db"});
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::string log = dir_ / ("reporter-" + std::to_string(++reporter_starts_) + ".log");
+  reporter_ = std::make_unique<Daemon>("ci-reporter", args, log);
+  http_port_ = reporter_->wait_listening();
+  return *reporter_;
+}
+
 Result<Reply> Cluster::ask(const Request& request) {
   LineClient client("127.0.0.1", port_);
   return client.call(request);

@@ -31,11 +31,17 @@ class Cluster {
   // Clones the master repository for the runner and starts it on an ephemeral port.
   Daemon& start_runner(std::vector<std::string> extra = {});
   Daemon& start_observer(std::vector<std::string> extra = {});
+  // The reporter, following this cluster's dispatcher, with its read model in
+  // path("reporter.db") unless `extra` names another --db, serving HTTP on the same
+  // port as its previous start (an ephemeral one the first time): see http_port().
+  Daemon& start_reporter(std::vector<std::string> extra = {});
   // SIGKILL, and reap: the process is gone when this returns.
   static void kill_hard(Daemon& daemon);
   Daemon& dispatcher() { return *dispatcher_; }
   Daemon& runner(size_t i) { return *runners_.at(i); }
   Daemon& observer() { return *observer_; }
+  Daemon& reporter() { return *reporter_; }
+  uint16_t http_port() const { return http_port_; }
 
   Result<Reply> ask(const Request& request);
   // The dispatcher's status, parsed; an error if it cannot be asked or answers badly.
@@ -55,9 +61,12 @@ class Cluster {
   uint16_t port_ = 0;
   int dispatcher_starts_ = 0;
   int observer_starts_ = 0;
+  int reporter_starts_ = 0;
+  uint16_t http_port_ = 0;
   std::unique_ptr<Daemon> dispatcher_;
   std::vector<std::unique_ptr<Daemon>> runners_;
   std::unique_ptr<Daemon> observer_;
+  std::unique_ptr<Daemon> reporter_;
 };
 
 // The rows of the dispatcher's `jobs` table, oldest first (none if it cannot be asked).

@@ -27,7 +27,7 @@ int64_t count(const std::string& db_path, const std::string& query) {
 }
 
 TEST(ReporterCrashTest, KilledAtAnyMomentItResumesWhereItStopped) {
-  if (!test::file_exists(test::bin("ci-reporter"))) GTEST_SKIP() << "ci-reporter is not built";
+  ASSERT_TRUE(test::file_exists(test::bin("ci-reporter"))) << "ci-reporter is not built";
   test::TempDir dir;
   FakeFeed feed;
   feed.start();

@@ -20,24 +20,20 @@ bool matches(const Job& j, const JobsRequest& r) {
   return j.state == JobState::Finished && j.outcome && r.status == to_string(j.outcome->status);
 }
 
-JobRow job_row(const Job& j) {
+// The row is the job as the feed describes it (Scheduler::job_info), less the commit's
+// details and times.
+JobRow job_row(JobInfo info) {
   JobRow row;
-  row.id = j.id;
-  row.commit = j.commit;
-  row.branch = j.branch;
-  row.state = to_string(j.state);
-  if (j.outcome && j.state == JobState::Finished) {
-    const JobOutcome& o = *j.outcome;
-    row.status = o.status;
-    row.attempt = o.attempt;
-    row.runner = o.runner;
-    row.tests_run = o.tests_run;
-    row.tests_failed = o.tests_failed;
-    row.duration_ms = o.duration_ms;
-  } else {
-    row.attempt = j.attempt;
-    row.runner = j.attempt ? j.current_runner() : "";
-  }
+  row.id = info.id;
+  row.commit = std::move(info.commit);
+  row.branch = std::move(info.branch);
+  row.state = std::move(info.state);
+  row.status = info.status;
+  row.attempt = info.attempt;
+  row.runner = std::move(info.runner);
+  row.tests_run = info.tests_run;
+  row.tests_failed = info.tests_failed;
+  if (info.status) row.duration_ms = info.duration_ms;
   return row;
 }
 
@@ -54,7 +50,8 @@ Reply RequestHandler::on_jobs(const JobsRequest& r) {
     if (matches(it->second, r)) newest.push_back(&it->second);
   JobsReply reply;
   reply.jobs.reserve(newest.size());
-  for (auto it = newest.rbegin(); it != newest.rend(); ++it) reply.jobs.push_back(job_row(**it));
+  for (auto it = newest.rbegin(); it != newest.rend(); ++it)
+    reply.jobs.push_back(job_row(state_.scheduler.job_info(**it)));
   return to_reply(reply);
 }
 

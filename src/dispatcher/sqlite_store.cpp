@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "ci/mutex.h"
-#include "dispatcher/sqlite.h"
+#include "ci/sqlite.h"
 
 namespace ci {
 

@@ -17,7 +17,7 @@
 #include <string>
 
 #include "ci/result.h"
-#include "reporter/sqlite.h"
+#include "ci/sqlite.h"
 
 namespace ci::reporter {
 

@@ -11,7 +11,7 @@
 
 #include "fake_feed.h"
 #include "http_peer.h"
-#include "reporter/sqlite.h"
+#include "ci/sqlite.h"
 #include "test_support.h"
 
 namespace ci::reporter::test_peer {

@@ -5,7 +5,7 @@
 
 #include <set>
 
-#include "reporter/sqlite.h"
+#include "ci/sqlite.h"
 #include "reporter_fixture.h"
 
 namespace ci::reporter::test_peer {

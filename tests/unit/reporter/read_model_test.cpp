@@ -8,7 +8,7 @@
 #include "fake_feed.h"
 #include "reporter/json.h"
 #include "reporter/queries.h"
-#include "reporter/sqlite.h"
+#include "ci/sqlite.h"
 #include "test_support.h"
 
 namespace ci::reporter {

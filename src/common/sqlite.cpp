@@ -1,8 +1,8 @@
-#include "reporter/sqlite.h"
+#include "ci/sqlite.h"
 
 #include <sqlite3.h>
 
-namespace ci::reporter::sql {
+namespace ci::sql {
 
 void Statement::Finalizer::operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
 void Database::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -107,4 +107,4 @@ Result<void> Transaction::commit() {
   return r;
 }
 
-}  // namespace ci::reporter::sql
+}  // namespace ci::sql

@@ -1,6 +1,6 @@
 // A tiny RAII layer over SQLite: a connection and prepared statements with bind/step.
-// Errors are values; the sqlite3 handles stay out of the callers' sight. (The
-// dispatcher has the same layer of its own: daemons share only src/common.)
+// Errors are values; the sqlite3 handles stay out of the callers' sight. The
+// dispatcher's store and the reporter's read model both use it (library ci_sqlite).
 #pragma once
 
 #include <cstdint>
@@ -12,7 +12,7 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
-namespace ci::reporter::sql {
+namespace ci::sql {
 
 class Statement {
  public:
@@ -80,4 +80,4 @@ class Transaction {
   bool open_ = false;
 };
 
-}  // namespace ci::reporter::sql
+}  // namespace ci::sql

@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "runner/test_reports.h"
+#include "runner/unittest_summary.h"
 
 namespace ci::runner {
 namespace {
@@ -12,19 +13,6 @@ constexpr std::string_view kBlockStart =
     "======================================================================";
 constexpr std::string_view kBlockRule =
     "----------------------------------------------------------------------";
-
-std::vector<std::string_view> lines_of(std::string_view text) {
-  std::vector<std::string_view> lines;
-  while (!text.empty()) {
-    size_t end = text.find('\n');
-    std::string_view line = text.substr(0, end);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    lines.push_back(line);
-    if (end == std::string_view::npos) break;
-    text.remove_prefix(end + 1);
-  }
-  return lines;
-}
 
 // "test_x (mod.Class.test_x)" (3.11) or "test_x (mod.Class)" (earlier): the test's id,
 // mod.Class.test_x. The name may hold spaces and colons (a generated test's); the id is
@@ -120,7 +108,7 @@ void add_case(TestCase c, ReportCases* out) {
 
 ReportCases read_unittest_output(std::string_view output) {
   ReportCases out;
-  std::vector<std::string_view> lines = lines_of(output);
+  std::vector<std::string_view> lines = unittest_lines(output);
   // A test whose result word has not come yet: its description was on an earlier line,
   // with a docstring line to follow (docstring_next) or what the test printed after
   // " ... ".

@@ -8,19 +8,6 @@
 namespace ci::runner {
 namespace {
 
-std::vector<std::string_view> split_lines(std::string_view text) {
-  std::vector<std::string_view> lines;
-  while (!text.empty()) {
-    size_t end = text.find('\n');
-    std::string_view line = text.substr(0, end);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    lines.push_back(line);
-    if (end == std::string_view::npos) break;
-    text.remove_prefix(end + 1);
-  }
-  return lines;
-}
-
 bool consume(std::string_view* text, std::string_view prefix) {
   if (!text->starts_with(prefix)) return false;
   text->remove_prefix(prefix.size());
@@ -77,8 +64,21 @@ std::optional<int64_t> verdict_line(std::string_view line) {
 
 }  // namespace
 
+std::vector<std::string_view> unittest_lines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  while (!text.empty()) {
+    size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    lines.push_back(line);
+    if (end == std::string_view::npos) break;
+    text.remove_prefix(end + 1);
+  }
+  return lines;
+}
+
 TestCounts parse_unittest_summary(std::string_view output) {
-  auto lines = split_lines(output);
+  auto lines = unittest_lines(output);
   for (size_t i = lines.size(); i-- > 0;) {
     auto run = ran_line(lines[i]);
     if (!run) continue;

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 namespace ci::runner {
 
@@ -22,5 +23,8 @@ struct TestCounts {
 // "Ran N tests" line both counts are unknown; with one but no verdict after it (the
 // run was cut short), only the number run is known.
 TestCounts parse_unittest_summary(std::string_view output);
+
+// The lines of a test's output, each without its '\n' or "\r\n".
+std::vector<std::string_view> unittest_lines(std::string_view output);
 
 }  // namespace ci::runner

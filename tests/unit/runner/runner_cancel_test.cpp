@@ -14,31 +14,11 @@ namespace {
 using namespace std::chrono_literals;
 using namespace test_peer;
 
-class RunnerCancelTest : public RunnerTest {
+class RunnerCancelTest : public LongJobRunnerTest {
  protected:
-  // A registered runner running job `job`, whose test would run for minutes.
-  void start_a_long_job(JobId job) {
-    gate = make_gate();
-    options.job.test_command = "echo $$ > '" + (dir / "shell") + "'; sleep 300 & echo $! > '" +
-                               (dir / "child") + "'; cat '" + gate + "' > /dev/null; echo finished";
-    fake.start();
-    start_runner();
-    ASSERT_TRUE(test::wait_until([&] { return !fake.registrations().empty(); }));
-    ASSERT_EQ(runtest(runner->port(), job, commit), Reply::Kind::Ok);
-    shell = wait_for_pid(dir / "shell");
-    child = wait_for_pid(dir / "child");
-    ASSERT_GT(shell, 0);
-    ASSERT_GT(child, 0);
-    group = test_probe::process_group(shell);
-    ASSERT_GT(group, 0);
-  }
-
   Result<Reply> cancel(JobId job, uint32_t attempt) {
     return call(runner->port(), Request{CancelRequest{job, attempt}});
   }
-
-  std::string gate;
-  pid_t shell = 0, child = 0, group = 0;
 };
 
 TEST_F(RunnerCancelTest, ACancelledTestIsKilledAtOnceAndReportedCancelled) {
@@ -46,13 +26,7 @@ TEST_F(RunnerCancelTest, ACancelledTestIsKilledAtOnceAndReportedCancelled) {
   auto reply = cancel(9, 1);
   ASSERT_TRUE(reply) << reply.error();
   EXPECT_EQ(reply->kind, Reply::Kind::Ok) << reply->reason();
-  EXPECT_TRUE(test::wait_until(
-      [&] {
-        return test_probe::process_gone(shell) && test_probe::process_gone(child) &&
-               test_probe::group_gone(group);
-      },
-      1s))
-      << "every process of the test is gone within a second";
+  EXPECT_TRUE(test_processes_gone(1s)) << "every process of the test is gone within a second";
   ASSERT_TRUE(test::wait_until([&] { return !fake.results().empty(); }));
   ResultsRequest results = fake.results().front();
   EXPECT_EQ(results.job, 9u);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "ci/validate.h"
+#include "process_probe.h"
 
 namespace ci::runner {
 
@@ -85,6 +86,31 @@ pid_t RunnerTest::wait_for_pid(const std::string& file) {
 
 std::string RunnerTest::spool_file(JobId job, uint32_t attempt) const {
   return dir / ("spool/" + std::to_string(job) + "-" + std::to_string(attempt) + ".result");
+}
+
+void LongJobRunnerTest::start_a_long_job(JobId job) {
+  gate = make_gate();
+  options.job.test_command = "echo $$ > '" + (dir / "shell") + "'; sleep 300 & echo $! > '" +
+                             (dir / "child") + "'; cat '" + gate + "' > /dev/null; echo finished";
+  fake.start();
+  start_runner();
+  ASSERT_TRUE(test::wait_until([&] { return !fake.registrations().empty(); }));
+  ASSERT_EQ(test_peer::runtest(runner->port(), job, commit), Reply::Kind::Ok);
+  shell = wait_for_pid(dir / "shell");
+  child = wait_for_pid(dir / "child");
+  ASSERT_GT(shell, 0);
+  ASSERT_GT(child, 0);
+  group = test_probe::process_group(shell);
+  ASSERT_GT(group, 0);
+}
+
+bool LongJobRunnerTest::test_processes_gone(std::chrono::milliseconds timeout) {
+  return test::wait_until(
+      [&] {
+        return test_probe::process_gone(shell) && test_probe::process_gone(child) &&
+               test_probe::group_gone(group);
+      },
+      timeout);
 }
 
 }  // namespace ci::runner

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,20 @@ class RunnerTest : public ::testing::Test {
   std::unique_ptr<Runner> runner;
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> log_;
   std::shared_ptr<spdlog::logger> previous_logger_;
+};
+
+// A runner registered with the fake dispatcher and running a job whose test (a shell
+// and its background sleep) runs until the gate opens.
+class LongJobRunnerTest : public RunnerTest {
+ protected:
+  // Gives the runner job `job` and waits until its test is running.
+  void start_a_long_job(JobId job);
+  // Whether the test's shell, its child and their process group are all gone within
+  // `timeout`.
+  bool test_processes_gone(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  std::string gate;
+  pid_t shell = 0, child = 0, group = 0;
 };
 
 }  // namespace ci::runner

@@ -19,38 +19,7 @@ std::vector<std::string> last_two(const std::vector<std::string>& verbs) {
   return {verbs.end() - 2, verbs.end()};
 }
 
-class RunnerStopTest : public RunnerTest {
- protected:
-  // Starts a runner registered with the fake dispatcher and gives it job `job`, whose
-  // test runs until the gate opens; waits until the test is running.
-  void start_a_long_job(JobId job) {
-    gate = make_gate();
-    options.job.test_command = "echo $$ > '" + (dir / "shell") + "'; sleep 300 & echo $! > '" +
-                               (dir / "child") + "'; cat '" + gate + "' > /dev/null; echo finished";
-    fake.start();
-    start_runner();
-    ASSERT_TRUE(test::wait_until([&] { return !fake.registrations().empty(); }));
-    ASSERT_EQ(runtest(runner->port(), job, commit), Reply::Kind::Ok);
-    shell = wait_for_pid(dir / "shell");
-    child = wait_for_pid(dir / "child");
-    ASSERT_GT(shell, 0);
-    ASSERT_GT(child, 0);
-    group = test_probe::process_group(shell);
-    ASSERT_GT(group, 0);
-  }
-
-  bool test_processes_gone() {
-    return test::wait_until(
-        [&] {
-          return test_probe::process_gone(shell) && test_probe::process_gone(child) &&
-                 test_probe::group_gone(group);
-        },
-        10s);
-  }
-
-  std::string gate;
-  pid_t shell = 0, child = 0, group = 0;
-};
+using RunnerStopTest = LongJobRunnerTest;
 
 TEST_F(RunnerStopTest, StopKillsTheTestGivesTheJobBackAndLeaves) {
   start_a_long_job(9);

@@ -16,16 +16,6 @@
 namespace ci::runner {
 namespace {
 
-void add_case(TestCase c, ReportCases* out) {
-  if (out->cases.size() >= TestCaseLimits::kMaxCases) {
-    ++out->dropped;
-    return;
-  }
-  c.name = bound_case_text(c.name, TestCaseLimits::kMaxName);
-  c.message = bound_case_text(c.message, TestCaseLimits::kMaxMessage);
-  out->cases.push_back(std::move(c));
-}
-
 // JUnit's time="1.25" (seconds) in milliseconds; 0 when missing or absurd.
 uint64_t junit_ms(const pugi::xml_node& testcase) {
   double seconds = testcase.attribute("time").as_double(0.0);
@@ -106,6 +96,16 @@ Result<std::string> read_report(int dir_fd, const std::string& name, size_t max)
 }
 
 }  // namespace
+
+void add_case(TestCase c, ReportCases* out) {
+  if (out->cases.size() >= TestCaseLimits::kMaxCases) {
+    ++out->dropped;
+    return;
+  }
+  c.name = bound_case_text(c.name, TestCaseLimits::kMaxName);
+  c.message = bound_case_text(c.message, TestCaseLimits::kMaxMessage);
+  out->cases.push_back(std::move(c));
+}
 
 void read_junit(std::string_view xml, const std::string& name, const ReportLimits& limits,
                 ReportCases* out) {

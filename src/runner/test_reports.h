@@ -27,6 +27,10 @@ struct ReportCases {
   std::vector<std::string> notes;  // one line each: a report skipped or cut, and why
 };
 
+// Appends `c` to `out` with its name and message bounded, or counts it dropped past
+// TestCaseLimits::kMaxCases.
+void add_case(TestCase c, ReportCases* out);
+
 // The cases of one JUnit XML document: <testsuites> and <testsuite> (nested too), each
 // <testcase classname name time> with <failure>, <error> or <skipped> (pytest's and
 // GoogleTest's shapes). `name` names the document in notes. Appends to `out`.

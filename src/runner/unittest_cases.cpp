@@ -94,16 +94,6 @@ std::map<std::string, std::string> failure_messages(const std::vector<std::strin
   return out;
 }
 
-void add_case(TestCase c, ReportCases* out) {
-  if (out->cases.size() >= TestCaseLimits::kMaxCases) {
-    ++out->dropped;
-    return;
-  }
-  c.name = bound_case_text(c.name, TestCaseLimits::kMaxName);
-  c.message = bound_case_text(c.message, TestCaseLimits::kMaxMessage);
-  out->cases.push_back(std::move(c));
-}
-
 }  // namespace
 
 ReportCases read_unittest_output(std::string_view output) {

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Chaos soak: commits keep flowing while random daemons are killed with SIGKILL and
-restarted at random moments. Then it checks the invariant: every commit the master
-repository has on its branches (after the first) has exactly one result."""
+"""Chaos soak: commits keep flowing while random daemons (the reporter included) are
+killed with SIGKILL and restarted at random moments. Then it checks the invariant: every
+commit the master repository has on its branches (after the first) has exactly one
+result, and the reporter's read model, once caught up, lists the dispatcher's jobs."""
 
 import argparse
+import json
 import os
 import random
 import re
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import harness
 from harness import Ctl, Daemon, HarnessError, free_port
@@ -32,6 +35,62 @@ def wait_for(condition, timeout, what):
         return False
 
 
+class Reporter(Daemon):
+    """ci-reporter on an ephemeral HTTP port: a new one at each start, read from the
+    line it logs once it listens."""
+
+    LISTENING = re.compile(r"ci-reporter listening on [0-9.]+:(\d+)")
+
+    def start(self):
+        self.seen = len(self.LISTENING.findall(self.text()))
+        return super().start()
+
+    def port(self):
+        """The port the running process listens on, or None (not yet, or not running)."""
+        found = self.LISTENING.findall(self.text())
+        if not self.running() or len(found) <= self.seen:
+            return None
+        return int(found[-1])
+
+    def get(self, path):
+        """The JSON answer to GET `path`, or None when the reporter cannot answer."""
+        port = self.port()
+        if port is None:
+            return None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError):  # refused, reset, an HTTP error, not JSON
+            return None
+
+    def jobs(self):
+        """Every job of the read model (GET /api/jobs, all pages), or None."""
+        jobs, before = [], None
+        while True:
+            page = self.get("/api/jobs?limit=500" + (f"&before={before}" if before else ""))
+            if page is None:
+                return None
+            jobs += page["jobs"]
+            before = page.get("next_before")
+            if before is None:
+                return jobs
+
+
+def job_key(job):
+    return job["id"], job["commit"], job["status"]
+
+
+def model_mismatches(dispatcher_jobs, reporter_jobs):
+    """Lines naming each job the two lists disagree on (by id, commit and status)."""
+    mine = {j["id"]: job_key(j) for j in dispatcher_jobs}
+    theirs = {j["id"]: job_key(j) for j in reporter_jobs}
+    lines = []
+    for i in sorted(mine.keys() | theirs.keys()):
+        if mine.get(i) != theirs.get(i):
+            lines.append(f"job {i}: dispatcher {mine.get(i)}, reporter {theirs.get(i)}")
+    return lines
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__)
@@ -49,7 +108,7 @@ def main():
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
     bin_dir = os.path.abspath(args.bin)
-    for exe in ("ci-dispatcher", "ci-runner", "ci-observer", "cictl"):
+    for exe in ("ci-dispatcher", "ci-runner", "ci-observer", "ci-reporter", "cictl"):
         if not os.access(os.path.join(bin_dir, exe), os.X_OK):
             print(f"chaos: {exe} not found in {bin_dir}; build first (scripts/build.sh)",
                   file=sys.stderr)
@@ -88,8 +147,13 @@ def main():
                                    "--dispatcher-server", f"127.0.0.1:{port}",
                                    "--interval", "0.2", obs_clone],
                       os.path.join(work, "observer.log"))
-    daemons = [dispatcher, *runners, observer]
-    kills = {"dispatcher": 0, "runner": 0, "observer": 0}
+    reporter = Reporter("reporter", [os.path.join(bin_dir, "ci-reporter"),
+                                     "--dispatcher-server", f"127.0.0.1:{port}",
+                                     "--db", os.path.join(work, "reporter.db"),
+                                     "--http", "127.0.0.1:0"],
+                        os.path.join(work, "reporter.log"))
+    daemons = [dispatcher, *runners, observer, reporter]
+    kills = {"dispatcher": 0, "runner": 0, "observer": 0, "reporter": 0}
     ok = False
     try:
         dispatcher.start()
@@ -98,7 +162,10 @@ def main():
         for r in runners:
             r.start()
         observer.start()
+        reporter.start()
         if not wait_for(lambda: "first look" in observer.text(), 20, "the observer"):
+            return 1
+        if not wait_for(lambda: reporter.get("/api/jobs") is not None, 20, "the reporter"):
             return 1
 
         print(f"chaos: seed {seed}, {args.minutes:g} minutes, {args.runners} runners, in {work}")
@@ -157,14 +224,33 @@ def main():
         lost = sorted(expected - present)
         duplicated = sorted(c for c, n in per_commit.items() if n > 1)
         unexpected = sorted(present - expected)
+        # The reporter has caught up once its read model lists the dispatcher's jobs; it
+        # may be up to its 30 s reconnection backoff late, after the dispatcher's kills.
+        mismatches = ["the dispatcher's jobs could not be listed"]
+        if jobs is not None:
+            model = {}
+            def caught_up():
+                model["jobs"] = reporter.jobs()
+                return model["jobs"] is not None and not model_mismatches(jobs, model["jobs"])
+            if wait_for(caught_up, 120, "the reporter to catch up"):
+                mismatches = []
+            elif model["jobs"] is None:
+                mismatches = [f"the reporter does not answer (running: {reporter.running()})"]
+            else:
+                mismatches = model_mismatches(jobs, model["jobs"])
         print(f"chaos: commits {len(expected)}, kills: dispatcher {kills['dispatcher']}, "
-              f"runners {kills['runner']}, observer {kills['observer']}; results {len(present)}, "
-              f"lost {len(lost)}, duplicated {len(duplicated)}, unexpected {len(unexpected)}")
+              f"runners {kills['runner']}, observer {kills['observer']}, "
+              f"reporter {kills['reporter']}; results {len(present)}, "
+              f"lost {len(lost)}, duplicated {len(duplicated)}, unexpected {len(unexpected)}, "
+              f"reporter mismatches {len(mismatches)}")
         for c in lost[:10]:
             print(f"chaos: lost {c}")
         for c in duplicated[:10]:
             print(f"chaos: duplicated {c}")
-        ok = not lost and not duplicated and not unexpected and jobs is not None
+        for m in mismatches[:10]:
+            print(f"chaos: reporter mismatch: {m}")
+        ok = (not lost and not duplicated and not unexpected and jobs is not None
+              and not mismatches)
         print("chaos: invariant holds" if ok else "chaos: INVARIANT BROKEN")
         return 0 if ok else 1
     finally:

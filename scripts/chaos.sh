@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Chaos soak: scripts/chaos.sh [--minutes N] [--seed S]. Keeps commits flowing while
-# killing and restarting random daemons, then checks that every commit has exactly
-# one result. Builds first if needed.
+# killing and restarting random daemons (the reporter among them), then checks that
+# every commit has exactly one result and that the reporter's read model holds the
+# dispatcher's jobs. Builds first if needed; BUILD_DIR (default build) is the build
+# folder, as for scripts/build.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -x build/bin/ci-dispatcher ]] || scripts/build.sh >/dev/null
-exec python3 scripts/chaos.py "$@"
+build_dir=${BUILD_DIR:-build}
+[[ -x "$build_dir/bin/ci-reporter" ]] || scripts/build.sh >/dev/null
+exec python3 scripts/chaos.py --bin "$build_dir/bin" "$@"

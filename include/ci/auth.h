@@ -64,6 +64,11 @@ bool check_server_proof(std::string_view token, std::string_view service,
                         std::string_view proof);
 
 // A daemon binds a non-loopback address only with a token, or when told --insecure.
-Result<void> check_bind_policy(const std::string& host, bool has_token, bool insecure);
+// `exposed` says what anyone who can reach it could then do ("make it run tests"), for
+// the refusal's message.
+Result<void> check_bind_policy(const std::string& host, bool has_token, bool insecure,
+                               std::string_view exposed =
+                                   "register runners, queue commits "
+                                   "and post results");
 
 }  // namespace ci

@@ -169,12 +169,13 @@ bool check_server_proof(std::string_view token, std::string_view service,
   return constant_time_equal(proof, server_proof(token, service, server_nonce, client_nonce));
 }
 
-Result<void> check_bind_policy(const std::string& host, bool has_token, bool insecure) {
+Result<void> check_bind_policy(const std::string& host, bool has_token, bool insecure,
+                               std::string_view exposed) {
   if (is_loopback(host) || has_token || insecure) return {};
   return make_error("refusing to listen on " + host +
-                    " without a token: anyone who can reach it could register runners, "
-                    "queue commits and post results. Give --token-file (or CI_TOKEN_FILE), "
-                    "or --insecure if the network is trusted");
+                    " without a token: anyone who can reach it could " + std::string(exposed) +
+                    ". Give --token-file (or CI_TOKEN_FILE), or --insecure if the network is "
+                    "trusted");
 }
 
 }  // namespace ci

@@ -100,7 +100,9 @@ int main(int argc, char** argv) {
         ci::parse_host_port(any_port ? listen.substr(0, listen.size() - 1) + "1" : listen, &why);
     if (!listen_at) return usage_error("--listen", why);
     if (any_port) listen_at->port = 0;
-    if (auto r = ci::check_bind_policy(listen_at->host, !token->empty(), insecure); !r)
+    if (auto r = ci::check_bind_policy(listen_at->host, !token->empty(), insecure,
+                                       "make it fetch its repository at will");
+        !r)
       return usage_error("--listen", r.error());
   }
 

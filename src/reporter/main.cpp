@@ -119,7 +119,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   opts.feed.token = opts.http_token = *token;
-  if (auto r = ci::check_bind_policy(opts.http.host, !token->empty(), insecure); !r) {
+  if (auto r = ci::check_bind_policy(opts.http.host, !token->empty(), insecure,
+                                     "read every job, log and test result");
+      !r) {
     spdlog::error("--http {}: {}", http, r.error());
     return 2;
   }

@@ -186,7 +186,9 @@ int main(int argc, char** argv) {
     spdlog::error("--token-file: {}", token.error());
     return 2;
   }
-  if (auto allowed = ci::check_bind_policy(host, !token->empty(), insecure); !allowed) {
+  if (auto allowed = ci::check_bind_policy(host, !token->empty(), insecure,
+                                           "make it run tests and cancel them");
+      !allowed) {
     spdlog::error("--host {}: {}", host, allowed.error());
     return 2;
   }

@@ -823,7 +823,7 @@ def bench_memory(ctx, table, extra):
                   note="its log read through it too" if name == "reporter" else "")
     table.add("memory", "dispatcher's log of that job on disk", sum(files.values()) / MiB, "MiB",
               6, note=", ".join(f"{k} {v:,} B" for k, v in sorted(files.items())))
-    table.add("memory", "that log: first 2 MiB, omitted marker, last 2 MiB",
+    table.add("memory", "that log read back: first 2 MiB, one omitted marker, the tail, 50 MiB in all",
               "yes" if complete else "NO", "", note=why)
 
 

@@ -962,7 +962,8 @@ def main():
     # of `event`.
     ctx.log_lines, ctx.log_gap = (5, 0.01) if args.quick else (200, 0.02)
     ctx.event_jobs = 5 if args.quick else 200
-    ctx.api_jobs, ctx.api_requests = 100000, 300
+    # 10,000 jobs through the dispatcher, copied in the read model up to 100,000.
+    ctx.api_jobs, ctx.api_requests, ctx.api_real_jobs = 100000, 300, 10000
     ctx.streams = 500
     ctx.capacity_jobs_reporter, ctx.capacity_rounds = 20000, 3
     ctx.catchup_jobs = 10000

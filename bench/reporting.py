@@ -389,20 +389,31 @@ DASHBOARD = ["/", "/assets/app.css", "/assets/common.js", "/assets/dashboard.js"
 
 
 def bench_api(ctx, table, extra):
-    """The read model filled with 100,000 finished jobs the real way: the load generator
-    (100 simulated runners) against a dispatcher the reporter follows. Then pages of
-    /api/jobs and the dashboard page with everything it loads, one after another."""
+    """The read model filled with 100,000 finished jobs: 10,000 the real way (the load
+    generator, 100 simulated runners, against a dispatcher the reporter follows), then
+    copied under new ids in the read model. Then pages of /api/jobs and the dashboard
+    page with everything it loads, one after another."""
     n = ctx.api_jobs
     c = core.Cluster(ctx.bins, ctx.work, "api")
     try:
         c.start_dispatcher()
         reporter, port = start_reporter(c)
         t0 = time.monotonic()
-        gen = run_generator(ctx, c.dispatcher_port, 100, n)
+        gen = run_generator(ctx, c.dispatcher_port, 100, min(n, ctx.api_real_jobs))
         t_gen = time.monotonic()
-        total = dispatcher_finished(c)
-        wait_caught_up(port, total, ctx.deadline, step=0.2)
+        real = dispatcher_finished(c)
+        wait_caught_up(port, real, ctx.deadline, step=0.2)
         t_caught = time.monotonic()
+        real = total = int(sum(v for k, v in metrics(port).items()
+                               if k.startswith("tinyci_jobs{")))
+        if real < n:
+            # The jobs that went through the dispatcher copied in the read model (the
+            # reporter stopped) until there are n: on a busy machine 100,000 real ones
+            # take many minutes.
+            reporter.stop()
+            total = copy_jobs(os.path.join(c.dir, "reporter.db"), n)
+            reporter, port = start_reporter(c, log_name="reporter-2.log")
+            wait_caught_up(port, 0, 60)
         client = Http(port)
         newest = client.json("/api/jobs?limit=1")["jobs"][0]["id"]
         client.close()
@@ -422,7 +433,7 @@ def bench_api(ctx, table, extra):
                  if f.startswith("reporter.db"))
     finally:
         c.stop()
-    extra["api"] = {"jobs": total, "generator_seconds": t_gen - t0,
+    extra["api"] = {"jobs": total, "real_jobs": real, "generator_seconds": t_gen - t0,
                     "reporter_caught_up_seconds": t_caught - t0, "pages": res,
                     "dashboard": dash, "reporter_memory": mem, "db_bytes": db,
                     "generator": gen["saturated"]}
@@ -435,14 +446,39 @@ def bench_api(ctx, table, extra):
               dash["p50_ms"], "ms")
     table.add("api", f"dashboard with all it loads ({len(DASHBOARD)} GETs in a row), p99",
               dash["p99_ms"], "ms", 50)
-    table.add("api", f"filling: {total:,} jobs through the dispatcher, then the reporter "
-              "caught up", t_caught - t0, "s", note=f"dispatcher alone {t_gen - t0:.1f} s")
+    table.add("api", f"filling: {real:,} jobs through the dispatcher, the reporter "
+              "caught up", t_caught - t0, "s", note=f"dispatcher alone {t_gen - t0:.1f} s" + (
+                  f"; copied in the read model to {total:,}" if total > real else ""))
     table.add("api", "reporter RSS / read model on disk with them",
               f"{mem['VmRSS'] / MiB:.1f} / {db / MiB:.0f} MiB", "")
 
 
 # ---------------------------------------------------------------------------------------
 # streams: 500 open event streams; the dispatcher's capacity with a reporter following
+
+
+def copy_jobs(db_path, n):
+    """Copies the finished jobs of a stopped reporter's read model under new ids until
+    it holds n jobs; returns how many it holds."""
+    import sqlite3
+    db = sqlite3.connect(db_path)
+    try:
+        real, top = db.execute("SELECT COUNT(*), MAX(id) FROM jobs").fetchone()
+        cols = [r[1] for r in db.execute("PRAGMA table_info(jobs)")]
+        rest = ", ".join(cols[1:])
+        k = 1
+        while real * (k + 1) <= n:
+            db.execute(f"INSERT INTO jobs(id, {rest}) SELECT id + {k * top}, {rest} FROM jobs "
+                       f"WHERE id <= {top}")
+            k += 1
+        left = n - real * k
+        if left > 0:
+            db.execute(f"INSERT INTO jobs(id, {rest}) SELECT id + {k * top}, {rest} FROM jobs "
+                       f"WHERE id <= {top} ORDER BY id LIMIT {left}")
+        db.commit()
+        return db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    finally:
+        db.close()
 
 
 class Drain:
@@ -454,16 +490,17 @@ class Drain:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
                                               source_address=(sources[i % len(sources)], 0))
             conn.request("GET", "/api/events", headers={"Accept": "text/event-stream"})
+            sock = conn.sock
             resp = conn.getresponse()
             if resp.status != 200:
                 raise BenchError(f"stream {i}: GET /api/events answered {resp.status}")
-            self.conns.append((conn, resp))
+            self.conns.append((conn, resp, sock))
         self.bytes = 0
         self.ended = 0
         self.sel = selectors.DefaultSelector()
-        for conn, _ in self.conns:
-            conn.sock.setblocking(False)
-            self.sel.register(conn.sock, selectors.EVENT_READ)
+        for _, _, sock in self.conns:
+            sock.setblocking(False)
+            self.sel.register(sock, selectors.EVENT_READ)
         self.stop_r, self.stop_w = os.pipe()
         self.sel.register(self.stop_r, selectors.EVENT_READ)
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -488,7 +525,9 @@ class Drain:
     def close(self):
         os.write(self.stop_w, b"x")
         self.thread.join()
-        for conn, _ in self.conns:
+        for conn, resp, sock in self.conns:
+            resp.close()
+            sock.close()
             conn.close()
         os.close(self.stop_r)
         os.close(self.stop_w)

@@ -677,22 +677,22 @@ def log_files(state_dir, job):
     return out
 
 
-def check_big_log(c, job, size, head=2 * MiB, tail=2 * MiB):
-    """Reads the job's log back with `cictl log` and checks it: its first `head` bytes,
-    one omitted marker, then at least its last `tail` bytes (the dispatcher keeps up to
-    twice that until it trims the tail), all of them adding up to `size`; returns
-    (files, complete, note)."""
+def check_big_log(c, job, size):
+    """Reads the job's log back with `cictl log` and checks it: a head, one omitted
+    marker, a tail, adding up to `size` bytes of the test's output; returns (files,
+    consistent, head bytes, tail bytes, note)."""
     files = log_files(os.path.join(c.dir, "state"), job)
     proc = subprocess.run([c.bin("cictl"), "--dispatcher-server",
                            f"127.0.0.1:{c.dispatcher_port}", "log", str(job)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     out = proc.stdout
-    m = re.search(rb"\[\.\.\. (\d+) bytes omitted \.\.\.\]\n", out)
-    if proc.returncode != 0 or not m:
-        return files, False, (f"cictl exit {proc.returncode}, {len(out):,} bytes read, "
-                              f"no omitted marker" if not m else "")
+    marks = list(re.finditer(rb"\[\.\.\. (\d+) bytes omitted \.\.\.\]\n", out))
+    if proc.returncode != 0 or len(marks) != 1:
+        return files, False, 0, 0, (f"cictl exit {proc.returncode}, {len(out):,} bytes read, "
+                                    f"{len(marks)} omitted markers")
+    m = marks[0]
     first, last, omitted = out[:m.start()], out[m.end():], int(m.group(1))
-    ok = (first == b"x" * head and last == b"x" * len(last) and len(last) >= tail and
+    ok = (first == b"x" * len(first) and last == b"x" * len(last) and
           len(first) + omitted + len(last) == size)
-    note = (f"head {len(first):,} B, {omitted:,} B omitted, tail {len(last):,} B")
-    return files, ok, note
+    note = f"head {len(first):,} B, {omitted:,} B omitted, tail {len(last):,} B"
+    return files, ok, len(first), len(last), note

@@ -16,6 +16,7 @@ import argparse
 import ctypes
 import ctypes.util
 import datetime
+import http.client
 import json
 import os
 import platform
@@ -771,14 +772,20 @@ def bench_memory(ctx, table, extra):
                 gen.kill()
         d.stop()
 
-    # Every daemon while a job prints 50 MiB.
+    # Every daemon while a job prints 50 MiB, a reporter following with a client on
+    # its event stream, the log read back through the reporter once the job is done.
+    import reporting
     c = Cluster(ctx.bins, ctx.work, "memory-output")
+    stream = None
     try:
         c.start_dispatcher()
         c.start_runner("head -c 52428800 /dev/zero | tr '\\0' x")
         c.start_observer()
+        reporter, port = reporting.start_reporter(c)
+        stream = reporting.EventStream(port, lambda kind, data, t: None)
         time.sleep(1)
-        daemons = {"dispatcher": c.dispatcher, "runner": c.runners[0], "observer": c.observer}
+        daemons = {"dispatcher": c.dispatcher, "runner": c.runners[0], "observer": c.observer,
+                   "reporter": reporter}
         before = {k: v.memory() for k, v in daemons.items()}
         with open(os.path.join(c.master, "file.txt"), "a") as f:
             f.write("big\n")
@@ -786,15 +793,40 @@ def bench_memory(ctx, table, extra):
         commit = git(c.master, "rev-parse", "HEAD")
         c.notify()
         c.watch.wait([commit], ctx.deadline)
+        job = harness.Ctl(ctx.bins, f"127.0.0.1:{c.dispatcher_port}").jobs(1)[0]["id"]
+        reporting.wait_caught_up(port, 1, 60)
+        client = reporting.Http(port)
+        offset, read = 0, 0
+        while True:
+            status, headers, body, _ = client.get(f"/api/jobs/{job}/log?offset={offset}&max=1048576")
+            if status != 200:
+                raise BenchError(f"GET /api/jobs/{job}/log: {status}")
+            offset = int(headers.get("X-Log-Start", offset)) + len(body)
+            read += len(body)
+            if not body and headers.get("X-Log-Done") == "1":
+                break
+        client.close()
         time.sleep(0.5)
         after = {k: v.memory() for k, v in daemons.items()}
         size = os.path.getsize(c.result_path(commit))
+        files, complete, head, tail, why = reporting.check_big_log(c, job, 52428800)
     finally:
+        if stream:
+            stream.close()
         c.stop()
-    extra["memory"]["output"] = {"before": before, "after": after, "result_bytes": size}
-    for name in ("dispatcher", "runner", "observer"):
+    extra["memory"]["output"] = {"before": before, "after": after, "result_bytes": size,
+                                 "log_files": files, "log_complete": complete,
+                                 "log_read_through_reporter": read}
+    for name in ("dispatcher", "runner", "observer", "reporter"):
         rise = (after[name]["VmHWM"] - before[name]["VmHWM"]) / MiB
-        table.add("memory", f"{name} peak RSS rise, job printing 50 MiB", rise, "MiB", 16)
+        table.add("memory", f"{name} peak RSS rise, job printing 50 MiB", rise, "MiB", 16,
+                  note="its log read through it too" if name == "reporter" else "")
+    table.add("memory", "dispatcher's log of that job on disk", sum(files.values()) / MiB, "MiB",
+              6, note=", ".join(f"{k} {v:,} B" for k, v in sorted(files.items())))
+    table.add("memory", "that log read back: a head, one omitted marker, a tail, 50 MiB in all",
+              "yes" if complete else "NO", "", note=why)
+    table.add("memory", "bytes of that log kept (the cap: a 2 MiB head and a 2 MiB tail)",
+              (head + tail) / MiB, "MiB", note=why)
 
 
 def bench_micro(ctx, table, extra):
@@ -873,7 +905,7 @@ def main():
                         help="folder of the executables")
     parser.add_argument("--only", action="append",
                         choices=["latency", "throughput", "sandbox", "capacity", "memory",
-                                 "micro"],
+                                 "micro", "log", "event", "api", "streams", "catchup"],
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--results", default=os.path.join(HERE, "results"),
                         help="folder for the JSON of the run")
@@ -895,9 +927,10 @@ def main():
     ctx.bins = os.path.abspath(args.bin)
     # The executables the chosen benchmarks run: `--only latency` runs against a build
     # without the load generator and the micro benchmarks.
-    chosen = set(args.only or ["latency", "throughput", "sandbox", "capacity", "memory", "micro"])
-    needed = ["ci-dispatcher", "ci-runner", "ci-observer", "cictl"]
-    if chosen & {"capacity", "memory"}:
+    chosen = set(args.only or ["latency", "throughput", "sandbox", "capacity", "memory", "micro",
+                               "log", "event", "api", "streams", "catchup"])
+    needed = ["ci-dispatcher", "ci-runner", "ci-observer", "cictl", "ci-reporter"]
+    if chosen & {"capacity", "memory", "api", "streams", "catchup"}:
         needed.append("ci-load-generator")
     if "micro" in chosen:
         needed.append("ci-micro-bench")
@@ -927,6 +960,15 @@ def main():
         ctx.idle_seconds = 5
         ctx.sandbox_commits, ctx.sandbox_batch = 50, 300
     ctx.fill_runners, ctx.fill_jobs = 1000, 100000
+    # The reporting's benchmarks; --quick runs only a few lines of `log` and a few jobs
+    # of `event`.
+    ctx.log_lines, ctx.log_gap = (5, 0.01) if args.quick else (200, 0.02)
+    ctx.event_jobs = 5 if args.quick else 200
+    # 10,000 jobs through the dispatcher, copied in the read model up to 100,000.
+    ctx.api_jobs, ctx.api_requests, ctx.api_real_jobs = 100000, 300, 10000
+    ctx.streams = 500
+    ctx.capacity_jobs_reporter, ctx.capacity_rounds = 20000, 3
+    ctx.catchup_jobs = 10000
     ctx.deadline = 900
 
     ctx.work = tempfile.mkdtemp(prefix="ci-bench-")
@@ -937,6 +979,11 @@ def main():
     benches = [("latency", bench_latency), ("throughput", bench_throughput),
                ("sandbox", bench_sandbox),
                ("capacity", bench_capacity), ("memory", bench_memory), ("micro", bench_micro)]
+    import reporting
+    benches += [("log", reporting.bench_log), ("event", reporting.bench_event)]
+    if not args.quick:
+        benches += [("api", reporting.bench_api), ("streams", reporting.bench_streams),
+                    ("catchup", reporting.bench_catchup)]
     info = machine()
     try:
         for name, fn in benches:
@@ -946,7 +993,8 @@ def main():
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             try:
                 fn(ctx, table, extra)
-            except (BenchError, OSError, subprocess.SubprocessError, ValueError) as e:
+            except (BenchError, OSError, subprocess.SubprocessError, ValueError,
+                    http.client.HTTPException) as e:
                 broken = True
                 table.error(name, str(e))
                 print(f"bench: {name} broke: {e}", file=sys.stderr)

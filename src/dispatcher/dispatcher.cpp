@@ -115,10 +115,13 @@ Result<void> Dispatcher::start() {
   if (auto r = writer_.prepare(); !r) return r;
   if (auto r = open_store(); !r) return r;
   if (auto r = open_logs(); !r) return r;
-  feed_ = std::make_unique<FeedHub>(*store_, clock_);
+  feed_ = std::make_unique<FeedHub>(
+      *store_, clock_,
+      static_cast<size_t>(std::min<uint64_t>(options_.event_retention, FeedHub::kMaxRecentEvents)));
   cancels_ = std::make_unique<CancelSender>(cancel_link_);
   committer_ = std::make_unique<GroupCommitter>(state_, *store_, writer_, clock_);
-  committer_->on_feed_written([this](uint64_t seq) { feed_->written(seq); });
+  committer_->on_feed_written(
+      [this](std::vector<FeedEvent> events) { feed_->written(std::move(events)); });
   offers_ = std::make_unique<OfferSender>(state_, *committer_, offer_link_, clock_);
   heartbeat_ = std::make_unique<Heartbeat>(state_, *committer_, *offers_, ping_link_, clock_,
                                            options_.heartbeat_interval);

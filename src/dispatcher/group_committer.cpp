@@ -115,9 +115,7 @@ Result<void> GroupCommitter::save_changes(bool* more) {
   });
 
   if (saved) {
-    uint64_t newest = 0;
-    for (const FeedEvent& e : feed) newest = std::max(newest, e.seq);
-    if (newest && on_feed_written_) on_feed_written_(newest);
+    if (!feed.empty() && on_feed_written_) on_feed_written_(std::move(feed));
   } else {
     scheduler.return_dirty(std::move(dirty));
     scheduler.return_feed(std::move(feed));

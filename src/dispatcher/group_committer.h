@@ -13,8 +13,10 @@
 #include <deque>
 #include <functional>
 #include <thread>
+#include <vector>
 
 #include "ci/clock.h"
+#include "ci/events.h"
 #include "ci/result.h"
 #include "dispatcher/guarded_scheduler.h"
 #include "dispatcher/result_writer.h"
@@ -43,9 +45,9 @@ class GroupCommitter {
   // far is durable, or failed to become so.
   void after_save(Saved saved) REQUIRES(state_.mutex);
   void note_change() REQUIRES(state_.mutex);
-  // Called on the store thread, with the mutex held, each time feed events up to
-  // `last_seq` are written. Set before start().
-  void on_feed_written(std::function<void(uint64_t last_seq)> f) {
+  // Called on the store thread, with the mutex held, with the feed events each write
+  // made durable (in order of seq). Set before start().
+  void on_feed_written(std::function<void(std::vector<FeedEvent> events)> f) {
     on_feed_written_ = std::move(f);
   }
 
@@ -72,7 +74,7 @@ class GroupCommitter {
   std::deque<Waiter> waiters_ GUARDED_BY(state_.mutex);
   bool lazy_pending_ GUARDED_BY(state_.mutex) = false;  // changes no one waits for
   TimePoint lazy_due_ GUARDED_BY(state_.mutex){};
-  std::function<void(uint64_t)> on_feed_written_;
+  std::function<void(std::vector<FeedEvent>)> on_feed_written_;
   std::thread thread_;
 };
 

@@ -144,7 +144,8 @@ class DispatcherParts : public ::testing::Test {
         handler_(state_, committer_, offers_, writer_,
                  RequestHandler::Feed{feed_, *logs_, store_, cancels_}, clock_) {
     EXPECT_TRUE(writer_.prepare().ok());
-    committer_.on_feed_written([this](uint64_t seq) { feed_.written(seq); });
+    committer_.on_feed_written(
+        [this](std::vector<FeedEvent> events) { feed_.written(std::move(events)); });
     feed_.start(0);
     cancels_.start();
     committer_.start();

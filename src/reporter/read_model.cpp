@@ -28,6 +28,15 @@ constexpr char kSetBranch[] = R"sql(
 INSERT INTO branches(name, state, job, since_job) VALUES(?1, ?2, ?3, ?4)
 ON CONFLICT(name) DO UPDATE SET state = excluded.state, job = excluded.job,
   since_job = excluded.since_job)sql";
+// The first job of the branch's current streak in `?2` (passing or failing): its oldest
+// finished job in that state after the newest one in the other. Jobs finish out of order
+// on several runners: an older job finishing late may start the streak earlier.
+constexpr char kStreakStart[] = R"sql(
+SELECT MIN(id) FROM jobs WHERE branch = ?1 AND state = 'finished'
+  AND status IN ('passed', 'failed', 'error', 'timeout') AND (status = 'passed') = (?2 = 'passing')
+  AND id > (SELECT COALESCE(MAX(id), 0) FROM jobs WHERE branch = ?1 AND state = 'finished'
+            AND status IN ('passed', 'failed', 'error', 'timeout')
+            AND (status = 'passed') != (?2 = 'passing')))sql";
 
 int64_t to_i64(uint64_t v) { return static_cast<int64_t>(v); }
 
@@ -37,7 +46,7 @@ struct ReadModel::Impl {
   sql::Database db;
   std::vector<std::string> targets;
   sql::Statement get_seq, set_seq, upsert_job, log_size, put_case, branch_state, set_branch,
-      put_outbox, runner_joined, runner_left, runner_busy, runner_idle;
+      streak_start, put_outbox, runner_joined, runner_left, runner_busy, runner_idle;
 
   Result<void> prepare() {
     struct Item {
@@ -54,6 +63,7 @@ struct ReadModel::Impl {
          "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
         {&branch_state, kBranchState},
         {&set_branch, kSetBranch},
+        {&streak_start, kStreakStart},
         {&put_outbox, "INSERT INTO outbox(target, body) VALUES(?1, ?2)"},
         {&runner_joined,
          "INSERT INTO runners(address, state, job, joined_ms, left_ms) VALUES(?1, 'idle', 0, ?2, "
@@ -134,7 +144,18 @@ struct ReadModel::Impl {
     auto newest = known ? static_cast<JobId>(branch_state.column_int(1)) : 0;
     auto since = known ? static_cast<JobId>(branch_state.column_int(2)) : job.id;
     branch_state.reset();
-    if (known && newest > job.id) return {};  // an older job finishing late
+    if (known && newest > job.id) {  // an older job finishing late: the state stays
+      auto first = streak_start.bind(1, job.branch).bind(2, before).step();
+      auto start = first && *first ? static_cast<JobId>(streak_start.column_int(0)) : since;
+      streak_start.reset();
+      if (!first) return Error{first.error()};
+      if (start == 0 || start == since) return {};
+      return set_branch.bind(1, job.branch)
+          .bind(2, before)
+          .bind(3, to_i64(newest))
+          .bind(4, to_i64(start))
+          .run();
+    }
     if (before != state) since = job.id;
     if (auto r = set_branch.bind(1, job.branch)
                      .bind(2, state)
@@ -206,7 +227,7 @@ Result<std::unique_ptr<ReadModel>> ReadModel::open(const std::string& path,
   auto db = open_read_model(path);
   if (!db) return Error{db.error()};
   auto impl = std::make_unique<Impl>(
-      Impl{std::move(*db), std::move(targets), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}});
+      Impl{std::move(*db), std::move(targets), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}});
   if (auto r = impl->prepare(); !r) return Error{r.error()};
   return std::unique_ptr<ReadModel>(new ReadModel(std::move(impl)));
 }

@@ -50,17 +50,29 @@ const ci = (() => {
   function jobLink(id) { return el('a', { href: '/jobs/' + id }, '#' + id); }
   function fill(tbody, rows) { tbody.replaceChildren(...rows); }
 
-  // Calls onEvent(kind, data) for each event; shows the stream's state in #live.
+  // Calls onEvent(kind, data) for each event; shows the stream's state in #live. The
+  // stream is closed when the page is left: a page kept in the browser's back/forward
+  // cache would otherwise hold one of the few connections a browser opens to a host, and
+  // after a few pages the next one could not load. Shown again, it reopens it and resets.
   function live(kinds, onEvent) {
     const url = '/api/events' + (token ? '?token=' + encodeURIComponent(token) : '');
-    const source = new EventSource(url);
     const mark = document.getElementById('live');
-    source.onopen = () => { mark.textContent = 'live'; mark.classList.add('on'); };
-    source.onerror = () => { mark.textContent = 'reconnecting'; mark.classList.remove('on'); };
-    for (const kind of kinds.concat(['reset'])) {
-      source.addEventListener(kind, (e) => onEvent(kind, e.data ? JSON.parse(e.data) : {}));
+    let source = null;
+    function open() {
+      source = new EventSource(url);
+      source.onopen = () => { mark.textContent = 'live'; mark.classList.add('on'); };
+      source.onerror = () => { mark.textContent = 'reconnecting'; mark.classList.remove('on'); };
+      for (const kind of kinds.concat(['reset'])) {
+        source.addEventListener(kind, (e) => onEvent(kind, e.data ? JSON.parse(e.data) : {}));
+      }
     }
-    return source;
+    open();
+    window.addEventListener('pagehide', () => source.close());
+    window.addEventListener('pageshow', (e) => {
+      if (!e.persisted) return;
+      open();
+      onEvent('reset', {});
+    });
   }
 
   return { api, json, el, badge, sha, duration, jobWord, jobLink, fill, live };

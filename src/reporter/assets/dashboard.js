@@ -2,6 +2,9 @@
 (() => {
   const { el, badge, sha, duration, jobWord, jobLink, fill } = ci;
   const body = (id) => document.querySelector('#' + id + ' tbody');
+  // /?branch=NAME: the recent jobs of that branch only.
+  const branch = new URLSearchParams(location.search).get('branch');
+  if (branch) document.getElementById('jobs-title').textContent = 'Recent jobs on ' + branch;
 
   function tests(job) {
     if (job.tests_run < 0) return '-';
@@ -10,10 +13,11 @@
   }
 
   async function refresh() {
+    const jobsPath = '/api/jobs?limit=50' + (branch ? '&branch=' + encodeURIComponent(branch) : '');
     const [branches, jobs, runners] = await Promise.all([
-      ci.json('/api/branches'), ci.json('/api/jobs?limit=50'), ci.json('/api/runners')]);
+      ci.json('/api/branches'), ci.json(jobsPath), ci.json('/api/runners')]);
     fill(body('branches'), branches.map((b) => el('tr', {},
-      el('td', {}, el('a', { href: '/api/jobs?branch=' + encodeURIComponent(b.name) }, b.name)),
+      el('td', {}, el('a', { href: '/?branch=' + encodeURIComponent(b.name) }, b.name)),
       el('td', {}, badge(b.state)),
       el('td', {}, b.since ? sha(b.since.commit) : '-', b.since ? ' by ' + b.since.author : ''),
       el('td', {}, jobLink(b.latest.id), ' ', badge(jobWord(b.latest))))));

@@ -185,6 +185,26 @@ TEST_F(ReadModelTest, EveryFailingJobNamesTheCommitThatBrokeTheTest) {
   EXPECT_EQ(*queries->branch_state("nothing"), "unknown");
 }
 
+TEST_F(ReadModelTest, ABranchIsFailingSinceItsFirstFailingJobWhateverOrderTheyFinishIn) {
+  auto since = [&]() -> nlohmann::json {
+    auto branches = queries->branches();
+    EXPECT_TRUE(branches.ok());
+    return branches.ok() ? (*branches)[0]["since"]["job"] : nlohmann::json();
+  };
+  // On two runners job 3 finishes before job 2, the commit that broke the branch.
+  apply({feed.add(finished(finished_job(1, "c1", TestStatus::Passed), {})),
+         feed.add(finished(finished_job(3, "c3", TestStatus::Failed), {}))});
+  EXPECT_EQ(since(), 3);
+  apply({feed.add(finished(finished_job(2, "C", TestStatus::Failed), {}))});
+  EXPECT_EQ(*queries->branch_state("master"), "failing");
+  EXPECT_EQ(since(), 2);
+  // A late failure before the fix does not move the passing streak back.
+  apply({feed.add(finished(finished_job(5, "fix", TestStatus::Passed), {})),
+         feed.add(finished(finished_job(4, "c4", TestStatus::Failed), {}))});
+  EXPECT_EQ(*queries->branch_state("master"), "passing");
+  EXPECT_EQ(since(), 5);
+}
+
 TEST_F(ReadModelTest, ATestThatPassedAndFailedOnOneCommitIsFlaky) {
   apply({feed.add(finished(finished_job(1, "c1", TestStatus::Failed),
                            {test_case("t.flaky", CaseOutcome::Failed),

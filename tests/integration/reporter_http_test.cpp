@@ -702,6 +702,22 @@ Badge badge_of(uint16_t port, const std::string& branch) {
   return badge;
 }
 
+// Whether expat (Python's XML parser, strict about UTF-8) takes `text` as a document.
+bool well_formed(const std::string& text) {
+  TempDir dir;
+  std::string file = dir / "badge.svg";
+  std::ofstream(file, std::ios::binary) << text;
+  CommandSpec spec;
+  spec.argv = {"/usr/bin/python3", "-c",
+               "import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])", file};
+  spec.env = current_environment();
+  spec.timeout = 30000ms;
+  auto r = run_command(spec);
+  EXPECT_TRUE(r.ok()) << r.error();
+  EXPECT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->output : "") << "\n" << text;
+  return r.ok() && r->exit_code == 0;
+}
+
 TEST(ReporterHttp, BadgesAreSvgSayingWhatTheBranchIs) {
   Cluster c;
   std::string good = make_repo(c);
@@ -738,6 +754,10 @@ TEST(ReporterHttp, BadgesAreSvgSayingWhatTheBranchIs) {
   EXPECT_EQ(all_quotes.status, 200);
   EXPECT_EQ(all_quotes.root, "svg");
   EXPECT_EQ(all_quotes.texts, std::string(64, '"') + "|unknown|");
+  // A long name cut to fit is not cut inside a character: an XML parser that checks
+  // the encoding (expat) takes the badge too.
+  std::string long_name = std::string(63, 'a') + "%C3%A9";
+  EXPECT_TRUE(well_formed(http_get(port, "/badge/" + long_name + ".svg").body));
   EXPECT_EQ(http_get(port, "/badge/.svg").status, 404);
 }
 

@@ -39,7 +39,14 @@ int text_width(const std::string& text) { return static_cast<int>(text.size()) *
 }  // namespace
 
 std::string badge_svg(const std::string& label, const std::string& state) {
-  std::string name = label.size() > 64 ? label.substr(0, 64) : label;
+  std::string name = label;
+  if (name.size() > 64) {
+    // Not inside a UTF-8 character (its continuation bytes are 10xxxxxx): half a
+    // character would make the badge a malformed XML document.
+    size_t cut = 64;
+    while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) --cut;
+    name.resize(cut);
+  }
   const char* colour = state == "passing" ? "#4c1" : state == "failing" ? "#e05d44" : "#9f9f9f";
   std::string shown = state == "passing" || state == "failing" ? state : "unknown";
   int left = text_width(name), right = text_width(shown), width = left + right;

@@ -151,11 +151,12 @@ int main(int argc, char** argv) {
     reporter.stop();
     stopped.set_value();
   }).detach();
-  if (done.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+  if (done.wait_for(std::chrono::seconds(2)) != std::future_status::ready)
     spdlog::info("stopped (a feed call in progress was left)");
-    spdlog::shutdown();
-    std::_Exit(0);
-  }
-  spdlog::info("stopped");
-  return 0;
+  else
+    spdlog::info("stopped");
+  // Ends without static destructors: the HTTP library's and the follower's threads may
+  // still be ending, and must not meet the logger's registry being torn down.
+  spdlog::default_logger()->flush();
+  std::_Exit(0);
 }

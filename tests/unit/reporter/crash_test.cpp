@@ -9,9 +9,9 @@
 #include <set>
 #include <sstream>
 
+#include "ci/sqlite.h"
 #include "fake_feed.h"
 #include "http_peer.h"
-#include "ci/sqlite.h"
 #include "test_support.h"
 
 namespace ci::reporter::test_peer {

@@ -5,10 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include "ci/sqlite.h"
 #include "fake_feed.h"
 #include "reporter/json.h"
 #include "reporter/queries.h"
-#include "ci/sqlite.h"
 #include "test_support.h"
 
 namespace ci::reporter {

@@ -19,16 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-CommandResult cictl(Cluster& c, std::vector<std::string> args) {
-  args.insert(args.begin(), {bin("cictl"), "--dispatcher-server", c.server()});
-  CommandSpec spec;
-  spec.argv = args;
-  spec.env = current_environment();
-  spec.timeout = 60000ms;
-  auto result = run_command(spec);
-  EXPECT_TRUE(result.ok()) << result.error();
-  return result.ok() ? *result : CommandResult{};
-}
+CommandResult cictl(Cluster& c, std::vector<std::string> args) { return c.cictl(std::move(args)); }
 
 // The processes of the machine whose command line starts with `prefix` (arguments
 // joined by spaces).

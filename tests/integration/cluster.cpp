@@ -82,6 +82,17 @@ Daemon& Cluster::start_reporter(std::vector<std::string> extra) {
   return *reporter_;
 }
 
+CommandResult Cluster::cictl(std::vector<std::string> args) {
+  args.insert(args.begin(), {bin("cictl"), "--dispatcher-server", server()});
+  CommandSpec spec;
+  spec.argv = args;
+  spec.env = current_environment();
+  spec.timeout = 60000ms;
+  auto result = run_command(spec);
+  EXPECT_TRUE(result.ok()) << result.error();
+  return result.ok() ? *result : CommandResult{};
+}
+
 Result<Reply> Cluster::ask(const Request& request) {
   LineClient client("127.0.0.1", port_);
   return client.call(request);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ci/net.h"
+#include "ci/process.h"
 #include "ci/replies.h"
 #include "test_support.h"
 
@@ -44,6 +45,9 @@ class Cluster {
   uint16_t http_port() const { return http_port_; }
 
   Result<Reply> ask(const Request& request);
+  // cictl run as a process against this cluster's dispatcher: its exit code, and its
+  // stdout and stderr together (an empty result, and a test failure, if it cannot run).
+  CommandResult cictl(std::vector<std::string> args);
   // The dispatcher's status, parsed; an error if it cannot be asked or answers badly.
   Result<StatusReply> status();
   // A value of the dispatcher's status by its key on the wire ("runners",

@@ -75,16 +75,7 @@ class CtlCluster : public ::testing::Test {
   }
 
   // cictl run as a process: its exit code, and its stdout and stderr together.
-  CommandResult cictl(std::vector<std::string> args) {
-    args.insert(args.begin(), {test::bin("cictl"), "--dispatcher-server", cluster_.server()});
-    CommandSpec spec;
-    spec.argv = args;
-    spec.env = current_environment();
-    spec.timeout = 60000ms;
-    auto result = run_command(spec);
-    EXPECT_TRUE(result.ok()) << result.error();
-    return result.ok() ? *result : CommandResult{};
-  }
+  CommandResult cictl(std::vector<std::string> args) { return cluster_.cictl(std::move(args)); }
 
   JobId dispatch(char commit, const std::string& author) {
     CommitInfo info;

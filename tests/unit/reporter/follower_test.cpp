@@ -131,7 +131,8 @@ TEST_F(FollowerTest, ADispatcherThatIsDownIsTriedAgainOnTheClock) {
   EXPECT_FALSE(job(1).has_value());  // not before its time
   clock.advance(1ms);
   ASSERT_TRUE(test::wait_until([&] { return job(1).has_value(); }));
-  EXPECT_TRUE(follower->connected());
+  // Connected is noted once the call that brought the job has returned: wait for it.
+  EXPECT_TRUE(test::wait_until([&] { return follower->connected(); }));
 }
 
 }  // namespace

@@ -2,8 +2,15 @@
 //
 //   to the dispatcher                                  reply
 //   status                                             OK <len> + key value lines
-//   register <host> <port>                             OK
-//   dispatch <commit> <branch> [<len> + commit info]   OK <job-id>
+//   register <host> <port> [slots=<n>] [labels=<l>,...] [repos=default|named|all]
+//                                                      OK: a runner of n slots (1..64;
+//           default 1), with those labels, serving the default repository (a clone
+//           made by hand; the default), named ones (it provisions them) or both
+//   dispatch <commit> <branch> [repo=<name>] [require=<l>,...] [<len> + commit info]
+//                                                      OK <job-id>: without repo=, the
+//           default repository; require=: labels a runner must have to take it
+//   repo <name> <url> [order=oldest|newest]            OK: adds or updates a repository
+//   repos                                              OK <len> + one line a repository
 //   results <job> <attempt> <runner> <status> <run> <failed> <ms> [<cases-len>] <len>
 //           + output, then <cases-len> bytes of test cases (ci/test_cases.h)
 //                                                      OK
@@ -26,7 +33,7 @@
 //   snapshot <after-job> <limit>                       OK <seq> <len> + jobs (JSON lines)
 //           with id > after-job; <seq>: the feed's last seq before they were read
 //   runners                                            OK <len> + one line a runner
-//   jobs [<limit>] [branch=<b>] [status=<s>]           OK <len> + one line a job
+//   jobs [<limit>] [branch=<b>] [status=<s>] [repo=<r>]  OK <len> + one line a job
 //   retry <job>                                        OK <job>: a finished job runs again
 //   abandon <job> <attempt> <runner>                   OK: a stopping runner gives it back
 //   unregister <host> <port>                           OK: a stopping runner leaves
@@ -34,10 +41,14 @@
 //   to the observer (with --listen)
 //   poll                                               OK: fetch and look now
 //   to a runner
-//   runtest <job> <attempt> <commit> <branch>          OK | BUSY
+//   runtest <job> <attempt> <commit> <branch> [repo=<name> url=<url>]
+//                                                      OK | BUSY (every slot taken);
+//           without repo=, the default repository (the runner's own clone)
 //   cancel <job> <attempt>                             OK: it kills the test and reports
 //                                                      "cancelled"; ERR if not running it
 //   ping                                               pong idle | pong busy <job> <attempt>
+//                                                      | pong slots <s1> ... <sN>: each
+//           slot "-" (free) or "<job>/<attempt>" (a runner of more than one slot)
 //
 // Anything malformed is answered "ERR <reason>" and the connection is closed. The bodies
 // of the query replies (status, runners, jobs) and the runner's pong are typed in
@@ -61,15 +72,30 @@ const char* to_string(TestStatus s);
 bool parse_test_status(std::string_view text, TestStatus* out);
 
 struct StatusRequest {};
+inline constexpr uint32_t kMaxSlots = 64;
+// Which repositories a runner takes jobs of.
+enum class RepoScope { Default, Named, All };
+const char* to_string(RepoScope scope);
 struct RegisterRequest {
   std::string host;
   uint16_t port = 0;
+  uint32_t slots = 1;
+  std::vector<std::string> labels = {};  // sorted, each once
+  RepoScope repos = RepoScope::Default;
 };
 struct DispatchRequest {
   std::string commit;
   std::string branch;
   std::string info = {};  // the commit's CommitInfo (ci/events.h), serialized; "" none
+  std::string repo = {};  // "": the default repository
+  std::vector<std::string> required = {};  // labels, sorted, each once
 };
+struct RepoRequest {
+  std::string name;
+  std::string url;
+  bool newest_first = false;  // a branch's newest queued commit runs before its backlog
+};
+struct ReposRequest {};
 struct ResultsRequest {
   JobId job = 0;
   uint32_t attempt = 0;
@@ -86,6 +112,7 @@ struct JobsRequest {
   uint64_t limit = 50;
   std::string branch = {};  // "": any
   std::string status = {};  // a TestStatus or job state word; "": any
+  std::string repo = {};    // "": any; "-": the default repository
 };
 struct LogRequest {
   JobId job = 0;
@@ -127,6 +154,8 @@ struct RuntestRequest {
   uint32_t attempt = 0;
   std::string commit;
   std::string branch;
+  std::string repo = {};  // "": the default repository
+  std::string url = {};   // where to fetch a named repository from (set with repo)
 };
 
 struct RetryRequest {
@@ -147,7 +176,8 @@ using Request =
     std::variant<StatusRequest, RegisterRequest, DispatchRequest, ResultsRequest, RunnersRequest,
                  JobsRequest, PingRequest, RuntestRequest, RetryRequest, AbandonRequest,
                  UnregisterRequest, PollRequest, LogRequest, LogReadRequest, CancelRequest,
-                 TestsRequest, JobRequest, EventsRequest, SnapshotRequest>;
+                 TestsRequest, JobRequest, EventsRequest, SnapshotRequest, RepoRequest,
+                 ReposRequest>;
 
 // Bounds of the new verbs.
 inline constexpr uint64_t kMaxLogRead = 1u << 20;    // bytes a logread may ask for

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ci {
 
@@ -19,6 +20,22 @@ std::string normalize_commit_id(std::string_view id);
 std::string check_branch_name(std::string_view name);
 // A host name or IPv4/IPv6 literal: 1-253 chars of [A-Za-z0-9.-:], no leading '-'.
 std::string check_host(std::string_view host);
+
+// A repository's name: 1-64 of [A-Za-z0-9._-], starting with a letter or digit, and
+// not a commit id (a default-repository result file is test_results/<commit>, a named
+// repository's results are under test_results/<name>/).
+std::string check_repo_name(std::string_view name);
+// Where runners fetch a repository from: 1-1024 printable bytes, no space or control
+// byte, not starting with '-'.
+std::string check_repo_url(std::string_view url);
+// A runner label: 1-64 of [A-Za-z0-9._+-], starting with a letter or digit.
+std::string check_label(std::string_view label);
+inline constexpr size_t kMaxLabels = 32;
+// "a,b,c": labels separated by commas, each checked; at most kMaxLabels. Sorted, each
+// once.
+std::optional<std::vector<std::string>> parse_label_list(std::string_view text,
+                                                        std::string* why = nullptr);
+std::string join_labels(const std::vector<std::string>& labels);  // "a,b"; "" for none
 
 // Decimal numbers, strictly: digits only, no sign, no leading '+', within range.
 std::optional<uint64_t> parse_u64(std::string_view text, uint64_t max = UINT64_MAX);

@@ -88,6 +88,9 @@ json job_json(const JobInfo& job) {
   j["status"] = job.status ? json(to_string(*job.status)) : json(nullptr);
   if (!job.commit_info.empty()) j["commit_info"] = commit_info_json(job.commit_info);
   if (!job.reason.empty()) j["reason"] = job.reason;
+  if (!job.repo.empty()) j["repo"] = job.repo;
+  if (!job.required.empty()) j["requires"] = job.required;
+  if (!job.waiting.empty()) j["waiting"] = job.waiting;
   return j;
 }
 
@@ -108,7 +111,19 @@ std::string read_job(const json& j, JobInfo* job) {
   r.number("finished_ms", &job->finished_ms);
   r.number("seq", &job->seq);
   r.text("reason", &job->reason, kMaxReason);
+  r.text("repo", &job->repo, 64);
+  r.text("waiting", &job->waiting, kMaxReason);
   if (!r.error.empty()) return r.error;
+  if (!job->repo.empty() && !check_repo_name(job->repo).empty())
+    return "job repo is not a repository name";
+  if (const json* labels = r.find("requires")) {
+    if (!labels->is_array() || labels->size() > kMaxLabels) return "job requires is not a list";
+    for (const json& l : *labels) {
+      if (!l.is_string() || !check_label(l.get_ref<const std::string&>()).empty())
+        return "job requires holds something that is not a label";
+      job->required.push_back(l.get<std::string>());
+    }
+  }
   if (job->id == 0) return "job id must be a positive number";
   if (!job->commit.empty() && !check_commit_id(job->commit).empty())
     return "job commit is not a commit id";

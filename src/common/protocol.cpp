@@ -24,6 +24,18 @@ const char* to_string(TestStatus s) {
   return "error";
 }
 
+const char* to_string(RepoScope scope) {
+  switch (scope) {
+    case RepoScope::Default:
+      return "default";
+    case RepoScope::Named:
+      return "named";
+    case RepoScope::All:
+      return "all";
+  }
+  return "default";
+}
+
 bool parse_test_status(std::string_view text, TestStatus* out) {
   for (TestStatus s : {TestStatus::Passed, TestStatus::Failed, TestStatus::Error,
                        TestStatus::Timeout, TestStatus::Cancelled}) {
@@ -78,7 +90,7 @@ Result<Request> parse_bare(const Frame& f) {
 // jobs [<limit>] [branch=<b>] [status=<s>]: the limit first, then the filters in any order.
 Result<Request> parse_jobs(const Frame& f) {
   const auto& w = f.words;
-  if (w.size() > 4) return wrong_args(f.verb(), "[limit] [branch=<b>] [status=<s>]");
+  if (w.size() > 5) return wrong_args(f.verb(), "[limit] [branch=<b>] [status=<s>] [repo=<r>]");
   JobsRequest r;
   for (size_t i = 1; i < w.size(); ++i) {
     const std::string& word = w[i];
@@ -93,12 +105,17 @@ Result<Request> parse_jobs(const Frame& f) {
         return bad(
             "status= takes passed, failed, error, timeout, cancelled, queued, offered, "
             "running, finishing or finished");
+    } else if (word.rfind("repo=", 0) == 0) {
+      if (!r.repo.empty()) return bad("jobs takes one repo=");
+      r.repo = word.substr(5);
+      if (r.repo != "-")
+        if (std::string why = check_repo_name(r.repo); !why.empty()) return bad(why);
     } else if (i == 1) {
       auto n = parse_u64(word, 1000000);
       if (!n || *n == 0) return bad("jobs limit must be a number from 1 to 1000000");
       r.limit = *n;
     } else {
-      return bad("usage: jobs [limit] [branch=<b>] [status=<s>]");
+      return bad("usage: jobs [limit] [branch=<b>] [status=<s>] [repo=<r>]");
     }
   }
   return Request{r};
@@ -134,13 +151,102 @@ Result<Request> parse_host_and_port(const Frame& f) {
   return Request{T{w[1], *port}};
 }
 
-Result<Request> parse_dispatch(const Frame& f) {
+// "key=value" words after the fixed ones: each key at most once, each known.
+struct KeyWord {
+  std::string_view key;
+  std::string value;
+};
+std::string split_key_words(const std::vector<std::string>& words, size_t first,
+                            std::initializer_list<std::string_view> keys,
+                            std::vector<KeyWord>* out) {
+  for (size_t i = first; i < words.size(); ++i) {
+    const std::string& word = words[i];
+    size_t eq = word.find('=');
+    if (eq == std::string::npos) return "unexpected word '" + escape_for_log(word, 40) + "'";
+    std::string_view key(word.data(), eq);
+    bool known = false;
+    for (std::string_view k : keys) known = known || k == key;
+    if (!known) return "unknown option '" + escape_for_log(key, 40) + "'";
+    for (const KeyWord& seen : *out)
+      if (seen.key == key) return "option '" + std::string(key) + "' given twice";
+    for (std::string_view k : keys)
+      if (k == key) out->push_back({k, word.substr(eq + 1)});
+  }
+  return {};
+}
+
+Result<Request> parse_register(const Frame& f) {
   const auto& w = f.words;
-  // With a body, its length was the fourth word.
-  if (w.size() != 3) return wrong_args(f.verb(), "<commit> <branch> [<info-length>]");
+  constexpr const char* kUsage =
+      "<host> <port> [slots=<n>] [labels=<l>,...] [repos=default|named|all]";
+  if (w.size() < 3) return wrong_args(f.verb(), kUsage);
+  if (std::string why = check_host(w[1]); !why.empty()) return bad(why);
+  auto port = parse_port(w[2]);
+  if (!port) return bad("port must be a number from 1 to 65535");
+  RegisterRequest r{w[1], *port};
+  std::vector<KeyWord> options;
+  if (auto why = split_key_words(w, 3, {"slots", "labels", "repos"}, &options); !why.empty())
+    return bad("register: " + why);
+  for (const KeyWord& o : options) {
+    if (o.key == "slots") {
+      auto n = parse_u64(o.value, kMaxSlots);
+      if (!n || *n == 0)
+        return bad("slots must be a number from 1 to " + std::to_string(kMaxSlots));
+      r.slots = static_cast<uint32_t>(*n);
+    } else if (o.key == "labels") {
+      std::string why;
+      auto labels = parse_label_list(o.value, &why);
+      if (!labels) return bad("labels: " + why);
+      r.labels = std::move(*labels);
+    } else if (o.value == "default" || o.value == "named" || o.value == "all") {
+      r.repos = o.value == "default" ? RepoScope::Default
+                : o.value == "named" ? RepoScope::Named
+                                     : RepoScope::All;
+    } else {
+      return bad("repos must be default, named or all");
+    }
+  }
+  return Request{std::move(r)};
+}
+
+Result<Request> parse_repo(const Frame& f) {
+  const auto& w = f.words;
+  if (w.size() < 3 || w.size() > 4) return wrong_args(f.verb(), "<name> <url> [order=oldest|newest]");
+  if (std::string why = check_repo_name(w[1]); !why.empty()) return bad(why);
+  if (std::string why = check_repo_url(w[2]); !why.empty()) return bad(why);
+  RepoRequest r{w[1], w[2]};
+  if (w.size() == 4) {
+    if (w[3] == "order=newest") {
+      r.newest_first = true;
+    } else if (w[3] != "order=oldest") {
+      return bad("repo order must be order=oldest or order=newest");
+    }
+  }
+  return Request{std::move(r)};
+}
+
+Result<Request> parse_dispatch(const Frame& f) {
+  const auto& w = f.words;  // with a body, the framing took its length off the end
+  constexpr const char* kUsage =
+      "<commit> <branch> [repo=<name>] [require=<label>,...] [<info-length>]";
+  if (w.size() < 3) return wrong_args(f.verb(), kUsage);
   if (std::string why = check_commit_id(w[1]); !why.empty()) return bad(why);
   if (std::string why = check_branch_name(w[2]); !why.empty()) return bad(why);
   DispatchRequest r{normalize_commit_id(w[1]), w[2], {}};
+  std::vector<KeyWord> options;
+  if (auto why = split_key_words(w, 3, {"repo", "require"}, &options); !why.empty())
+    return bad("dispatch: " + why);
+  for (const KeyWord& o : options) {
+    if (o.key == "repo") {
+      if (std::string why = check_repo_name(o.value); !why.empty()) return bad(why);
+      r.repo = o.value;
+    } else {
+      std::string why;
+      auto labels = parse_label_list(o.value, &why);
+      if (!labels) return bad("require: " + why);
+      r.required = std::move(*labels);
+    }
+  }
   if (f.has_body && !f.body.empty()) {
     if (f.body.size() > kMaxCommitInfo) return bad("commit info is too long");
     auto info = parse_commit_info(f.body);
@@ -152,13 +258,22 @@ Result<Request> parse_dispatch(const Frame& f) {
 
 Result<Request> parse_runtest(const Frame& f) {
   const auto& w = f.words;
-  if (w.size() != 5) return wrong_args(f.verb(), "<job> <attempt> <commit> <branch>");
+  if (w.size() != 5 && w.size() != 7)
+    return wrong_args(f.verb(), "<job> <attempt> <commit> <branch> [repo=<name> url=<url>]");
   RuntestRequest r;
   if (auto why = parse_job_attempt(w[1], w[2], &r.job, &r.attempt); !why.empty()) return bad(why);
   if (std::string why = check_commit_id(w[3]); !why.empty()) return bad(why);
   if (std::string why = check_branch_name(w[4]); !why.empty()) return bad(why);
   r.commit = normalize_commit_id(w[3]);
   r.branch = w[4];
+  if (w.size() == 7) {
+    if (w[5].rfind("repo=", 0) != 0 || w[6].rfind("url=", 0) != 0)
+      return bad("usage: runtest <job> <attempt> <commit> <branch> [repo=<name> url=<url>]");
+    r.repo = w[5].substr(5);
+    r.url = w[6].substr(4);
+    if (std::string why = check_repo_name(r.repo); !why.empty()) return bad(why);
+    if (std::string why = check_repo_url(r.url); !why.empty()) return bad(why);
+  }
   return Request{r};
 }
 
@@ -311,7 +426,9 @@ constexpr VerbParser kRequestParsers[] = {
     {"jobs", parse_jobs},
     {"retry", parse_retry},
     {"abandon", parse_abandon},
-    {"register", parse_host_and_port<RegisterRequest>},
+    {"register", parse_register},
+    {"repo", parse_repo},
+    {"repos", parse_bare<ReposRequest>},
     {"unregister", parse_host_and_port<UnregisterRequest>},
     {"dispatch", parse_dispatch},
     {"runtest", parse_runtest},
@@ -330,7 +447,10 @@ constexpr VerbParser kRequestParsers[] = {
 bool request_has_body(const std::vector<std::string>& words) {
   if (words.empty()) return false;
   const std::string& verb = words.front();
-  return verb == "results" || verb == "log" || (verb == "dispatch" && words.size() == 4);
+  // dispatch: a body when its last word past the fixed three is a length, not key=value.
+  return verb == "results" || verb == "log" ||
+         (verb == "dispatch" && words.size() >= 4 &&
+          words.back().find('=') == std::string::npos);
 }
 
 Result<Request> parse_request(const Frame& f) {
@@ -350,6 +470,7 @@ Frame serialize_request(const Request& request) {
       std::vector<std::string> words{"jobs", std::to_string(r.limit)};
       if (!r.branch.empty()) words.push_back("branch=" + r.branch);
       if (!r.status.empty()) words.push_back("status=" + r.status);
+      if (!r.repo.empty()) words.push_back("repo=" + r.repo);
       return make_frame(std::move(words));
     }
     Frame operator()(const LogRequest& r) const {
@@ -380,8 +501,18 @@ Frame serialize_request(const Request& request) {
       return make_frame({"snapshot", std::to_string(r.after), std::to_string(r.limit)});
     }
     Frame operator()(const RegisterRequest& r) const {
-      return make_frame({"register", r.host, std::to_string(r.port)});
+      std::vector<std::string> words{"register", r.host, std::to_string(r.port)};
+      // A runner of the seed's kind says only where it is.
+      if (r.slots != 1) words.push_back("slots=" + std::to_string(r.slots));
+      if (!r.labels.empty()) words.push_back("labels=" + join_labels(r.labels));
+      if (r.repos != RepoScope::Default) words.push_back(std::string("repos=") + to_string(r.repos));
+      return make_frame(std::move(words));
     }
+    Frame operator()(const RepoRequest& r) const {
+      return make_frame(
+          {"repo", r.name, r.url, r.newest_first ? "order=newest" : "order=oldest"});
+    }
+    Frame operator()(const ReposRequest&) const { return make_frame({"repos"}); }
     Frame operator()(const UnregisterRequest& r) const {
       return make_frame({"unregister", r.host, std::to_string(r.port)});
     }
@@ -392,12 +523,20 @@ Frame serialize_request(const Request& request) {
       return make_frame({"abandon", std::to_string(r.job), std::to_string(r.attempt), r.runner});
     }
     Frame operator()(const DispatchRequest& r) const {
-      if (r.info.empty()) return make_frame({"dispatch", r.commit, r.branch});
-      return make_frame_with_body({"dispatch", r.commit, r.branch}, r.info);
+      std::vector<std::string> words{"dispatch", r.commit, r.branch};
+      if (!r.repo.empty()) words.push_back("repo=" + r.repo);
+      if (!r.required.empty()) words.push_back("require=" + join_labels(r.required));
+      if (r.info.empty()) return make_frame(std::move(words));
+      return make_frame_with_body(std::move(words), r.info);
     }
     Frame operator()(const RuntestRequest& r) const {
-      return make_frame(
-          {"runtest", std::to_string(r.job), std::to_string(r.attempt), r.commit, r.branch});
+      std::vector<std::string> words{"runtest", std::to_string(r.job), std::to_string(r.attempt),
+                                     r.commit, r.branch};
+      if (!r.repo.empty()) {
+        words.push_back("repo=" + r.repo);
+        words.push_back("url=" + r.url);
+      }
+      return make_frame(std::move(words));
     }
     Frame operator()(const ResultsRequest& r) const {
       std::vector<std::string> words{"results",
@@ -448,7 +587,7 @@ std::string Reply::reason() const {
 bool reply_has_body(const std::string& request_verb, const std::vector<std::string>& words) {
   if (words.empty() || words.front() != "OK") return false;
   for (std::string_view verb :
-       {"status", "runners", "jobs", "logread", "tests", "job", "events", "snapshot"})
+       {"status", "runners", "jobs", "logread", "tests", "job", "events", "snapshot", "repos"})
     if (request_verb == verb) return true;
   return false;
 }

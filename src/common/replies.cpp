@@ -10,9 +10,12 @@ namespace ci {
 
 namespace {
 
-constexpr const char* kRunnersHeader = "address state job attempt jobs-done last-seen-ms";
+constexpr const char* kRunnersHeader =
+    "address state job attempt jobs-done last-seen-ms slots busy labels repos";
 constexpr const char* kJobsHeader =
-    "id commit branch state status attempt runner tests-run tests-failed duration-ms";
+    "id commit branch state status attempt runner tests-run tests-failed duration-ms repo "
+    "waiting";
+constexpr const char* kReposHeader = "name url order jobs-queued jobs-running jobs-finished";
 
 constexpr std::array<std::string_view, 5> kRunnerStates = {"idle", "offered", "running", "busy",
                                                            "unreachable"};
@@ -86,7 +89,7 @@ struct StatusKey {
   const char* name;
   uint64_t StatusReply::*field;
 };
-constexpr std::array<StatusKey, 12> kStatusKeys = {{
+constexpr std::array<StatusKey, 14> kStatusKeys = {{
     {"runners", &StatusReply::runners},
     {"runners-idle", &StatusReply::runners_idle},
     {"runners-busy", &StatusReply::runners_busy},
@@ -99,6 +102,8 @@ constexpr std::array<StatusKey, 12> kStatusKeys = {{
     {"jobs-error", &StatusReply::jobs_error},
     {"jobs-timeout", &StatusReply::jobs_timeout},
     {"jobs-cancelled", &StatusReply::jobs_cancelled},
+    {"jobs-waiting", &StatusReply::jobs_waiting},
+    {"repos", &StatusReply::repos},
 }};
 constexpr std::string_view kResultsDirKey = "results-dir";
 
@@ -183,7 +188,10 @@ Reply to_reply(const RunnersReply& r) {
   std::string body = std::string(kRunnersHeader) + "\n";
   for (const RunnerRow& row : r.runners) {
     body += row.address + " " + row.state + " " + id_word(row.job) + " " + id_word(row.attempt) +
-            " " + std::to_string(row.jobs_done) + " " + std::to_string(row.last_seen_ms) + "\n";
+            " " + std::to_string(row.jobs_done) + " " + std::to_string(row.last_seen_ms) + " " +
+            std::to_string(row.slots) + " " + std::to_string(row.busy) + " " +
+            (row.labels.empty() ? "-" : join_labels(row.labels)) + " " + to_string(row.repos) +
+            "\n";
   }
   return Reply::ok_with_body(std::move(body));
 }
@@ -197,8 +205,8 @@ Result<RunnersReply> parse_runners_reply(const Reply& reply) {
   RunnersReply out;
   out.runners.reserve(lines->size() - 1);
   for (size_t i = 1; i < lines->size(); ++i) {
-    auto w = split_words((*lines)[i], 6);
-    if (!w) return line_error(what, i + 1, "expected 6 words separated by single spaces");
+    auto w = split_words((*lines)[i], 10);
+    if (!w) return line_error(what, i + 1, "expected 10 words separated by single spaces");
     RunnerRow row;
     std::string why;
     if (!parse_host_port((*w)[0], &why)) return line_error(what, i + 1, "address: " + why);
@@ -220,6 +228,27 @@ Result<RunnersReply> parse_runners_reply(const Reply& reply) {
     row.attempt = static_cast<uint32_t>(*attempt);
     row.jobs_done = *done;
     row.last_seen_ms = *seen;
+    auto slots = parse_u64((*w)[6], kMaxSlots);
+    auto busy = parse_u64((*w)[7], kMaxSlots);
+    if (!slots || *slots == 0) return line_error(what, i + 1, "slots is not a number of slots");
+    if (!busy || *busy > *slots) return line_error(what, i + 1, "busy is not 0 to slots");
+    row.slots = static_cast<uint32_t>(*slots);
+    row.busy = static_cast<uint32_t>(*busy);
+    if ((*w)[8] != "-") {
+      auto labels = parse_label_list((*w)[8], &why);
+      if (!labels) return line_error(what, i + 1, "labels: " + why);
+      row.labels = std::move(*labels);
+    }
+    std::string_view scope = (*w)[9];
+    if (scope == "default") {
+      row.repos = RepoScope::Default;
+    } else if (scope == "named") {
+      row.repos = RepoScope::Named;
+    } else if (scope == "all") {
+      row.repos = RepoScope::All;
+    } else {
+      return line_error(what, i + 1, "repos must be default, named or all");
+    }
     out.runners.push_back(std::move(row));
   }
   return out;
@@ -232,7 +261,9 @@ Reply to_reply(const JobsReply& r) {
             (j.status ? to_string(*j.status) : "-") + " " + id_word(j.attempt) + " " +
             (j.runner.empty() ? "-" : j.runner) + " " + count_word(j.tests_run) + " " +
             count_word(j.tests_failed) + " " +
-            (j.duration_ms ? std::to_string(*j.duration_ms) : "-") + "\n";
+            (j.duration_ms ? std::to_string(*j.duration_ms) : "-") + " " +
+            (j.repo.empty() ? "-" : j.repo) + " " +
+            (j.waiting.empty() ? "-" : escape_for_log(j.waiting, 200)) + "\n";
   }
   return Reply::ok_with_body(std::move(body));
 }
@@ -246,8 +277,20 @@ Result<JobsReply> parse_jobs_reply(const Reply& reply) {
   JobsReply out;
   out.jobs.reserve(lines->size() - 1);
   for (size_t i = 1; i < lines->size(); ++i) {
-    auto w = split_words((*lines)[i], 10);
-    if (!w) return line_error(what, i + 1, "expected 10 words separated by single spaces");
+    // Eleven words, then the waiting reason: the rest of the line.
+    std::string_view line = (*lines)[i];
+    size_t cut = 0;
+    for (int k = 0; k < 11 && cut != std::string_view::npos; ++k) {
+      cut = line.find(' ', cut);
+      if (cut != std::string_view::npos) ++cut;
+    }
+    if (cut == std::string_view::npos || cut >= line.size())
+      return line_error(what, i + 1, "expected 12 fields separated by single spaces");
+    std::string_view waiting = line.substr(cut);
+    auto w = split_words(line.substr(0, cut - 1), 11);
+    if (!w) return line_error(what, i + 1, "expected 12 fields separated by single spaces");
+    if (has_control_bytes(waiting))
+      return line_error(what, i + 1, "the waiting reason holds control characters");
     JobRow j;
     auto id = parse_u64((*w)[0], INT64_MAX);
     if (!id || *id == 0) return line_error(what, i + 1, "id must be a positive number");
@@ -292,7 +335,56 @@ Result<JobsReply> parse_jobs_reply(const Reply& reply) {
       return line_error(what, i + 1, "test counts or a duration on a job without a status");
     if (j.status && !j.duration_ms)
       return line_error(what, i + 1, "a finished job without a duration");
+    if ((*w)[10] != "-") {
+      if (std::string why = check_repo_name((*w)[10]); !why.empty())
+        return line_error(what, i + 1, "repo: " + why);
+      j.repo = std::string((*w)[10]);
+    }
+    if (waiting != "-") j.waiting = std::string(waiting);
     out.jobs.push_back(std::move(j));
+  }
+  return out;
+}
+
+Reply to_reply(const ReposReply& r) {
+  std::string body = std::string(kReposHeader) + "\n";
+  for (const RepoRow& row : r.repos) {
+    body += row.name + " " + row.url + " " + (row.newest_first ? "newest" : "oldest") + " " +
+            std::to_string(row.jobs_queued) + " " + std::to_string(row.jobs_running) + " " +
+            std::to_string(row.jobs_finished) + "\n";
+  }
+  return Reply::ok_with_body(std::move(body));
+}
+
+Result<ReposReply> parse_repos_reply(const Reply& reply) {
+  constexpr const char* what = "repos";
+  auto lines = body_lines(what, reply, kMaxReplyRows + 1);
+  if (!lines) return Error{lines.error()};
+  if (lines->empty() || (*lines)[0] != kReposHeader)
+    return line_error(what, 1, std::string("expected the header '") + kReposHeader + "'");
+  ReposReply out;
+  for (size_t i = 1; i < lines->size(); ++i) {
+    auto w = split_words((*lines)[i], 6);
+    if (!w) return line_error(what, i + 1, "expected 6 words separated by single spaces");
+    RepoRow row;
+    if (std::string why = check_repo_name((*w)[0]); !why.empty())
+      return line_error(what, i + 1, "name: " + why);
+    if (std::string why = check_repo_url((*w)[1]); !why.empty())
+      return line_error(what, i + 1, "url: " + why);
+    if ((*w)[2] != "oldest" && (*w)[2] != "newest")
+      return line_error(what, i + 1, "order must be oldest or newest");
+    auto queued = parse_u64((*w)[3]);
+    auto running = parse_u64((*w)[4]);
+    auto finished = parse_u64((*w)[5]);
+    if (!queued || !running || !finished)
+      return line_error(what, i + 1, "job counts must be numbers");
+    row.name = std::string((*w)[0]);
+    row.url = std::string((*w)[1]);
+    row.newest_first = (*w)[2] == "newest";
+    row.jobs_queued = *queued;
+    row.jobs_running = *running;
+    row.jobs_finished = *finished;
+    out.repos.push_back(std::move(row));
   }
   return out;
 }
@@ -305,6 +397,14 @@ Reply to_reply(const PongReply& p) {
       return Reply::pong({"idle"});
     case PongReply::State::Busy:
       return Reply::pong({"busy", std::to_string(p.job), std::to_string(p.attempt)});
+    case PongReply::State::Slots: {
+      std::vector<std::string> words{"slots"};
+      for (const SlotJob& slot : p.slots)
+        words.push_back(slot.job == 0 ? "-"
+                                      : std::to_string(slot.job) + "/" +
+                                            std::to_string(slot.attempt));
+      return Reply::pong(std::move(words));
+    }
   }
   return Reply::pong();
 }
@@ -331,7 +431,27 @@ Result<PongReply> parse_pong_reply(const Reply& reply) {
     out.attempt = static_cast<uint32_t>(*attempt);
     return out;
   }
-  return make_error("pong reply: expected 'pong', 'pong idle' or 'pong busy <job> <attempt>'");
+  if (a[0] == "slots" && a.size() >= 2 && a.size() <= kMaxSlots + 1) {
+    out.state = PongReply::State::Slots;
+    for (size_t i = 1; i < a.size(); ++i) {
+      if (a[i] == "-") {
+        out.slots.push_back({});
+        continue;
+      }
+      size_t slash = a[i].find('/');
+      if (slash == std::string::npos)
+        return make_error("pong reply: a slot must be '-' or '<job>/<attempt>'");
+      auto job = parse_u64(std::string_view(a[i]).substr(0, slash), INT64_MAX);
+      auto attempt = parse_u64(std::string_view(a[i]).substr(slash + 1), UINT32_MAX);
+      if (!job || *job == 0 || !attempt || *attempt == 0)
+        return make_error("pong reply: a slot must be '-' or '<job>/<attempt>'");
+      out.slots.push_back({*job, static_cast<uint32_t>(*attempt)});
+    }
+    return out;
+  }
+  return make_error(
+      "pong reply: expected 'pong', 'pong idle', 'pong busy <job> <attempt>' or 'pong slots "
+      "<slot>...'");
 }
 
 }  // namespace ci

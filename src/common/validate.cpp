@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace ci {
@@ -49,6 +50,78 @@ std::string check_branch_name(std::string_view name) {
     start = end + 1;
   }
   return {};
+}
+
+std::string check_repo_name(std::string_view name) {
+  if (name.empty()) return "repository name is empty";
+  if (name.size() > 64) return "repository name longer than 64 bytes";
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_';
+    if (!ok) return "repository name may hold only letters, digits, '.', '-' and '_'";
+  }
+  char first = name.front();
+  if (first == '.' || first == '-' || first == '_')
+    return "repository name must start with a letter or digit";
+  if (check_commit_id(name).empty()) return "repository name must not be a commit id";
+  return {};
+}
+
+std::string check_repo_url(std::string_view url) {
+  if (url.empty()) return "repository url is empty";
+  if (url.size() > 1024) return "repository url longer than 1024 bytes";
+  if (url.front() == '-') return "repository url starts with '-'";
+  for (unsigned char c : url)
+    if (c <= 0x20 || c == 0x7f) return "repository url contains a space or control byte";
+  return {};
+}
+
+std::string check_label(std::string_view label) {
+  if (label.empty()) return "label is empty";
+  if (label.size() > 64) return "label longer than 64 bytes";
+  for (char c : label) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_' || c == '+';
+    if (!ok) return "label may hold only letters, digits, '.', '-', '_' and '+'";
+  }
+  char first = label.front();
+  bool alnum = (first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z') ||
+               (first >= '0' && first <= '9');
+  if (!alnum) return "label must start with a letter or digit";
+  return {};
+}
+
+std::optional<std::vector<std::string>> parse_label_list(std::string_view text,
+                                                        std::string* why) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view label = text.substr(start, end - start);
+    if (std::string reason = check_label(label); !reason.empty()) {
+      if (why) *why = reason;
+      return std::nullopt;
+    }
+    out.emplace_back(label);
+    start = end + 1;
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (out.size() > kMaxLabels) {
+    if (why) *why = "more than " + std::to_string(kMaxLabels) + " labels";
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::string join_labels(const std::vector<std::string>& labels) {
+  std::string out;
+  for (const auto& l : labels) {
+    if (!out.empty()) out += ',';
+    out += l;
+  }
+  return out;
 }
 
 std::string check_host(std::string_view host) {

@@ -58,6 +58,13 @@ void RequestHandler::handle(const Request& request, Answer answer) {
     void operator()(const JobRequest& r) const { answer(h->on_job(r)); }
     void operator()(const EventsRequest& r) const { h->feed_.hub.read(r, std::move(answer)); }
     void operator()(const SnapshotRequest& r) const { answer(h->on_snapshot(r)); }
+    // Named repositories are announced to a dispatcher that serves them.
+    void operator()(const RepoRequest&) const {
+      answer(Reply::err("this dispatcher serves only the default repository"));
+    }
+    void operator()(const ReposRequest&) const {
+      answer(Reply::err("this dispatcher serves only the default repository"));
+    }
   };
   std::visit(Visitor{this, answer}, request);
 }

@@ -7,7 +7,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git python3 netcat-openbsd
+  build-essential cmake ninja-build ccache pkg-config git python3 netcat-openbsd
   libasio-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   libgit2-dev libsqlite3-dev libssl-dev nlohmann-json3-dev libbenchmark-dev bubblewrap procps
   libpugixml-dev libmicrohttpd-dev prometheus-cpp-dev libcurl4-openssl-dev

@@ -47,10 +47,12 @@ struct Cli {
   double timeout_s = 10;
   bool json = false;
   CLI::App *notify, *retry, *status, *runners, *jobs, *dispatch, *cancel, *show, *log;
+  CLI::App *repos, *repo, *repo_add;
   JobId job = 0;
   uint64_t limit = 50;
-  std::string commit, branch, job_status, what;
-  bool wait = false, follow = false;
+  std::string commit, branch, job_status, what, repo_name, repo_url;
+  std::vector<std::string> required;
+  bool wait = false, follow = false, newest_first = false;
   uint32_t attempt = 0;
 
   Cli() {
@@ -79,18 +81,38 @@ struct Cli {
         ->capture_default_str()
         ->check(CLI::Range(uint64_t{1}, uint64_t{1000000}));
     jobs->add_option("--branch", branch, "only the jobs of this branch");
+    jobs->add_option("--repo", repo_name,
+                     "only the jobs of this repository ('-': the default repository, the one "
+                     "dispatched without a name)");
     jobs->add_option("--status", job_status,
                      "only jobs with this result (passed, failed, error, timeout, cancelled) "
                      "or in this state (queued, offered, running, finishing, finished)");
     dispatch = app.add_subcommand("dispatch", "queue a commit for testing");
     dispatch->add_option("commit", commit, "the commit id (40 or 64 hex digits)")->required();
     dispatch->add_option("--branch", branch, "the branch it is on (default: manual)");
+    dispatch->add_option("--repo", repo_name,
+                         "the repository it is in, announced before (cictl repo add); default: "
+                         "the default repository");
+    dispatch->add_option("--require", required, "a label the runner must have (repeat for more)")
+        ->allow_extra_args(false);
     dispatch->add_flag("--wait", wait,
                        "wait for the job's result; the exit code says it (see below)");
     show = app.add_subcommand("show", "a job: its commit, tests, and what broke failing tests");
     show->add_option("job-or-commit", what,
                      "a job id, or a commit id (a unique prefix of 7 or more hex digits)")
         ->required();
+    repos = app.add_subcommand("repos", "the named repositories and their jobs");
+    repo = app.add_subcommand("repo", "manage the named repositories");
+    repo->require_subcommand(1);
+    repo_add = repo->add_subcommand(
+        "add",
+        "announce a repository (or change its URL or order): its jobs can then be "
+        "dispatched with --repo NAME");
+    repo_add->fallthrough();
+    repo_add->add_option("name", repo_name, "the repository's name")->required();
+    repo_add->add_option("url", repo_url, "where runners fetch it from")->required();
+    repo_add->add_flag("--newest-first", newest_first,
+                       "test a branch's newest queued commit before its backlog");
     log = app.add_subcommand("log", "the output of a job's test, raw");
     add_job(log, job);
     log->add_option("--attempt", attempt, "which attempt (default: the latest)")
@@ -109,6 +131,25 @@ std::string check_arguments(const Cli& c) {
     if (std::string bad = check_branch_name(c.branch); !bad.empty())
       return "--branch '" + c.branch + "': " + bad;
   }
+  if ((*c.dispatch && !c.repo_name.empty()) || *c.repo_add) {
+    if (std::string bad = check_repo_name(c.repo_name); !bad.empty())
+      return (*c.repo_add ? "'" : "--repo '") + c.repo_name + "': " + bad;
+  }
+  if (*c.jobs && !c.repo_name.empty() && c.repo_name != "-") {
+    if (std::string bad = check_repo_name(c.repo_name); !bad.empty())
+      return "--repo '" + c.repo_name + "': " + bad + " (or '-': the default repository)";
+  }
+  if (*c.repo_add) {
+    if (std::string bad = check_repo_url(c.repo_url); !bad.empty())
+      return "'" + c.repo_url + "': " + bad;
+  }
+  if (*c.dispatch && !c.required.empty()) {
+    for (const std::string& label : c.required)
+      if (std::string bad = check_label(label); !bad.empty())
+        return "--require '" + label + "': " + bad;
+    std::string why;
+    if (!parse_label_list(join_labels(c.required), &why)) return "--require: " + why;
+  }
   TestStatus ignored;
   if (*c.jobs && !c.job_status.empty() && !parse_test_status(c.job_status, &ignored) &&
       !is_job_state(c.job_status))
@@ -122,11 +163,16 @@ std::string check_arguments(const Cli& c) {
 Request request_of(const Cli& c) {
   if (*c.status) return StatusRequest{};
   if (*c.runners) return RunnersRequest{};
-  if (*c.jobs) return JobsRequest{c.limit, c.branch, c.job_status};
+  if (*c.jobs) return JobsRequest{c.limit, c.branch, c.job_status, c.repo_name};
+  if (*c.repos) return ReposRequest{};
+  if (*c.repo_add) return RepoRequest{c.repo_name, c.repo_url, c.newest_first};
   if (*c.retry) return RetryRequest{c.job};
   if (*c.cancel) return CancelRequest{c.job, 0};
   if (*c.notify) return PollRequest{};
-  return DispatchRequest{normalize_commit_id(c.commit), c.branch.empty() ? "manual" : c.branch};
+  DispatchRequest d{normalize_commit_id(c.commit), c.branch.empty() ? "manual" : c.branch};
+  d.repo = c.repo_name;
+  if (!c.required.empty()) d.required = *parse_label_list(join_labels(c.required));
+  return d;
 }
 
 // Runs a command once its arguments are known to be good.
@@ -142,6 +188,17 @@ int run_command(const Cli& c, Session& s) {
   if (*c.runners)
     return print_answer(report, s.peer, parse_runners_reply(*reply), runners_table, runners_json);
   if (*c.jobs) return print_answer(report, s.peer, parse_jobs_reply(*reply), jobs_table, jobs_json);
+  if (*c.repos)
+    return print_answer(report, s.peer, parse_repos_reply(*reply), repos_table, repos_json);
+  if (*c.repo_add) {
+    if (report.json) {
+      report.out << ok_json();
+    } else {
+      report.out << "repository " << c.repo_name << " at " << c.repo_url << ", "
+                 << (c.newest_first ? "newest" : "oldest") << " commit first\n";
+    }
+    return 0;
+  }
   if (*c.dispatch || *c.retry || *c.cancel) {
     auto job = reply->args.size() == 1 ? parse_u64(reply->args[0], INT64_MAX) : std::nullopt;
     if (!job || *job == 0) return report.fail(1, s.peer + " answered OK without a job id");
@@ -169,8 +226,11 @@ int usage_error(Cli& c, const CLI::ParseError& e, const std::vector<std::string>
     if (arg.size() < 2 || arg[0] != '-' || arg == "--help" || arg == "-h") continue;
     std::string name = arg.substr(0, arg.find('='));
     bool known = c.app.get_option_no_throw(name) != nullptr;
-    for (auto* sub : c.app.get_subcommands({}))
+    for (auto* sub : c.app.get_subcommands({})) {
       known = known || sub->get_option_no_throw(name) != nullptr;
+      for (auto* nested : sub->get_subcommands({}))
+        known = known || nested->get_option_no_throw(name) != nullptr;
+    }
     if (!known)
       return report.fail(2, "unknown option '" + name + "'",
                          "Run with --help for more information.\n");

@@ -32,12 +32,15 @@ std::string format_duration_ms(uint64_t ms);
 // The tables people read (output.cpp).
 std::string status_table(const StatusReply& status);
 std::string runners_table(const RunnersReply& runners);
+// The jobs table: the wire columns aligned, a waiting reason one cell at the end.
 std::string jobs_table(const JobsReply& jobs);
+std::string repos_table(const ReposReply& repos);
 
 // --json: one object and a newline each. Unknowns ("-" in the tables) are null.
 std::string status_json(const StatusReply& status);
 std::string runners_json(const RunnersReply& runners);
 std::string jobs_json(const JobsReply& jobs);
+std::string repos_json(const ReposReply& repos);
 std::string job_json(JobId job);
 // dispatch --wait: {"job":N,"status":"failed","reason":...} (reason null when none).
 std::string job_result_json(JobId job, TestStatus status, const std::string& reason);

@@ -84,7 +84,27 @@ std::string format_duration_ms(uint64_t ms) {
 // The tables are the wire format aligned: what cictl has always printed.
 std::string status_table(const StatusReply& s) { return align_columns(to_reply(s).body); }
 std::string runners_table(const RunnersReply& r) { return align_columns(to_reply(r).body); }
-std::string jobs_table(const JobsReply& j) { return align_columns(to_reply(j).body); }
+std::string repos_table(const ReposReply& r) { return align_columns(to_reply(r).body); }
+
+std::string jobs_table(const JobsReply& j) {
+  // Eleven words, then the waiting reason (it holds spaces): one cell.
+  constexpr size_t kWords = 11;
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(to_reply(j).body);
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> row;
+    size_t start = 0;
+    while (row.size() < kWords) {
+      size_t space = line.find(' ', start);
+      if (space == std::string::npos) break;
+      row.push_back(line.substr(start, space - start));
+      start = space + 1;
+    }
+    row.push_back(line.substr(start));
+    rows.push_back(std::move(row));
+  }
+  return align_rows(rows);
+}
 
 std::string status_json(const StatusReply& s) {
   Json j;
@@ -100,6 +120,8 @@ std::string status_json(const StatusReply& s) {
   j["jobs_error"] = s.jobs_error;
   j["jobs_timeout"] = s.jobs_timeout;
   j["jobs_cancelled"] = s.jobs_cancelled;
+  j["jobs_waiting"] = s.jobs_waiting;
+  j["repos"] = s.repos;
   j["results_dir"] = s.results_dir;
   return dump(j);
 }
@@ -114,6 +136,10 @@ std::string runners_json(const RunnersReply& r) {
     j["attempt"] = id_or_null(row.attempt);
     j["jobs_done"] = row.jobs_done;
     j["last_seen_ms"] = row.last_seen_ms;
+    j["slots"] = row.slots;
+    j["busy"] = row.busy;
+    j["labels"] = row.labels;
+    j["repos"] = to_string(row.repos);
     list.push_back(std::move(j));
   }
   Json out;
@@ -135,10 +161,29 @@ std::string jobs_json(const JobsReply& r) {
     j["tests_run"] = count_or_null(row.tests_run);
     j["tests_failed"] = count_or_null(row.tests_failed);
     j["duration_ms"] = row.duration_ms ? Json(*row.duration_ms) : Json(nullptr);
+    j["repo"] = row.repo;  // "": the default repository
+    j["waiting"] = row.waiting.empty() ? Json(nullptr) : Json(row.waiting);
     list.push_back(std::move(j));
   }
   Json out;
   out["jobs"] = std::move(list);
+  return dump(out);
+}
+
+std::string repos_json(const ReposReply& r) {
+  Json list = Json::array();
+  for (const RepoRow& row : r.repos) {
+    Json j;
+    j["name"] = row.name;
+    j["url"] = row.url;
+    j["order"] = row.newest_first ? "newest" : "oldest";
+    j["jobs_queued"] = row.jobs_queued;
+    j["jobs_running"] = row.jobs_running;
+    j["jobs_finished"] = row.jobs_finished;
+    list.push_back(std::move(j));
+  }
+  Json out;
+  out["repos"] = std::move(list);
   return dump(out);
 }
 

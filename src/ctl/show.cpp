@@ -5,6 +5,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "ci/validate.h"
 #include "ctl/ctl.h"
 
 namespace ci {
@@ -135,6 +136,7 @@ std::string show_text(const JobInfo& job, const std::vector<TestCase>& cases,
       {"job", std::to_string(job.id)},
       {"commit", job.commit},
       {"branch", job.branch},
+      {"repo", or_dash(job.repo)},
       {"author",
        ci.author.empty() ? "-" : ci.author + (ci.email.empty() ? "" : " <" + ci.email + ">")},
       {"subject", or_dash(ci.subject)},
@@ -145,6 +147,8 @@ std::string show_text(const JobInfo& job, const std::vector<TestCase>& cases,
       {"queued", format_time_ms(job.queued_ms)},
       {"started", format_time_ms(job.started_ms)},
       {"finished", format_time_ms(job.finished_ms)}};
+  if (!job.required.empty()) head.push_back({"requires", join_labels(job.required)});
+  if (!job.waiting.empty()) head.push_back({"waiting", job.waiting});
   if (!job.reason.empty()) head.push_back({"reason", job.reason});
   std::string out = align_rows(head);
   if (cases.empty()) return out + "\nno test cases reported\n";

@@ -62,6 +62,23 @@ int main(int argc, char** argv) {
   std::string token_file;
   app.add_option("--token-file", token_file,
                  "File holding the shared token (default: $CI_TOKEN_FILE, if set)");
+  std::string name, url;
+  std::vector<std::string> required;
+  bool newest_first = false;
+  app.add_option("--name", name,
+                 "Serve a named repository by this name (default, when --url is given: the "
+                 "URL's last path component without .git). Without --name and --url the "
+                 "observer serves the default repository");
+  app.add_option("--url", url,
+                 "Where runners fetch the named repository from (default, when --name is "
+                 "given: the clone's origin URL, or the repository's own path)");
+  app.add_option("--require", required,
+                 "A label every job of this repository requires (repeat for more); a "
+                 "commit's .ci/labels file adds its own")
+      ->allow_extra_args(false);
+  app.add_flag("--newest-first", newest_first,
+               "Ask the dispatcher to test a branch's newest queued commit before its backlog "
+               "(a named repository only)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
   app.add_option("REPO", repo, "The observer's clone of the master repository")->required();
@@ -81,7 +98,36 @@ int main(int argc, char** argv) {
     if (auto bad = ci::check_branch_name(branch); !bad.empty())
       return usage_error("--branch", "'" + ci::escape_for_log(branch) + "': " + bad);
   }
+  if (!name.empty()) {
+    if (auto bad = ci::check_repo_name(name); !bad.empty())
+      return usage_error("--name", "'" + ci::escape_for_log(name) + "': " + bad);
+  }
+  if (!url.empty()) {
+    if (auto bad = ci::check_repo_url(url); !bad.empty())
+      return usage_error("--url", "'" + ci::escape_for_log(url) + "': " + bad);
+    if (name.empty()) {
+      auto derived = ci::observer::repo_name_from_url(url);
+      if (!derived) return usage_error("--url", derived.error() + "; give --name");
+    }
+  }
+  if (newest_first && name.empty() && url.empty())
+    return usage_error("--newest-first",
+                       "only for a named repository (give --name or --url); the default "
+                       "repository's order is oldest first");
+  for (const auto& label : required) {
+    if (auto bad = ci::check_label(label); !bad.empty())
+      return usage_error("--require", "'" + ci::escape_for_log(label) + "': " + bad);
+  }
+  if (!required.empty()) {
+    auto labels = ci::parse_label_list(ci::join_labels(required), &why);
+    if (!labels) return usage_error("--require", why);
+    required = *labels;
+  }
   options.repo = repo;
+  options.repo_name = name;
+  options.repo_url = url;
+  options.newest_first = newest_first;
+  options.required = required;
   options.branches = branches;
   options.interval = std::chrono::milliseconds(std::llround(interval * 1000.0));
   options.mode =

@@ -67,6 +67,35 @@ Result<void> Observer::start() {
   for (const auto& lock : repo->remove_stale_locks())
     spdlog::warn("removed {}, left by a process killed while writing", lock);
   if (repo->has_remote("origin")) remote_ = "origin";
+  auto files = RepoFiles::open(options_.repo);
+  if (!files) return Error{files.error()};
+  for (const std::string& label : options_.required)
+    if (std::string why = check_label(label); !why.empty())
+      return make_error("--require '" + escape_for_log(label) + "': " + why);
+  named_ = !options_.repo_name.empty() || !options_.repo_url.empty();
+  if (!options_.repo_name.empty()) {
+    if (std::string why = check_repo_name(options_.repo_name); !why.empty())
+      return make_error("--name '" + escape_for_log(options_.repo_name) + "': " + why);
+  }
+  if (!options_.repo_url.empty()) {
+    if (std::string why = check_repo_url(options_.repo_url); !why.empty())
+      return make_error("--url '" + escape_for_log(options_.repo_url) + "': " + why);
+  }
+  if (named_ && options_.repo_url.empty()) {
+    std::string origin = remote_ ? files->remote_url(*remote_) : "";
+    options_.repo_url =
+        origin.empty() ? fs::absolute(options_.repo).lexically_normal().string() : origin;
+    if (std::string why = check_repo_url(options_.repo_url); !why.empty())
+      return make_error("no --url given, and the " +
+                        std::string(origin.empty() ? "repository's path '" : "origin URL '") +
+                        escape_for_log(options_.repo_url) + "' cannot be one: " + why +
+                        " (give --url)");
+  }
+  if (named_ && options_.repo_name.empty()) {
+    auto name = repo_name_from_url(options_.repo_url);
+    if (!name) return make_error("no --name given, and " + name.error() + " (give --name)");
+    options_.repo_name = *name;
+  }
 
   state_file_ =
       options_.state_file.empty() ? default_state_file(options_.repo) : options_.state_file;
@@ -99,7 +128,15 @@ Result<void> Observer::start() {
                  state_file_);
   }
 
+  if (named_) {
+    spdlog::info("serving repository {} at {}, {} commit of a branch first", options_.repo_name,
+                 options_.repo_url, options_.newest_first ? "newest" : "oldest");
+  }
+  if (!options_.required.empty())
+    spdlog::info("every job requires the labels {}", join_labels(options_.required));
+
   repo_ = std::move(*repo);
+  files_ = std::move(*files);
   {
     MutexLock lock(state_mu_);
     tracker_ = std::move(*tracker);
@@ -189,7 +226,9 @@ void Observer::round() {
     if (first_look)
       spdlog::info("first look: the tips of {} branch(es) count as already seen", tips->size());
   }
-  if (!plan.empty()) hand_over_all(plan);
+  // A named repository is announced before anything is dispatched, even with nothing
+  // to dispatch yet, so that it is listed at once.
+  if (!plan.empty() || (named_ && !announced_)) hand_over_all(plan);
   // Once a round, not once a commit: a crash before this line loses only the record
   // of hand-overs the dispatcher already has, and handing those over again after a
   // restart is answered with the same job, so nothing is missed or run twice.
@@ -211,6 +250,7 @@ void Observer::hand_over_all(const std::vector<HandOver>& plan) {
   // time out.
   LineClient client(options_.dispatcher.host, options_.dispatcher.port, options_.client);
   if (!dispatcher_ready(client)) return;
+  if (named_ && !announced_ && !announce(client)) return;
   for (const auto& item : plan) {
     if (stopping() || !hand_over(client, item)) break;
   }
@@ -240,10 +280,13 @@ std::optional<std::vector<git::BranchTip>> Observer::watched_tips() {
 bool Observer::dispatcher_ready(LineClient& client) {
   auto reply = client.call(StatusRequest{});
   if (!reply) {
+    // Back from an outage, it may have lost what it was told: announced again.
+    announced_ = false;
     dispatcher_streak_.failed("dispatcher " + client.address() + " unreachable: " + reply.error());
     return false;
   }
   if (reply->kind != Reply::Kind::Ok) {
+    announced_ = false;
     dispatcher_streak_.failed(
         "dispatcher " + client.address() + " is not ready: status answered " +
         (reply->kind == Reply::Kind::Err ? "ERR " + reply->reason() : "something other than OK"));
@@ -253,19 +296,61 @@ bool Observer::dispatcher_ready(LineClient& client) {
   return true;
 }
 
+bool Observer::announce(LineClient& client) {
+  RepoRequest request{options_.repo_name, options_.repo_url, options_.newest_first};
+  auto reply = client.call(request);
+  std::string what =
+      "the announcement of repository " + options_.repo_name + " (" + options_.repo_url + ")";
+  if (!reply) {
+    dispatcher_streak_.failed("cannot send " + what + ": " + reply.error());
+    return false;
+  }
+  if (reply->kind != Reply::Kind::Ok) {
+    // Its commits are not dispatched until it is accepted: retried as a refused dispatch.
+    announce_streak_.failed(
+        "dispatcher " + client.address() + " refused " + what + ": " +
+        (reply->kind == Reply::Kind::Err ? reply->reason() : "unexpected reply"));
+    return false;
+  }
+  announced_ = true;
+  announce_streak_.succeeded();
+  spdlog::info("announced repository {} at {} to dispatcher {}", options_.repo_name,
+               options_.repo_url, client.address());
+  return true;
+}
+
+std::vector<std::string> Observer::labels_for(const std::string& commit) {
+  std::vector<std::string> problems;
+  std::vector<std::string> from_file;
+  if (auto file = files_->labels_of(commit); !file) {
+    problems.push_back(file.error() + ": its labels are not taken");
+  } else {
+    from_file = std::move(file->labels);
+    problems = std::move(file->problems);
+  }
+  auto labels = merge_labels(options_.required, from_file, &problems);
+  for (const std::string& p : problems) spdlog::warn("commit {}: {}: {}", commit, kLabelsFile, p);
+  return labels;
+}
+
 bool Observer::hand_over(LineClient& client, const HandOver& item) {
   // Who wrote it and its subject travel with it, for the people reading the results;
   // a commit that cannot be read is still handed over, without them.
   DispatchRequest request{item.commit, item.branch};
+  if (named_) request.repo = options_.repo_name;
+  request.required = labels_for(item.commit);
   if (auto info = repo_->commit_info(item.commit)) request.info = serialize_commit_info(*info);
   auto reply = client.call(request);
   // Branch names reach the log as they are: every log line is escaped (ci/log.h).
   std::string what = "commit " + item.commit + " on branch " + item.branch;
   if (!reply) {
+    announced_ = false;
     dispatcher_streak_.failed("cannot dispatch " + what + ": " + reply.error());
     return false;
   }
   if (reply->kind != Reply::Kind::Ok) {
+    // A dispatcher that lost the repository says it is unknown: announced again.
+    announced_ = false;
     dispatcher_streak_.failed(
         "dispatcher " + client.address() + " refused " + what + ": " +
         (reply->kind == Reply::Kind::Err ? reply->reason() : "unexpected reply"));
@@ -276,7 +361,11 @@ bool Observer::hand_over(LineClient& client, const HandOver& item) {
     tracker_->mark_handed_over(item.branch, item.commit);
   }
   std::string job = reply->args.empty() ? "?" : escape_for_log(reply->args.front(), 40);
-  spdlog::info("dispatched commit {} on branch {}: job {}", item.commit, item.branch, job);
+  spdlog::info(
+      "dispatched commit {} on branch {}{}{}: job {}", item.commit, item.branch,
+      named_ ? " of repository " + options_.repo_name : std::string(),
+      request.required.empty() ? std::string() : ", requiring " + join_labels(request.required),
+      job);
   return true;
 }
 

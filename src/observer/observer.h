@@ -19,6 +19,7 @@
 #include "ci/result.h"
 #include "ci/validate.h"
 #include "observer/commit_tracker.h"
+#include "observer/repo_files.h"
 
 namespace ci::observer {
 
@@ -33,6 +34,16 @@ struct ObserverOptions {
   // A branch with more new commits in one round hands over its newest this many.
   size_t max_new_commits = CommitTracker::kDefaultMaxNewCommits;
   std::string state_file;  // empty: default_state_file(repo)
+  // The repository it serves. Both empty: the default repository, dispatched without a
+  // name, as ever. Otherwise a named repository, announced with `repo <name> <url>`
+  // before its commits are dispatched with repo=<name>: a missing name is taken from
+  // the URL (its last path component without ".git"), a missing URL is the clone's
+  // origin URL (or, without an origin, the repository's own path).
+  std::string repo_name;
+  std::string repo_url;
+  bool newest_first = false;  // announced as order=newest
+  // Labels every commit's job requires, besides those of its `.ci/labels` file.
+  std::vector<std::string> required;
   ClientOptions client;
   // Times the rounds: the wait of `interval` between them (and so the retry of what
   // the dispatcher refused or could not take) is on this clock. Tests give a FakeClock.
@@ -69,6 +80,10 @@ class Observer {
   uint64_t commits_read() const { return commits_read_.load(); }
   const std::string& state_file() const { return state_file_; }
   bool fetches() const { return remote_.has_value(); }
+  // The repository's name and URL once start() has worked them out ("" and "": the
+  // default repository).
+  const std::string& repo_name() const { return options_.repo_name; }
+  const std::string& repo_url() const { return options_.repo_url; }
 
  private:
   // Logs the first failure of a streak as an error and the rest at debug level,
@@ -92,6 +107,8 @@ class Observer {
   void report_skipped(const std::vector<Skipped>& skipped);
   void hand_over_all(const std::vector<HandOver>& plan) EXCLUDES(mu_, state_mu_);
   bool dispatcher_ready(LineClient& client);
+  bool announce(LineClient& client);
+  std::vector<std::string> labels_for(const std::string& commit);
   bool hand_over(LineClient& client, const HandOver& item) EXCLUDES(state_mu_);
   void save_state() EXCLUDES(state_mu_);
   bool stopping() const EXCLUDES(mu_);
@@ -101,6 +118,9 @@ class Observer {
   std::optional<std::string> remote_;  // "origin" when the repository has one
   std::set<std::string> watched_;      // empty: every branch
   std::optional<git::Repository> repo_;
+  std::optional<RepoFiles> files_;
+  bool named_ = false;      // serves a named repository
+  bool announced_ = false;  // the dispatcher has accepted the `repo` announcement
 
   mutable Mutex state_mu_;  // guards tracker_ against handed_over()
   std::optional<CommitTracker> tracker_ GUARDED_BY(state_mu_);
@@ -116,6 +136,7 @@ class Observer {
   FailureStreak git_streak_{"reading the repository works again"};
   FailureStreak dispatcher_streak_{"dispatcher " + options_.dispatcher.str() + " answers again"};
   FailureStreak save_streak_{"the state file is written again"};
+  FailureStreak announce_streak_{"the dispatcher accepts the repository's announcement again"};
   std::set<std::string> skipped_branches_;  // bad names, logged once each
   Mutex join_mu_;                           // serialises start's thread launch and stop's join
   std::thread thread_ GUARDED_BY(join_mu_);

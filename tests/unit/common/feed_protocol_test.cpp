@@ -102,7 +102,8 @@ TEST(FeedProtocol, MalformedNewRequestsAreRefusedWithAReason) {
   EXPECT_EQ(reason("jobs 10 branch=..bad\n").empty(), false);
   EXPECT_NE(reason("jobs 10 branch=..bad\n"), "accepted");
   EXPECT_EQ(reason("jobs 10 status=sleeping\n").rfind("status= takes", 0), 0u);
-  EXPECT_EQ(reason("jobs 10 color=red\n"), "usage: jobs [limit] [branch=<b>] [status=<s>]");
+  EXPECT_EQ(reason("jobs 10 color=red\n"),
+            "usage: jobs [limit] [branch=<b>] [status=<s>] [repo=<r>]");
   // Cases that are not JSON lines, and a cases length past the body.
   EXPECT_EQ(reason("results 1 1 127.0.0.1:8900 failed 1 1 5 3 4\nabcd").rfind("test cases: ", 0),
             0u);

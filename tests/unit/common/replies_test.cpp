@@ -36,6 +36,8 @@ StatusReply sample_status() {
   s.jobs_error = 1;
   s.jobs_timeout = 1;
   s.jobs_cancelled = 2;
+  s.jobs_waiting = 1;
+  s.repos = 2;
   s.results_dir = "/var/lib/ci/test results";
   return s;
 }
@@ -45,11 +47,11 @@ Reply body_reply(std::string body) { return Reply::ok_with_body(std::move(body))
 TEST(Replies, StatusKeepsTheWireFormatAndRoundTrips) {
   StatusReply s = sample_status();
   Reply r = to_reply(s);
-  EXPECT_EQ(
-      r.body,
-      "runners 3\nrunners-idle 1\nrunners-busy 1\nrunners-unreachable 1\n"
-      "jobs-queued 4\njobs-running 1\njobs-finished 10\njobs-passed 6\njobs-failed 2\n"
-      "jobs-error 1\njobs-timeout 1\njobs-cancelled 2\nresults-dir /var/lib/ci/test results\n");
+  EXPECT_EQ(r.body,
+            "runners 3\nrunners-idle 1\nrunners-busy 1\nrunners-unreachable 1\n"
+            "jobs-queued 4\njobs-running 1\njobs-finished 10\njobs-passed 6\njobs-failed 2\n"
+            "jobs-error 1\njobs-timeout 1\njobs-cancelled 2\njobs-waiting 1\nrepos 2\n"
+            "results-dir /var/lib/ci/test results\n");
   auto back = parse_status_reply(over_the_wire(r, "status"));
   ASSERT_TRUE(back.ok()) << back.error();
   EXPECT_EQ(*back, s);
@@ -58,12 +60,15 @@ TEST(Replies, StatusKeepsTheWireFormatAndRoundTrips) {
 TEST(Replies, RunnersKeepTheWireFormatAndRoundTrip) {
   RunnersReply r;
   r.runners.push_back({"127.0.0.1:8900", "idle", 0, 0, 4, 120});
-  r.runners.push_back({"[::1]:8901", "running", 7, 2, 0, 3});
+  r.runners.push_back(
+      {"[::1]:8901", "running", 7, 2, 0, 3, 4, 3, {"gpu", "linux"}, RepoScope::All});
+  r.runners.push_back({"[::1]:8902", "busy", 9, 1, 2, 5, 2, 2, {}, RepoScope::Named});
   Reply reply = to_reply(r);
   EXPECT_EQ(reply.body,
-            "address state job attempt jobs-done last-seen-ms\n"
-            "127.0.0.1:8900 idle - - 4 120\n"
-            "[::1]:8901 running 7 2 0 3\n");
+            "address state job attempt jobs-done last-seen-ms slots busy labels repos\n"
+            "127.0.0.1:8900 idle - - 4 120 1 0 - default\n"
+            "[::1]:8901 running 7 2 0 3 4 3 gpu,linux all\n"
+            "[::1]:8902 busy 9 1 2 5 2 2 - named\n");
   auto back = parse_runners_reply(over_the_wire(reply, "runners"));
   ASSERT_TRUE(back.ok()) << back.error();
   EXPECT_EQ(*back, r);
@@ -98,29 +103,38 @@ TEST(Replies, JobsKeepTheWireFormatAndRoundTrip) {
   timed_out.status = TestStatus::Timeout;
   timed_out.tests_run = -1;
   timed_out.tests_failed = -1;
-  r.jobs = {queued, running, finished, timed_out};
+  JobRow waiting = queued;
+  waiting.id = 5;
+  waiting.repo = "tools";
+  waiting.waiting = "waiting for a runner with py3.11";
+  r.jobs = {queued, running, finished, timed_out, waiting};
   Reply reply = to_reply(r);
   EXPECT_EQ(reply.body,
-            "id commit branch state status attempt runner tests-run tests-failed duration-ms\n"
+            "id commit branch state status attempt runner tests-run tests-failed duration-ms "
+            "repo waiting\n"
             "1 " +
                 kCommit +
-                " main queued - - - - - -\n"
+                " main queued - - - - - - - -\n"
                 "2 " +
                 kCommit +
-                " feature/x running - 1 127.0.0.1:8900 - - -\n"
+                " feature/x running - 1 127.0.0.1:8900 - - - - -\n"
                 "3 " +
                 kCommit +
-                " feature/x finished failed 2 127.0.0.1:8900 5 1 1234\n"
+                " feature/x finished failed 2 127.0.0.1:8900 5 1 1234 - -\n"
                 "4 " +
-                kCommit + " feature/x finished timeout 2 127.0.0.1:8900 - - 1234\n");
+                kCommit +
+                " feature/x finished timeout 2 127.0.0.1:8900 - - 1234 - -\n"
+                "5 " +
+                kCommit + " main queued - - - - - - tools waiting for a runner with py3.11\n");
   auto back = parse_jobs_reply(over_the_wire(reply, "jobs"));
   ASSERT_TRUE(back.ok()) << back.error();
   EXPECT_EQ(*back, r);
 }
 
 TEST(Replies, PongsRoundTrip) {
+  PongReply slots{PongReply::State::Slots, 0, 0, {{}, {12, 3}, {}, {7, 1}}};
   for (PongReply p : {PongReply{}, PongReply{PongReply::State::Idle, 0, 0},
-                      PongReply{PongReply::State::Busy, 12, 3}}) {
+                      PongReply{PongReply::State::Busy, 12, 3}, slots}) {
     auto back = parse_pong_reply(over_the_wire(to_reply(p), "ping"));
     ASSERT_TRUE(back.ok()) << back.error();
     EXPECT_EQ(*back, p);
@@ -129,6 +143,7 @@ TEST(Replies, PongsRoundTrip) {
             "pong busy 12 3\n");
   EXPECT_EQ(serialize(serialize_reply(to_reply(PongReply{PongReply::State::Idle, 0, 0}))),
             "pong idle\n");
+  EXPECT_EQ(serialize(serialize_reply(to_reply(slots))), "pong slots - 12/3 - 7/1\n");
 }
 
 TEST(Replies, StateWordsAreTheSchedulers) {
@@ -157,7 +172,7 @@ TEST(Replies, StatusRejectsWhatIsMalformedAndSkipsKeysItDoesNotKnow) {
             "status reply, line 2: key 'runners' given twice");
   std::string many;
   for (int i = 0; i < 65; ++i) many += "later-counter-" + std::to_string(i) + " 1\n";
-  EXPECT_EQ(rejection(parse, good + many), "status reply: more than 77 lines");
+  EXPECT_EQ(rejection(parse, good + many), "status reply: more than 79 lines");
   EXPECT_EQ(rejection(parse, "runners 1\nrunners 2\n"),
             "status reply, line 2: key 'runners' given twice");
   EXPECT_EQ(rejection(parse, "runners x\n"),
@@ -180,38 +195,60 @@ TEST(Replies, StatusRejectsWhatIsMalformedAndSkipsKeysItDoesNotKnow) {
 
 TEST(Replies, RunnersRejectMalformedRows) {
   auto parse = [](const Reply& r) { return parse_runners_reply(r); };
-  const std::string header = "address state job attempt jobs-done last-seen-ms\n";
-  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 idle - - 0 0\n"), "");
+  const std::string header =
+      "address state job attempt jobs-done last-seen-ms slots busy labels repos\n";
+  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 idle - - 0 0 1 0 - default\n"), "");
   EXPECT_EQ(rejection(parse, ""), "runners reply, line 1: expected the header '" +
                                       header.substr(0, header.size() - 1) + "'");
-  EXPECT_EQ(rejection(parse, "127.0.0.1:1 idle - - 0 0\n").substr(0, 47),
+  EXPECT_EQ(rejection(parse, "127.0.0.1:1 idle - - 0 0 1 0 - default\n").substr(0, 47),
             "runners reply, line 1: expected the header 'add");
-  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 idle - - 0\n"),
-            "runners reply, line 2: expected 6 words separated by single spaces");
-  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 idle - - 0 0 0\n"),
-            "runners reply, line 2: expected 6 words separated by single spaces");
-  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1  idle - - 0 0\n"),
-            "runners reply, line 2: expected 6 words separated by single spaces");
-  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 sleepy - - 0 0\n"),
+  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 idle - - 0 0 1 0 -\n"),
+            "runners reply, line 2: expected 10 words separated by single spaces");
+  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 idle - - 0 0 1 0 - default x\n"),
+            "runners reply, line 2: expected 10 words separated by single spaces");
+  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1  idle - - 0 0 1 0 - default\n"),
+            "runners reply, line 2: expected 10 words separated by single spaces");
+  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 sleepy - - 0 0 1 0 - default\n"),
             "runners reply, line 2: unknown runner state 'sleepy'");
-  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 running 0 1 0 0\n"),
+  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 running 0 1 0 0 1 0 - default\n"),
             "runners reply, line 2: job must be '-' or a positive number");
-  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 running 3 - 0 0\n"),
+  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 running 3 - 0 0 1 0 - default\n"),
             "runners reply, line 2: job and attempt must both be given or both be '-'");
-  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 running 3 4294967296 0 0\n"),
+  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 running 3 4294967296 0 0 1 0 - default\n"),
             "runners reply, line 2: attempt must be '-' or a positive number");
-  EXPECT_EQ(rejection(parse, header + "127.0.0.1:1 idle - - 99999999999999999999 0\n"),
-            "runners reply, line 2: jobs-done is not a number");
-  EXPECT_NE(rejection(parse, header + "nohost idle - - 0 0\n").find("line 2: address: "),
-            std::string::npos);
+  EXPECT_EQ(
+      rejection(parse, header + "127.0.0.1:1 idle - - 99999999999999999999 0 1 0 - default\n"),
+      "runners reply, line 2: jobs-done is not a number");
+  EXPECT_NE(
+      rejection(parse, header + "nohost idle - - 0 0 1 0 - default\n").find("line 2: address: "),
+      std::string::npos);
+  auto line = [&](const std::string& tail) {
+    return header + "127.0.0.1:1 running 3 1 0 0 " + tail + "\n";
+  };
+  EXPECT_EQ(rejection(parse, line("4 2 gpu,linux all")), "");
+  EXPECT_EQ(rejection(parse, line("0 0 - default")),
+            "runners reply, line 2: slots is not a number of slots");
+  EXPECT_EQ(rejection(parse, line("65 0 - default")),
+            "runners reply, line 2: slots is not a number of slots");
+  EXPECT_EQ(rejection(parse, line("2 3 - default")),
+            "runners reply, line 2: busy is not 0 to slots");
+  EXPECT_EQ(rejection(parse, line("2 x - default")),
+            "runners reply, line 2: busy is not 0 to slots");
+  EXPECT_EQ(rejection(parse, line("1 0 -gpu default")).rfind("runners reply, line 2: labels: ", 0),
+            0u);
+  EXPECT_EQ(
+      rejection(parse, line("1 0 gpu,,x default")).rfind("runners reply, line 2: labels: ", 0), 0u);
+  EXPECT_EQ(rejection(parse, line("1 0 - some")),
+            "runners reply, line 2: repos must be default, named or all");
 }
 
 TEST(Replies, JobsRejectMalformedRows) {
   auto parse = [](const Reply& r) { return parse_jobs_reply(r); };
   const std::string header =
-      "id commit branch state status attempt runner tests-run tests-failed duration-ms\n";
+      "id commit branch state status attempt runner tests-run tests-failed duration-ms repo "
+      "waiting\n";
   auto row = [&](const std::string& rest) {
-    return header + "1 " + kCommit + " main " + rest + "\n";
+    return header + "1 " + kCommit + " main " + rest + " - -\n";
   };
   EXPECT_EQ(rejection(parse, row("queued - - - - - -")), "");
   EXPECT_EQ(rejection(parse, row("finished passed 1 127.0.0.1:2 3 0 10")), "");
@@ -227,32 +264,59 @@ TEST(Replies, JobsRejectMalformedRows) {
             "jobs reply, line 2: test counts or a duration on a job without a status");
   EXPECT_EQ(rejection(parse, row("finished passed 1 127.0.0.1:2 x 0 10")),
             "jobs reply, line 2: test counts must be numbers or '-'");
-  EXPECT_EQ(rejection(parse, row("queued - - - - -")),
-            "jobs reply, line 2: expected 10 words separated by single spaces");
-  EXPECT_EQ(rejection(parse, header + "0 " + kCommit + " main queued - - - - - -\n"),
+  EXPECT_EQ(rejection(parse, header + "1 " + kCommit + " main queued - - - - - - -\n"),
+            "jobs reply, line 2: expected 12 fields separated by single spaces");
+  EXPECT_EQ(rejection(parse, header + "1 " + kCommit + " main queued - - - - - - - \n"),
+            "jobs reply, line 2: expected 12 fields separated by single spaces");
+  EXPECT_EQ(rejection(parse, header + "0 " + kCommit + " main queued - - - - - - - -\n"),
             "jobs reply, line 2: id must be a positive number");
-  EXPECT_NE(rejection(parse, header + "1 abc main queued - - - - - -\n").find("line 2: commit: "),
-            std::string::npos);
-  EXPECT_NE(rejection(parse, header + "1 " + kCommit + " -x queued - - - - - -\n")
+  EXPECT_NE(
+      rejection(parse, header + "1 abc main queued - - - - - - - -\n").find("line 2: commit: "),
+      std::string::npos);
+  EXPECT_NE(rejection(parse, header + "1 " + kCommit + " -x queued - - - - - - - -\n")
                 .find("line 2: branch: "),
             std::string::npos);
-  EXPECT_EQ(rejection(parse, "1 " + kCommit + " main queued - - - - - -\n").substr(0, 41),
+  EXPECT_EQ(rejection(parse, "1 " + kCommit + " main queued - - - - - - - -\n").substr(0, 41),
             "jobs reply, line 1: expected the header '");
+  // The repository and the waiting reason: the rest of the line is the reason.
+  auto queued = [&](const std::string& tail) {
+    return header + "1 " + kCommit + " main queued - - - - - - " + tail + "\n";
+  };
+  auto parsed = parse_jobs_reply(body_reply(queued("tools waiting for a runner  with gpu")));
+  ASSERT_TRUE(parsed.ok()) << parsed.error();
+  EXPECT_EQ(parsed->jobs[0].repo, "tools");
+  EXPECT_EQ(parsed->jobs[0].waiting, "waiting for a runner  with gpu");
+  EXPECT_EQ(rejection(parse, queued("-bad -")).rfind("jobs reply, line 2: repo: ", 0), 0u);
+  EXPECT_EQ(rejection(parse, queued("a/b -")).rfind("jobs reply, line 2: repo: ", 0), 0u);
+  EXPECT_EQ(rejection(parse, queued(kCommit + " -")),
+            "jobs reply, line 2: repo: repository name must not be a commit id");
+  EXPECT_EQ(rejection(parse, queued("tools waiting\tfor")),
+            "jobs reply, line 2: the waiting reason holds control characters");
 }
 
 TEST(Replies, BodiesAreBounded) {
-  std::string body = "address state job attempt jobs-done last-seen-ms\n";
-  const std::string line = "1.2.3.4:5 idle - - 0 0\n";
+  std::string body = "address state job attempt jobs-done last-seen-ms slots busy labels repos\n";
+  const std::string line = "1.2.3.4:5 idle - - 0 0 1 0 - default\n";
   while (body.size() <= FrameLimits{}.max_body) body += line;
   EXPECT_EQ(parse_runners_reply(body_reply(body)).error(),
             "runners reply: body larger than a frame may be");
 }
 
 TEST(Replies, PongRejectsAnythingElse) {
-  EXPECT_EQ(parse_pong_reply(Reply::pong({"busy"})).error(),
-            "pong reply: expected 'pong', 'pong idle' or 'pong busy <job> <attempt>'");
-  EXPECT_EQ(parse_pong_reply(Reply::pong({"idle", "1"})).error(),
-            "pong reply: expected 'pong', 'pong idle' or 'pong busy <job> <attempt>'");
+  const std::string expected =
+      "pong reply: expected 'pong', 'pong idle', 'pong busy <job> <attempt>' or 'pong slots "
+      "<slot>...'";
+  EXPECT_EQ(parse_pong_reply(Reply::pong({"busy"})).error(), expected);
+  EXPECT_EQ(parse_pong_reply(Reply::pong({"idle", "1"})).error(), expected);
+  EXPECT_EQ(parse_pong_reply(Reply::pong({"slots"})).error(), expected);
+  std::vector<std::string> too_many(kMaxSlots + 2, "-");
+  too_many[0] = "slots";
+  EXPECT_EQ(parse_pong_reply(Reply::pong(too_many)).error(), expected);
+  too_many.pop_back();
+  EXPECT_TRUE(parse_pong_reply(Reply::pong(too_many)).ok());
+  const std::string bad_slot = "pong reply: a slot must be '-' or '<job>/<attempt>'";
+  for (std::string slot : {"3", "0/1", "3/0", "3/", "/1", "x/1", "3/1/2", "-1/1", "3/4294967296"})
+    EXPECT_EQ(parse_pong_reply(Reply::pong({"slots", "-", slot})).error(), bad_slot) << slot;
   EXPECT_EQ(parse_pong_reply(Reply::pong({"busy", "0", "1"})).error(),
             "pong reply: job id must be a positive number");
   EXPECT_EQ(parse_pong_reply(Reply::pong({"busy", "1", "x"})).error(),

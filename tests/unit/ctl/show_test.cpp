@@ -117,6 +117,7 @@ TEST(CtlShow, TextAndJson) {
                 commit_of('a') +
                 "\n"
                 "branch    main\n"
+                "repo      -\n"
                 "author    Alice Example\n"
                 "subject   Make it faster\n"
                 "state     finished (failed)\n"
@@ -142,6 +143,22 @@ TEST(CtlShow, TextAndJson) {
   EXPECT_EQ(json.rfind(R"({"job":{)", 0), 0u) << json;
   EXPECT_NE(json.find(R"("id":10,)"), std::string::npos) << json;
   EXPECT_EQ(json.back(), '\n');
+  // A queued job of a named repository, with the labels it requires and why it waits.
+  JobInfo waiting = job_of(11, 'c');
+  waiting.state = "queued";
+  waiting.status.reset();
+  waiting.repo = "tools";
+  waiting.required = {"gpu", "py3.11"};
+  waiting.waiting = "waiting for a runner with gpu";
+  std::string queued = show_text(waiting, {}, {});
+  EXPECT_NE(queued.find("\nrepo      tools\n"), std::string::npos) << queued;
+  EXPECT_NE(queued.find("\nrequires  gpu,py3.11\n"), std::string::npos) << queued;
+  EXPECT_NE(queued.find("\nwaiting   waiting for a runner with gpu\n"), std::string::npos)
+      << queued;
+  std::string queued_json = show_json(waiting, {}, {});
+  EXPECT_NE(queued_json.find(R"("repo":"tools")"), std::string::npos) << queued_json;
+  EXPECT_NE(queued_json.find(R"("waiting":"waiting for a runner with gpu")"), std::string::npos)
+      << queued_json;
   std::string bare = show_text(job_of(1, 'b'), {}, {});
   EXPECT_EQ(bare.substr(bare.find("\n\n")), "\n\nno test cases reported\n");
 }

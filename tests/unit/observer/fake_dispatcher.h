@@ -1,5 +1,7 @@
 // A dispatcher reduced to what the observer needs, on a real TCP port: it answers
-// `status` with OK and a body, `dispatch` with `OK <job>`, and records the dispatches.
+// `status` with OK and a body, `dispatch` with `OK <job>`, `repo` with OK, and records
+// the dispatches and the announcements. A dispatch of a named repository that was not
+// announced is refused, as the real one refuses it.
 // As the real one, it makes one job of a (commit, branch) however often it is
 // dispatched, and answers a repeat with that job.
 #pragma once
@@ -7,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,6 +24,8 @@ class FakeDispatcher {
   struct Dispatch {
     std::string commit;
     std::string branch;
+    std::string repo = {};                   // "": the default repository
+    std::vector<std::string> required = {};  // labels
   };
 
   ~FakeDispatcher() {
@@ -86,6 +91,26 @@ class FakeDispatcher {
     }
     released_cv_.notify_all();
   }
+  // The `repo` announcements accepted, in order.
+  std::vector<RepoRequest> announcements() const EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    return announcements_;
+  }
+  size_t announcements_refused() const EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    return announcements_refused_;
+  }
+  // While set, `repo` is answered ERR, as by a dispatcher that serves only the default
+  // repository.
+  void set_refuse_repos(bool refuse) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    refuse_repos_ = refuse;
+  }
+  // Forgets the announced repositories, as a dispatcher that lost its store.
+  void forget_repos() EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    known_repos_.clear();
+  }
   size_t status_calls() const EXCLUDES(mu_) {
     MutexLock lock(mu_);
     return status_calls_;
@@ -106,7 +131,21 @@ class FakeDispatcher {
       if (not_ready_) return {serialize_reply(Reply::err("not ready")), false};
       return {serialize_reply(Reply::ok_with_body("runners 0\nqueued 0\n")), false};
     }
+    if (auto* r = std::get_if<RepoRequest>(&*request)) {
+      if (refuse_repos_) {
+        ++announcements_refused_;
+        return {serialize_reply(Reply::err("this dispatcher serves only the default repository")),
+                true};
+      }
+      announcements_.push_back(*r);
+      known_repos_.insert(r->name);
+      return {serialize_reply(Reply::ok()), false};
+    }
     if (auto* d = std::get_if<DispatchRequest>(&*request)) {
+      if (!d->repo.empty() && !known_repos_.contains(d->repo))
+        return {serialize_reply(Reply::err("unknown repository '" + d->repo +
+                                           "' (announce it with: repo " + d->repo + " <url>)")),
+                true};
       if (++dispatch_requests_ == hold_at_) {
         holding_ = true;
         released_ = false;
@@ -114,8 +153,8 @@ class FakeDispatcher {
         holding_ = false;
         if (!accept_held_) return {serialize_reply(Reply::err("dispatcher going away")), true};
       }
-      dispatches_.push_back({d->commit, d->branch});
-      auto key = std::make_pair(d->commit, d->branch);
+      dispatches_.push_back({d->commit, d->branch, d->repo, d->required});
+      auto key = std::make_pair(d->commit, d->branch + " " + d->repo);
       auto job = jobs_.find(key);
       if (job == jobs_.end()) {
         job = jobs_.emplace(key, jobs_.size() + 1).first;
@@ -134,6 +173,10 @@ class FakeDispatcher {
   std::map<std::pair<std::string, std::string>, size_t> jobs_ GUARDED_BY(mu_);
   std::vector<std::string> job_commits_ GUARDED_BY(mu_);
   size_t status_calls_ GUARDED_BY(mu_) = 0;
+  std::vector<RepoRequest> announcements_ GUARDED_BY(mu_);
+  std::set<std::string> known_repos_ GUARDED_BY(mu_);
+  size_t announcements_refused_ GUARDED_BY(mu_) = 0;
+  bool refuse_repos_ GUARDED_BY(mu_) = false;
   bool not_ready_ GUARDED_BY(mu_) = false;
   size_t dispatch_requests_ GUARDED_BY(mu_) = 0;
   size_t hold_at_ GUARDED_BY(mu_) = 0;  // 0: hold none

@@ -144,8 +144,9 @@ TEST_F(RunnerSlotsTest, ARestartedRunnerDeliversTheSpooledResultsOfEverySlot) {
   release();
   ASSERT_TRUE(test::wait_until(
       [&] { return test::file_exists(spool_file(1)) && test::file_exists(spool_file(2)); }));
-  EXPECT_EQ(pong(runner->port()), "pong slots 1/1 2/1") << "undelivered results hold their slots";
-  EXPECT_EQ(runtest(runner->port(), 3, commit), Reply::Kind::Busy);
+  std::string slots = pong(runner->port());
+  EXPECT_TRUE(slots == "pong slots 1/1 2/1" || slots == "pong slots 2/1 1/1")
+      << slots << ": undelivered results are still the runner's jobs";
   options.goodbye_timeout = 200ms;
   runner.reset();
   fake.busy_results(false);

@@ -168,6 +168,17 @@ TEST_F(RunnerWorkdirTest, AClonePlusAWorkdirServesBoth) {
   EXPECT_EQ(runner->stores()->clones(), 1u) << "the default repository needs no store";
 }
 
+TEST_F(RunnerWorkdirTest, TwoSlotsNeedingTheSameNewRepositoryCloneItOnce) {
+  options.slots = 2;
+  start_runner();
+  ASSERT_EQ(runtest(1, commit, "alpha", dir / "master"), Reply::Kind::Ok);
+  ASSERT_EQ(runtest(2, commit, "alpha", dir / "master"), Reply::Kind::Ok);
+  EXPECT_EQ(result_of(1).status, TestStatus::Passed);
+  EXPECT_EQ(result_of(2).status, TestStatus::Passed);
+  EXPECT_EQ(runner->stores()->clones(), 1u);
+  EXPECT_EQ(log_count("cloning"), 1u);
+}
+
 TEST_F(RunnerWorkdirTest, TwoRunnersCannotShareAWorkdir) {
   start_runner();
   RunnerOptions second = options;

@@ -230,6 +230,8 @@ JobRunOutcome run_job(const Exporter& export_commit, const JobRunOptions& option
   Workdir workdir(job_workdir(options, job));
   if (auto prepared = prepare_workdir(export_commit, options, job.commit, workdir.path());
       !prepared) {
+    // Stopped while it waited to try a fetch again: nothing is known of the commit.
+    outcome.cancelled = cancel && cancel->cancelled();
     results.output = prepared.error();
     results.duration_ms = elapsed_ms(clock, start);
     return outcome;

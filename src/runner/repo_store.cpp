@@ -154,6 +154,11 @@ Result<void> RepoStores::provision(Store& store, const std::string& name, const 
   if (fs::exists(path, ec)) {
     std::optional<std::string> origin = origin_url(path);
     if (origin && *origin == url) {
+      // The store is this runner's alone: a lock file in it is from a fetch that was
+      // killed, and would fail every later one.
+      if (auto repo = git::Repository::open(path))
+        for (const auto& lock : repo->remove_stale_locks())
+          spdlog::warn("removed {}, left by a process killed while writing", lock);
       store.clone.emplace(path);
       store.url = url;
       return {};

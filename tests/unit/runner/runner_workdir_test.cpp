@@ -148,6 +148,32 @@ TEST_F(RunnerWorkdirTest, AnUnreachableUrlEndsInAnErrorNamingItAndTheRunnerServe
   EXPECT_EQ(passed.status, TestStatus::Passed) << passed.output;
 }
 
+TEST_F(RunnerWorkdirTest, AStopWhileAFetchIsRetriedGivesTheJobBack) {
+  start_runner();
+  ASSERT_TRUE(test::wait_until([&] { return !fake.registrations().empty(); }));
+  ASSERT_EQ(runtest(1, commit, "ghost", dir / "no-such-repository"), Reply::Kind::Ok);
+  ASSERT_TRUE(test::wait_until([&] { return log_count("try 1 of 3 failed") == 1; }));
+  runner->stop();
+  EXPECT_TRUE(fake.results().empty()) << "nothing is known of the commit";
+  ASSERT_EQ(fake.abandoned().size(), 1u);
+  EXPECT_EQ(fake.abandoned().front().job, 1u);
+}
+
+TEST_F(RunnerWorkdirTest, ALockLeftInAStoreByAKilledFetchIsRemoved) {
+  start_runner();
+  ASSERT_EQ(runtest(1, commit, "alpha", dir / "master"), Reply::Kind::Ok);
+  EXPECT_EQ(result_of(1).status, TestStatus::Passed);
+  runner.reset();
+  const std::string lock = store("alpha") + "/packed-refs.lock";
+  test::run({"touch", lock});
+  start_runner();
+  ASSERT_EQ(runtest(2, commit, "alpha", dir / "master"), Reply::Kind::Ok);
+  EXPECT_EQ(result_of(2).status, TestStatus::Passed);
+  EXPECT_FALSE(test::file_exists(lock));
+  EXPECT_EQ(log_count("removed " + lock), 1u);
+  EXPECT_EQ(runner->stores()->clones(), 0u) << "the store is kept";
+}
+
 TEST_F(RunnerWorkdirTest, ADefaultRepositoryJobWithoutACloneEndsInAnError) {
   start_runner();
   ASSERT_EQ(test_peer::runtest(runner->port(), 1, commit), Reply::Kind::Ok);

@@ -142,13 +142,13 @@ class Workdir {
 };
 
 // A new, empty folder for the job's checkout, with the commit's files in it.
-Result<void> prepare_workdir(Clone& clone, const JobRunOptions& options, const std::string& commit,
-                             const std::string& dir) {
+Result<void> prepare_workdir(const Exporter& export_commit, const JobRunOptions& options,
+                             const std::string& commit, const std::string& dir) {
   // Left by a runner killed during this very job: nothing in it is to be trusted.
   if (auto cleared = remove_tree(dir); !cleared) return cleared;
   if (::mkdir(dir.c_str(), 0700) != 0)
     return make_error("cannot make the job's folder " + dir + ": " + std::strerror(errno));
-  if (auto exported = clone.export_to(commit, dir); !exported) return exported;
+  if (auto exported = export_commit(commit, dir); !exported) return exported;
   if (options.user.set) return chown_tree(dir, options.user.uid, options.user.gid);
   return {};
 }
@@ -208,6 +208,16 @@ JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestR
                       const std::string& runner, const CancelToken* cancel,
                       const std::function<void(pid_t group)>& on_started,
                       const OutputHook& on_output) {
+  Exporter export_commit = [&clone](const std::string& commit, const std::string& dir) {
+    return clone.export_to(commit, dir);
+  };
+  return run_job(export_commit, options, job, runner, cancel, on_started, on_output);
+}
+
+JobRunOutcome run_job(const Exporter& export_commit, const JobRunOptions& options,
+                      const RuntestRequest& job, const std::string& runner,
+                      const CancelToken* cancel, const std::function<void(pid_t group)>& on_started,
+                      const OutputHook& on_output) {
   const Clock& clock = options.clock ? *options.clock : Clock::real();
   const TimePoint start = clock.now();
   JobRunOutcome outcome;
@@ -218,7 +228,10 @@ JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestR
   results.status = TestStatus::Error;
 
   Workdir workdir(job_workdir(options, job));
-  if (auto prepared = prepare_workdir(clone, options, job.commit, workdir.path()); !prepared) {
+  if (auto prepared = prepare_workdir(export_commit, options, job.commit, workdir.path());
+      !prepared) {
+    // Stopped while it waited to try a fetch again: nothing is known of the commit.
+    outcome.cancelled = cancel && cancel->cancelled();
     results.output = prepared.error();
     results.duration_ms = elapsed_ms(clock, start);
     return outcome;

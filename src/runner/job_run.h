@@ -115,6 +115,15 @@ JobRunOutcome run_job(Clone& clone, const JobRunOptions& options, const RuntestR
                       const std::string& runner, const CancelToken* cancel,
                       const std::function<void(pid_t group)>& on_started = nullptr,
                       const OutputHook& on_output = nullptr);
+// Writes the tree of a commit into a new, empty folder: where a job's files come from.
+using Exporter = std::function<Result<void>(const std::string& commit, const std::string& dir)>;
+// The same with the job's files from `export_commit` (a repository the runner
+// provisioned, a clone shared by several slots).
+JobRunOutcome run_job(const Exporter& export_commit, const JobRunOptions& options,
+                      const RuntestRequest& job, const std::string& runner,
+                      const CancelToken* cancel,
+                      const std::function<void(pid_t group)>& on_started = nullptr,
+                      const OutputHook& on_output = nullptr);
 // The same in options.repo, opened for this job only.
 JobRunOutcome run_job(const JobRunOptions& options, const RuntestRequest& job,
                       const std::string& runner, const CancelToken* cancel,

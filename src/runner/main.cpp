@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -127,7 +128,7 @@ int main(int argc, char** argv) {
   std::string state_dir;
   app.add_option("--state-dir", state_dir,
                  "The runner's own folder: spool, jobs' checkouts, records (default: "
-                 "REPO.ci-runner, beside the clone)");
+                 "REPO.ci-runner, beside the clone; without REPO, WORKDIR/state)");
   app.add_option("--spool-dir", spool_dir,
                  "Where results wait until the dispatcher has them (default: STATE-DIR/spool)");
   std::string sandbox = "on";
@@ -168,12 +169,46 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  app.add_option("REPO", repo, "The runner's own clone of the master repository")->required();
+  std::string workdir;
+  app.add_option("--workdir", workdir,
+                 "A folder where the runner clones the named repositories its jobs come from "
+                 "(one object store each, fetched when a commit is missing); with or instead of "
+                 "REPO");
+  uint32_t slots = 1;
+  app.add_option("--slots", slots, "Jobs run at once, each in a checkout of its own")
+      ->capture_default_str()
+      ->check(CLI::Range(uint32_t{1}, ci::kMaxSlots));
+  std::vector<std::string> labels;
+  app.add_option("--label", labels,
+                 "A label the runner has (repeatable): jobs requiring labels go only to runners "
+                 "with all of them")
+      ->allow_extra_args(false)
+      ->check(CLI::Validator(
+          [](std::string& label) {
+            std::string why = ci::check_label(label);
+            return why.empty() ? why : "'" + label + "': " + why;
+          },
+          "LABEL", ""));
+  app.add_option("REPO", repo,
+                 "The runner's own clone of the master repository, for the default repository's "
+                 "jobs (optional with --workdir)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : 2;
+  }
+  if (repo.empty() && workdir.empty()) {
+    std::cerr << "ci-runner: give the runner's clone of the repository (REPO), or --workdir DIR "
+                 "for named repositories, or both\n"
+              << "Run with --help for more information.\n";
+    return 2;
+  }
+  std::sort(labels.begin(), labels.end());
+  labels.erase(std::unique(labels.begin(), labels.end()), labels.end());
+  if (labels.size() > ci::kMaxLabels) {
+    std::cerr << "ci-runner: --label: at most " << ci::kMaxLabels << " labels\n";
+    return 2;
   }
 
   if (auto logging = ci::setup_logging("ci-runner", log_level); !logging) {
@@ -199,6 +234,9 @@ int main(int argc, char** argv) {
   if (port >= 0) options.port = static_cast<uint16_t>(port);
   options.dispatcher = *ci::parse_host_port(dispatcher);
   options.job.repo = repo;
+  options.workdir = workdir;
+  options.slots = slots;
+  options.labels = labels;
   options.job.test_command = test_command;
   options.job.pass_env = pass_env;
   options.job.timeout = std::chrono::seconds(timeout_s);

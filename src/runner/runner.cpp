@@ -30,12 +30,20 @@ Response error_response(const std::string& reason, const std::string& peer) {
 
 std::string count_text(int64_t n) { return n < 0 ? "?" : std::to_string(n); }
 
+// The note of slot `slot`'s running test in the state folder.
+std::string running_test_file(const std::string& state_dir, size_t slot) {
+  std::string name = slot == 0 ? "running-test" : "running-test." + std::to_string(slot);
+  return (std::filesystem::path(state_dir) / name).string();
+}
+
 // Absolute: the jobs' checkouts are made under it, and bind-mounted by path.
 std::string state_dir_of(const RunnerOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!options.state_dir.empty())
     return fs::absolute(options.state_dir, ec).lexically_normal().string();
+  if (options.job.repo.empty())
+    return (fs::absolute(options.workdir, ec).lexically_normal() / "state").string();
   fs::path repo = fs::absolute(options.job.repo, ec).lexically_normal();
   if (!repo.has_filename()) repo = repo.parent_path();  // "clone/"
   return repo.string() + ".ci-runner";
@@ -69,12 +77,26 @@ Runner::Runner(RunnerOptions options)
       job_options_(options_.job),
       spool_(options_.spool_dir.empty() ? (std::filesystem::path(state_dir_) / "spool").string()
                                         : options_.spool_dir),
-      running_job_((std::filesystem::path(state_dir_) / "running-test").string()),
-      clone_(options_.job.repo),
       delivery_backoff_(options_.retry_initial, options_.retry_max),
       registration_(clock_.now(), options_.dispatcher_timeout,
                     Backoff(options_.retry_initial, options_.retry_max)) {
   job_options_.clock = &clock_;
+  const size_t slots = std::clamp<uint32_t>(options_.slots, 1, kMaxSlots);
+  for (size_t i = 0; i < slots; ++i)
+    running_jobs_.push_back(
+        std::make_unique<const RunningJobRecord>(running_test_file(state_dir_, i)));
+  MutexLock lock(mu_);
+  slots_.resize(slots);
+}
+
+RepoScope Runner::scope() const {
+  if (options_.workdir.empty()) return RepoScope::Default;
+  return options_.job.repo.empty() ? RepoScope::Named : RepoScope::All;
+}
+
+size_t Runner::running() const {
+  return static_cast<size_t>(
+      std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job.has_value(); }));
 }
 
 Runner::~Runner() { stop(); }
@@ -107,14 +129,24 @@ Result<void> Runner::start() {
                       "): ci-test-guard belongs in the same folder as ci-runner");
   }
   const std::string& path = options_.job.repo;
-  auto repo = git::Repository::open(path);
-  if (!repo) return Error{repo.error()};
-  // The clone is this runner's alone: a lock file in it is from one that was killed.
-  for (const auto& lock : repo->remove_stale_locks())
-    spdlog::warn("removed {}, left by a process killed while writing", lock);
-  if (!repo->has_remote("origin"))
-    return make_error("the repository at '" + path + "' has no remote 'origin'");
+  if (path.empty() && options_.workdir.empty())
+    return make_error("the runner needs its clone of the repository or a workdir");
+  if (!path.empty()) {
+    auto repo = git::Repository::open(path);
+    if (!repo) return Error{repo.error()};
+    // The clone is this runner's alone: a lock file in it is from one that was killed.
+    for (const auto& lock : repo->remove_stale_locks())
+      spdlog::warn("removed {}, left by a process killed while writing", lock);
+    if (!repo->has_remote("origin"))
+      return make_error("the repository at '" + path + "' has no remote 'origin'");
+    MutexLock lock(clone_mu_);
+    clone_.emplace(path);
+  }
   if (auto opened = open_state(); !opened) return opened;
+  if (!options_.workdir.empty()) {
+    stores_ = std::make_unique<RepoStores>(options_.workdir);
+    if (auto opened = stores_->open(); !opened) return opened;
+  }
   if (auto opened = open_spool(); !opened) return opened;
   if (auto prepared = prepare_work_root(); !prepared) return prepared;
   if (auto prepared = prepare_sandbox(); !prepared) return prepared;
@@ -122,9 +154,15 @@ Result<void> Runner::start() {
   if (auto listening = listen(); !listening) return listening;
   std::error_code ec;
   std::string shown_path = std::filesystem::absolute(path, ec).lexically_normal().string();
-  spdlog::info("listening on {}, repository {}, dispatcher {}, state {}{}", address(),
-               ec ? path : shown_path, options_.dispatcher.str(), state_dir_,
-               options_.token.empty() ? "" : ", token required");
+  std::string serves = path.empty() ? "" : "repository " + (ec ? path : shown_path);
+  if (stores_)
+    serves +=
+        (serves.empty() ? "" : ", ") + std::string("named repositories in ") + stores_->workdir();
+  spdlog::info(
+      "listening on {}, {}, dispatcher {}, state {}{}{}", address(), serves,
+      options_.dispatcher.str(), state_dir_,
+      running_jobs_.size() > 1 ? ", " + std::to_string(running_jobs_.size()) + " slots" : "",
+      options_.token.empty() ? "" : ", token required");
   if (job_options_.sandbox.enabled) {
     spdlog::info("tests run in a sandbox ({}), network {}{}", job_options_.sandbox.bwrap,
                  job_options_.sandbox.network ? "on" : "off",
@@ -140,9 +178,11 @@ Result<void> Runner::start() {
     MutexLock lock(mu_);
     deliver_at_ = clock_.now();
   }
-  log_ = std::make_unique<LogSender>(log_sender_options());
-  log_->start();
-  worker_ = std::thread([this] { work(); });
+  for (size_t i = 0; i < running_jobs_.size(); ++i) {
+    logs_.push_back(std::make_unique<LogSender>(log_sender_options()));
+    logs_.back()->start();
+  }
+  for (size_t i = 0; i < running_jobs_.size(); ++i) workers_.emplace_back([this, i] { work(i); });
   liaison_ = std::thread([this] { keep_in_touch(); });
   return {};
 }
@@ -151,8 +191,11 @@ Result<void> Runner::open_spool() {
   if (auto opened = spool_.open(); !opened) return make_error("spool: " + opened.error());
   ::chmod(spool_.dir().c_str(), 0700);
   take_up_old_spool();
-  for (const RunningJobRecord& record :
-       {running_job_, RunningJobRecord(old_spool_dir() + "/running-test")}) {
+  // Every slot's note, those of more slots than this run has included.
+  std::vector<RunningJobRecord> records;
+  for (size_t i = 0; i < kMaxSlots; ++i) records.emplace_back(running_test_file(state_dir_, i));
+  if (!options_.job.repo.empty()) records.emplace_back(old_spool_dir() + "/running-test");
+  for (const RunningJobRecord& record : records) {
     if (auto left = record.kill_leftovers()) {
       spdlog::warn(
           "killed {} process(es) left running by job {} attempt {} (process group {}) "
@@ -225,8 +268,26 @@ Reply Runner::handle_ping() {
   heard_from_dispatcher();
   PongReply pong;
   pong.state = PongReply::State::Idle;
-  if (job_) {
-    pong = {PongReply::State::Busy, job_->job, job_->attempt};
+  if (slots_.size() > 1) {
+    // Each slot's job; a free slot shows a result not delivered yet, still this
+    // runner's job.
+    pong.state = PongReply::State::Slots;
+    size_t next_pending = 0;
+    for (const Slot& slot : slots_) {
+      if (slot.job) {
+        pong.slots.push_back({slot.job->job, slot.job->attempt});
+      } else if (next_pending < pending_.size()) {
+        const SpooledResult& result = *pending_[next_pending++];
+        pong.slots.push_back({result.job, result.attempt});
+      } else {
+        pong.slots.push_back({});
+      }
+    }
+    return to_reply(pong);
+  }
+  const Slot& only = slots_.front();
+  if (only.job) {
+    pong = {PongReply::State::Busy, only.job->job, only.job->attempt};
   } else if (!pending_.empty()) {
     // A result not delivered yet: the job is still this runner's.
     const SpooledResult& oldest = *pending_.front();
@@ -240,23 +301,28 @@ Reply Runner::handle_runtest(const RuntestRequest& request) {
     MutexLock lock(mu_);
     heard_from_dispatcher();
     // The dispatcher repeating a runtest whose OK it lost: still the same job.
-    if (job_) {
-      bool same = job_->job == request.job && job_->attempt == request.attempt &&
-                  job_->commit == request.commit;
-      return same ? Reply::ok() : Reply::busy();
+    for (const Slot& slot : slots_) {
+      if (slot.job && slot.job->job == request.job && slot.job->attempt == request.attempt)
+        return slot.job->commit == request.commit ? Reply::ok() : Reply::busy();
     }
     for (const auto& result : pending_) {
       if (result->job == request.job && result->attempt == request.attempt) return Reply::ok();
     }
-    // The one result left is on its way and the dispatcher already offers the next
-    // job: it has recorded the result and only the reply is still in flight. Taking the
-    // job now saves a heartbeat's wait; the result stays pending until its OK arrives.
-    bool only_in_flight = pending_.size() == 1 && delivering_front_;
-    if (stopping_ || draining_ || (!pending_.empty() && !only_in_flight)) return Reply::busy();
-    job_ = request;
-    job_started_ = false;
-    job_cancel_ = std::make_shared<CancelToken>();
-    cancel_asked_ = false;
+    if (stopping_ || draining_) return Reply::busy();
+    // A result not delivered yet holds its slot: the job is still this runner's. The
+    // one result on its way while the dispatcher already offers the next job does not:
+    // it has recorded the result and only the reply is still in flight. Taking the job
+    // now saves a heartbeat's wait; the result stays pending until its OK arrives.
+    size_t held = pending_.size();
+    if (held > 0 && delivering_front_) --held;
+    if (running() + held >= slots_.size()) return Reply::busy();
+    auto free = std::find_if(slots_.begin(), slots_.end(),
+                             [](const Slot& slot) { return !slot.job.has_value(); });
+    if (free == slots_.end()) return Reply::busy();
+    free->job = request;
+    free->started = false;
+    free->cancel = std::make_shared<CancelToken>();
+    free->cancel_asked = false;
   }
   changed_.notify_all();
   spdlog::info("{}: accepted (branch {})", describe(request), request.branch);
@@ -268,35 +334,38 @@ Reply Runner::handle_cancel(const CancelRequest& request) {
   heard_from_dispatcher();
   if (request.attempt == 0)
     return Reply::err("a runner cancels an attempt: cancel <job> <attempt>");
-  if (!job_ || job_->job != request.job || job_->attempt != request.attempt) {
+  auto slot = std::find_if(slots_.begin(), slots_.end(), [&](const Slot& s) {
+    return s.job && s.job->job == request.job && s.job->attempt == request.attempt;
+  });
+  if (slot == slots_.end()) {
     return Reply::err("not running job " + std::to_string(request.job) + " attempt " +
                       std::to_string(request.attempt));
   }
-  if (!cancel_asked_) spdlog::info("{}: cancelled by the dispatcher", describe(*job_));
-  cancel_asked_ = true;
-  job_cancel_->cancel();
+  if (!slot->cancel_asked) spdlog::info("{}: cancelled by the dispatcher", describe(*slot->job));
+  slot->cancel_asked = true;
+  slot->cancel->cancel();
   return Reply::ok();
 }
 
-void Runner::work() {
+void Runner::work(size_t index) {
   MutexLock lock(mu_);
   while (true) {
-    while (!stopping_ && !(job_ && !job_started_)) changed_.wait(lock);
+    while (!stopping_ && !(slots_[index].job && !slots_[index].started)) changed_.wait(lock);
     if (stopping_) return;
-    job_started_ = true;
-    const RuntestRequest job = *job_;
-    const std::shared_ptr<CancelToken> cancel = job_cancel_;
+    slots_[index].started = true;
+    const RuntestRequest job = *slots_[index].job;
+    const std::shared_ptr<CancelToken> cancel = slots_[index].cancel;
     lock.unlock();
 
-    log_->begin(job.job, job.attempt);
-    std::shared_ptr<const SpooledResult> spooled = run_job(job, cancel.get());
-    if (!spooled) return;  // job_ stays set: stop() gives it back
+    logs_[index]->begin(job.job, job.attempt);
+    std::shared_ptr<const SpooledResult> spooled = run_job(index, job, cancel.get());
+    if (!spooled) return;  // the slot's job stays set: stop() gives it back
     size_t size = spooled->message.body.size();
 
     lock.lock();
     pending_.push_back(std::move(spooled));
-    job_.reset();
-    job_cancel_.reset();
+    slots_[index].job.reset();
+    slots_[index].cancel.reset();
     deliver_at_ = clock_.now();
     changed_.notify_all();
     // The test's output is gone, its copy in the results message waits for delivery.
@@ -304,24 +373,47 @@ void Runner::work() {
   }
 }
 
-std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job,
+Exporter Runner::exporter_for(const RuntestRequest& job, const CancelToken* cancel) {
+  if (job.repo.empty()) {
+    return [this](const std::string& commit, const std::string& dir) -> Result<void> {
+      MutexLock lock(clone_mu_);
+      if (!clone_)
+        return make_error(
+            "this runner has no clone of the default repository: it serves named "
+            "repositories only");
+      return clone_->export_to(commit, dir);
+    };
+  }
+  return [this, job, cancel](const std::string& commit, const std::string& dir) -> Result<void> {
+    if (!stores_) {
+      return make_error("this runner has no --workdir: it cannot fetch repository " + job.repo +
+                        " from " + job.url);
+    }
+    return stores_->export_to(job.repo, job.url, commit, dir, cancel);
+  };
+}
+
+std::shared_ptr<const SpooledResult> Runner::run_job(size_t index, const RuntestRequest& job,
                                                      const CancelToken* cancel) {
-  spdlog::info("{}: running", describe(job));
+  spdlog::info("{}: running{}{}", describe(job), job.repo.empty() ? "" : ", repository " + job.repo,
+               running_jobs_.size() > 1 ? " in slot " + std::to_string(index + 1) : "");
+  const RunningJobRecord& record = *running_jobs_[index];
   auto note_group = [&](pid_t group) {
-    if (auto noted = running_job_.write(group, job); !noted)
+    if (auto noted = record.write(group, job); !noted)
       spdlog::warn("{}: cannot note the test's process group: {}", describe(job), noted.error());
   };
-  auto to_log = [this](std::string_view chunk) { log_->append(chunk); };
-  JobRunOutcome outcome =
-      runner::run_job(clone_, job_options_, job, address(), cancel, note_group, to_log);
-  running_job_.clear();
+  LogSender& log = *logs_[index];
+  auto to_log = [&log](std::string_view chunk) { log.append(chunk); };
+  JobRunOutcome outcome = runner::run_job(exporter_for(job, cancel), job_options_, job, address(),
+                                          cancel, note_group, to_log);
+  record.clear();
   if (outcome.cancelled) {
     // The dispatcher's cancel is reported, even while stopping; a stop alone gives the
     // job back instead.
     bool asked = false;
     {
       MutexLock lock(mu_);
-      asked = cancel_asked_;
+      asked = slots_[index].cancel_asked;
     }
     if (!asked) {
       spdlog::info("{}: cancelled by shutdown, not reported", describe(job));
@@ -344,7 +436,7 @@ std::shared_ptr<const SpooledResult> Runner::run_job(const RuntestRequest& job,
   // The last lines of the log reach the dispatcher before the results, unless it is
   // slow or away (then nothing waits long). After the spool, so that a runner stopped
   // while it waits still has the results to deliver.
-  log_->wait_sent(kLastLogWait);
+  log.wait_sent(kLastLogWait);
   return std::make_shared<const SpooledResult>(std::move(spooled));
 }
 
@@ -352,11 +444,17 @@ void Runner::drain() {
   MutexLock lock(mu_);
   if (draining_ || stopping_) return;
   draining_ = true;
-  if (job_) {
+  if (running() == 1) {
+    auto slot = std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job; });
     spdlog::info(
         "draining: taking no new job; waiting for {} to finish and its results to be "
         "delivered",
-        describe(*job_));
+        describe(*slot->job));
+  } else if (running() > 1) {
+    spdlog::info(
+        "draining: taking no new job; waiting for {} jobs to finish and their results to be "
+        "delivered",
+        running());
   } else if (!pending_.empty()) {
     spdlog::info("draining: taking no new job; delivering {} waiting result(s) first",
                  pending_.size());
@@ -366,7 +464,7 @@ void Runner::drain() {
   changed_.notify_all();
 }
 
-bool Runner::drained() const { return draining_ && !job_ && pending_.empty(); }
+bool Runner::drained() const { return draining_ && running() == 0 && pending_.empty(); }
 
 bool Runner::wait_drained(std::chrono::milliseconds timeout) {
   MutexLock lock(mu_);
@@ -382,12 +480,14 @@ void Runner::stop() {
   {
     MutexLock lock(mu_);
     stopping_ = true;
-    if (job_cancel_) job_cancel_->cancel();
+    for (const Slot& slot : slots_)
+      if (slot.cancel) slot.cancel->cancel();
   }
   changed_.notify_all();
-  if (worker_.joinable()) worker_.join();
+  for (auto& worker : workers_)
+    if (worker.joinable()) worker.join();
   if (liaison_.joinable()) liaison_.join();
-  if (log_) log_->stop();
+  for (auto& log : logs_) log->stop();
   if (server_) server_->stop();
   if (started_) say_goodbye();
   if (started_) remove_own_work_root();

@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "ci/clock.h"
 #include "ci/fd.h"
@@ -38,6 +39,7 @@
 #include "runner/job_run.h"
 #include "runner/log_stream.h"
 #include "runner/registration_schedule.h"
+#include "runner/repo_store.h"
 #include "runner/result_spool.h"
 #include "runner/running_job_record.h"
 
@@ -48,10 +50,20 @@ struct RunnerOptions {
   // nullopt: the first free port in 8900-9000; 0: an ephemeral port.
   std::optional<uint16_t> port;
   HostPort dispatcher{"localhost", 8888};
-  JobRunOptions job;  // job.repo is the runner's clone; work_root and user are set by start()
+  // job.repo is the runner's clone ("": none, with a workdir); work_root and user are
+  // set by start().
+  JobRunOptions job;
+  // "": none. The folder where the runner provisions named repositories itself
+  // (repo_store.h); without a clone its state folder is <workdir>/state.
+  std::string workdir;
+  // Jobs run at once, each in a checkout of its own (1..kMaxSlots).
+  uint32_t slots = 1;
+  // Advertised to the dispatcher, which hands the runner only jobs whose required
+  // labels it has all of. Sorted, each once.
+  std::vector<std::string> labels;
   // The runner's own folder, out of every test's reach: the spool, the note of the
   // running test, the jobs' checkouts (work/) and a lock that keeps a second runner out.
-  // "": <job.repo>.ci-runner, beside the clone.
+  // "": <job.repo>.ci-runner, beside the clone; without a clone, <workdir>/state.
   std::string state_dir;
   // Results not yet delivered; "": <state_dir>/spool.
   std::string spool_dir;
@@ -107,6 +119,11 @@ class Runner {
   const std::string& state_dir() const { return state_dir_; }
   // Where the jobs' checkouts are made; set by start().
   const std::string& work_root() const { return job_options_.work_root; }
+  // The repositories provisioned under the workdir; nullptr without one.
+  const RepoStores* stores() const { return stores_.get(); }
+  // What the runner serves: the default repository (a clone), named ones (a workdir)
+  // or both.
+  RepoScope scope() const;
 
  private:
   Result<void> open_state();
@@ -128,10 +145,15 @@ class Runner {
   // A message from the dispatcher: it is there, so waiting results go at once.
   void heard_from_dispatcher() REQUIRES(mu_);
   bool drained() const REQUIRES(mu_);
-  void work() EXCLUDES(mu_);
-  // Runs the job and spools its results; nullptr when stop() cancelled it.
-  std::shared_ptr<const SpooledResult> run_job(const RuntestRequest& job, const CancelToken* cancel)
-      EXCLUDES(mu_);
+  // The worker of slot `slot`.
+  void work(size_t slot) EXCLUDES(mu_);
+  // Runs the job in slot `slot` and spools its results; nullptr when stop() cancelled
+  // it.
+  std::shared_ptr<const SpooledResult> run_job(size_t slot, const RuntestRequest& job,
+                                               const CancelToken* cancel) EXCLUDES(mu_);
+  // Where the job's files come from: the clone, or the repository's store.
+  Exporter exporter_for(const RuntestRequest& job, const CancelToken* cancel);
+  size_t running() const REQUIRES(mu_);  // slots holding a job
   // The liaison (runner_liaison.cpp). register_once and deliver_oldest release mu_
   // while they wait for the dispatcher and hold it again when they return.
   void keep_in_touch() EXCLUDES(mu_);
@@ -146,12 +168,17 @@ class Runner {
   JobRunOptions job_options_;  // options_.job, completed by start()
   UniqueFd state_lock_;        // held while the runner runs
   const ResultSpool spool_;
-  const RunningJobRecord running_job_;
-  Clone clone_;  // options_.job.repo, the worker's
+  // A slot's note of its running test: <state>/running-test for the first slot (where
+  // a one-slot runner always kept it), running-test.<i> for slot i > 0.
+  std::vector<std::unique_ptr<const RunningJobRecord>> running_jobs_;
+  // options_.job.repo, when given; used by one slot at a time (clone_mu_).
+  Mutex clone_mu_;
+  std::optional<Clone> clone_ GUARDED_BY(clone_mu_);
+  std::unique_ptr<RepoStores> stores_;  // with a workdir
   uint16_t port_ = 0;
   std::unique_ptr<LineServer> server_;
-  // The running test's live log to the dispatcher; made by start().
-  std::unique_ptr<LogSender> log_;
+  // Each slot's running test's live log to the dispatcher; made by start().
+  std::vector<std::unique_ptr<LogSender>> logs_;
   bool started_ = false;  // start() succeeded; touched by the calling thread only
   bool stopped_ = false;
 
@@ -159,14 +186,17 @@ class Runner {
   CondVar changed_;  // a job arrived or ended, a result is due, stopping
   bool stopping_ GUARDED_BY(mu_) = false;
   bool draining_ GUARDED_BY(mu_) = false;
-  // From the OK to a runtest until its results are spooled. A job whose test was
-  // killed by stop() (or never started) stays here for stop() to give back.
-  std::optional<RuntestRequest> job_ GUARDED_BY(mu_);
-  bool job_started_ GUARDED_BY(mu_) = false;  // the worker has taken job_
-  // Stops job_'s test: cancelled by stop() or by the dispatcher's cancel. One a job, so
-  // that a cancel never reaches the next one.
-  std::shared_ptr<CancelToken> job_cancel_ GUARDED_BY(mu_);
-  bool cancel_asked_ GUARDED_BY(mu_) = false;  // the dispatcher cancelled job_
+  struct Slot {
+    // From the OK to a runtest until its results are spooled. A job whose test was
+    // killed by stop() (or never started) stays here for stop() to give back.
+    std::optional<RuntestRequest> job;
+    bool started = false;  // the slot's worker has taken job
+    // Stops job's test: cancelled by stop() or by the dispatcher's cancel. One a job,
+    // so that a cancel never reaches the next one.
+    std::shared_ptr<CancelToken> cancel;
+    bool cancel_asked = false;  // the dispatcher cancelled job
+  };
+  std::vector<Slot> slots_ GUARDED_BY(mu_);  // options_.slots of them
   // Spooled results the dispatcher has not answered for, oldest first. Only the
   // liaison (and stop(), after it) removes them.
   std::deque<std::shared_ptr<const SpooledResult>> pending_ GUARDED_BY(mu_);
@@ -178,7 +208,7 @@ class Runner {
   RegistrationSchedule registration_ GUARDED_BY(mu_);
   bool ever_registered_ GUARDED_BY(mu_) = false;
 
-  std::thread worker_;
+  std::vector<std::thread> workers_;  // one a slot
   std::thread liaison_;
 };
 

@@ -80,7 +80,9 @@ void Runner::register_once(LineClient& dispatcher) {
   bool renewal = registration_.registered();
   bool first = !ever_registered_;
   Delivery delivery = run_unlocked(mu_, [&] {
-    return ask(dispatcher, serialize_request(Request{RegisterRequest{options_.host, port_}}));
+    return ask(dispatcher, serialize_request(Request{RegisterRequest{
+                               options_.host, port_, static_cast<uint32_t>(running_jobs_.size()),
+                               options_.labels, scope()}}));
   });
   auto now = clock_.now();
   if (delivery.kind == Delivery::Kind::Ok) {
@@ -128,7 +130,7 @@ void Runner::deliver_oldest(LineClient& dispatcher) {
   delivery_backoff_.reset();
   delivery_failing_ = false;
   deliver_at_ = clock_.now();
-  if (pending_.empty() && !job_ && !draining_) spdlog::info("idle");
+  if (pending_.empty() && running() == 0 && !draining_) spdlog::info("idle");
   changed_.notify_all();
   size_t size = result->message.body.size();
   result.reset();
@@ -139,8 +141,9 @@ void Runner::say_goodbye() {
   // The threads are joined: what is left is this thread's.
   MutexLock lock(mu_);
   const bool was_draining = draining_;
-  const std::optional<RuntestRequest> killed = job_;
-  const bool test_started = job_started_;
+  std::vector<std::pair<RuntestRequest, bool>> killed;  // with whether its test started
+  for (const Slot& slot : slots_)
+    if (slot.job) killed.emplace_back(*slot.job, slot.started);
   const bool was_registered = ever_registered_;
   std::deque<std::shared_ptr<const SpooledResult>> pending = pending_;
   lock.unlock();
@@ -165,12 +168,11 @@ void Runner::say_goodbye() {
     pending.pop_front();
   }
 
-  if (killed) {
-    Delivery delivery =
-        ask(dispatcher,
-            serialize_request(Request{AbandonRequest{killed->job, killed->attempt, address()}}));
-    std::string what = test_started ? "killed the test of job " + std::to_string(killed->job)
-                                    : "did not start job " + std::to_string(killed->job);
+  for (const auto& [job, test_started] : killed) {
+    Delivery delivery = ask(
+        dispatcher, serialize_request(Request{AbandonRequest{job.job, job.attempt, address()}}));
+    std::string what = test_started ? "killed the test of job " + std::to_string(job.job)
+                                    : "did not start job " + std::to_string(job.job);
     if (delivery.kind == Delivery::Kind::Failed) {
       spdlog::warn(
           "stopping: {} but could not give it back ({}); the dispatcher requeues it "
@@ -179,7 +181,8 @@ void Runner::say_goodbye() {
     } else {
       spdlog::info("stopping: {} and gave it back", what);
     }
-  } else if (was_draining && pending.empty()) {
+  }
+  if (killed.empty() && was_draining && pending.empty()) {
     spdlog::info("stopping: drained, every result delivered");
   }
   for (const auto& result : pending) {
@@ -189,7 +192,7 @@ void Runner::say_goodbye() {
         describe(*result), unreachable, spool_.dir());
   }
 
-  if (!was_registered && !killed) return;
+  if (!was_registered && killed.empty()) return;
   Delivery left =
       ask(dispatcher, serialize_request(Request{UnregisterRequest{options_.host, port_}}));
   if (left.kind == Delivery::Kind::Ok) {

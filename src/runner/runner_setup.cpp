@@ -126,7 +126,8 @@ Result<void> Runner::prepare_sandbox() {
   sandbox.bwrap = *bwrap;
   // What the test must not see: the runner's own files and secrets.
   std::vector<std::string> own;
-  for (std::string path : {state_dir_, spool_.dir(), options_.job.repo, options_.token_file})
+  for (std::string path :
+       {state_dir_, spool_.dir(), options_.job.repo, options_.workdir, options_.token_file})
     if (!path.empty()) own.push_back(path);
   sandbox.hidden.insert(sandbox.hidden.end(), own.begin(), own.end());
   if (const char* home = std::getenv("HOME"); home && *home) {
@@ -229,6 +230,7 @@ std::string Runner::old_spool_dir() const {
 // this one's, so that an upgrade loses none.
 void Runner::take_up_old_spool() {
   namespace fs = std::filesystem;
+  if (options_.job.repo.empty()) return;
   std::string old = old_spool_dir();
   std::error_code ec;
   if (!fs::is_directory(old, ec) || fs::equivalent(old, spool_.dir(), ec)) return;

@@ -905,7 +905,8 @@ def main():
                         help="folder of the executables")
     parser.add_argument("--only", action="append",
                         choices=["latency", "throughput", "sandbox", "capacity", "memory",
-                                 "micro", "log", "event", "api", "streams", "catchup"],
+                                 "micro", "log", "event", "api", "streams", "catchup",
+                                 "repos"],
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--results", default=os.path.join(HERE, "results"),
                         help="folder for the JSON of the run")
@@ -928,7 +929,7 @@ def main():
     # The executables the chosen benchmarks run: `--only latency` runs against a build
     # without the load generator and the micro benchmarks.
     chosen = set(args.only or ["latency", "throughput", "sandbox", "capacity", "memory", "micro",
-                               "log", "event", "api", "streams", "catchup"])
+                               "log", "event", "api", "streams", "catchup", "repos"])
     needed = ["ci-dispatcher", "ci-runner", "ci-observer", "cictl", "ci-reporter"]
     if chosen & {"capacity", "memory", "api", "streams", "catchup"}:
         needed.append("ci-load-generator")
@@ -969,6 +970,18 @@ def main():
     ctx.streams = 500
     ctx.capacity_jobs_reporter, ctx.capacity_rounds = 20000, 3
     ctx.catchup_jobs = 10000
+    # Many repositories (bench/repos.py): slots against runners, a new repository's first
+    # result, the fair queue behind a backlog, a runner's idle memory with repositories.
+    if args.quick:
+        ctx.slots_jobs, ctx.slots_budget = 20, 10
+        ctx.first_files, ctx.first_blob, ctx.first_trials = 200, MiB, 1
+        ctx.fair_backlog, ctx.fair_trials, ctx.fair_job_s = 20, 2, 0.1
+        ctx.memory_repos = 2
+    else:
+        ctx.slots_jobs, ctx.slots_budget = 1000, 120
+        ctx.first_files, ctx.first_blob, ctx.first_trials = 3000, 20 * MiB, 5
+        ctx.fair_backlog, ctx.fair_trials, ctx.fair_job_s = 1000, 30, 0.2
+        ctx.memory_repos = 10
     ctx.deadline = 900
 
     ctx.work = tempfile.mkdtemp(prefix="ci-bench-")
@@ -981,6 +994,8 @@ def main():
                ("capacity", bench_capacity), ("memory", bench_memory), ("micro", bench_micro)]
     import reporting
     benches += [("log", reporting.bench_log), ("event", reporting.bench_event)]
+    import repos
+    benches += [("repos", repos.bench_repos)]
     if not args.quick:
         benches += [("api", reporting.bench_api), ("streams", reporting.bench_streams),
                     ("catchup", reporting.bench_catchup)]

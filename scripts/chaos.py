@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Chaos soak: commits keep flowing while random daemons (the reporter included) are
-killed with SIGKILL and restarted at random moments. Then it checks the invariant: every
-commit the master repository has on its branches (after the first) has exactly one
-result, and the reporter's read model, once caught up, lists the dispatcher's jobs."""
+"""Chaos soak: commits keep flowing into two repositories while random daemons (the
+reporter included) are killed with SIGKILL and restarted at random moments. Each
+repository has its own observer (--name a, --name b); the runners provision themselves
+(--workdir, no clone of their own) and run two jobs at once (--slots 2). Then it checks
+the invariant, per repository: every commit its master has on its branches (after the
+first) has exactly one result, in test_results/<name>/, and the reporter's read model,
+once caught up, lists the dispatcher's jobs."""
 
 import argparse
 import json
@@ -115,14 +118,18 @@ def main():
             return 2
 
     work = tempfile.mkdtemp(prefix="ci-chaos-")
-    master = os.path.join(work, "master")
-    os.makedirs(master)
-    git(master, "init", "-q", "-b", "master")
-    with open(os.path.join(master, "seed"), "w") as f:
-        f.write("0\n")
-    git(master, "add", "seed")
-    git(master, "commit", "-q", "-m", "seed")
-    first = git(master, "rev-parse", "HEAD")
+    repos = ("a", "b")
+    masters, firsts = {}, {}
+    for name in repos:
+        master = os.path.join(work, f"master-{name}")
+        os.makedirs(master)
+        git(master, "init", "-q", "-b", "master")
+        with open(os.path.join(master, "seed"), "w") as f:
+            f.write(f"{name} 0\n")
+        git(master, "add", "seed")
+        git(master, "commit", "-q", "-m", f"seed of {name}")
+        masters[name] = master
+        firsts[name] = git(master, "rev-parse", "HEAD")
 
     port = free_port()
     ctl = Ctl(bin_dir, f"127.0.0.1:{port}")
@@ -134,25 +141,26 @@ def main():
                         os.path.join(work, "dispatcher.log"))
     runners = []
     for i in range(args.runners):
-        clone = os.path.join(work, f"runner{i}")
-        subprocess.run(["git", "clone", "-q", master, clone], check=True, env=ENV)
         runners.append(Daemon(f"runner{i}", [
             os.path.join(bin_dir, "ci-runner"), "--port", str(free_port()),
             "--dispatcher-server", f"127.0.0.1:{port}", "--dispatcher-timeout", "2",
-            "--test-command", "echo tested $CI_COMMIT; sleep 0.$(( $$ % 3 ))", clone],
+            "--slots", "2", "--workdir", os.path.join(work, f"runner{i}.work"),
+            "--test-command", "echo tested $CI_COMMIT; sleep 0.$(( $$ % 3 ))"],
             os.path.join(work, f"runner{i}.log")))
-    obs_clone = os.path.join(work, "observer")
-    subprocess.run(["git", "clone", "-q", master, obs_clone], check=True, env=ENV)
-    observer = Daemon("observer", [os.path.join(bin_dir, "ci-observer"),
-                                   "--dispatcher-server", f"127.0.0.1:{port}",
-                                   "--interval", "0.2", obs_clone],
-                      os.path.join(work, "observer.log"))
+    observers = []
+    for name in repos:
+        obs_clone = os.path.join(work, f"observer-{name}")
+        subprocess.run(["git", "clone", "-q", masters[name], obs_clone], check=True, env=ENV)
+        observers.append(Daemon(f"observer-{name}", [
+            os.path.join(bin_dir, "ci-observer"), "--dispatcher-server", f"127.0.0.1:{port}",
+            "--name", name, "--url", masters[name], "--interval", "0.2", obs_clone],
+            os.path.join(work, f"observer-{name}.log")))
     reporter = Reporter("reporter", [os.path.join(bin_dir, "ci-reporter"),
                                      "--dispatcher-server", f"127.0.0.1:{port}",
                                      "--db", os.path.join(work, "reporter.db"),
                                      "--http", "127.0.0.1:0"],
                         os.path.join(work, "reporter.log"))
-    daemons = [dispatcher, *runners, observer, reporter]
+    daemons = [dispatcher, *runners, *observers, reporter]
     kills = {"dispatcher": 0, "runner": 0, "observer": 0, "reporter": 0}
     ok = False
     try:
@@ -161,14 +169,17 @@ def main():
             return 1
         for r in runners:
             r.start()
-        observer.start()
+        for o in observers:
+            o.start()
         reporter.start()
-        if not wait_for(lambda: "first look" in observer.text(), 20, "the observer"):
-            return 1
+        for o in observers:
+            if not wait_for(lambda: "first look" in o.text(), 20, f"the {o.name}"):
+                return 1
         if not wait_for(lambda: reporter.get("/api/jobs") is not None, 20, "the reporter"):
             return 1
 
-        print(f"chaos: seed {seed}, {args.minutes:g} minutes, {args.runners} runners, in {work}")
+        print(f"chaos: seed {seed}, {args.minutes:g} minutes, {args.runners} runners of 2 slots, "
+              f"repositories {', '.join(repos)}, in {work}")
         end = time.monotonic() + args.minutes * 60
         next_kill = time.monotonic() + rng.uniform(1, 4)
         down = []  # (restart_at, daemon)
@@ -183,10 +194,11 @@ def main():
             if now >= next_kill:
                 victim = rng.choice([d for d in daemons if d not in [x[1] for x in down]])
                 victim.kill()
-                kills[re.sub(r"\d+$", "", victim.name)] += 1
+                kills[re.sub(r"(\d+|-\w+)$", "", victim.name)] += 1
                 down.append((now + rng.uniform(0, 2), victim))
                 next_kill = now + rng.uniform(1, 5)
-            # Mostly master; now and then a short-lived feature branch.
+            # Either repository; mostly master, now and then a short-lived feature branch.
+            master = masters[rng.choice(repos)]
             if rng.random() < 0.05:
                 branch_no += 1
                 name = f"feature-{branch_no}"
@@ -207,12 +219,18 @@ def main():
         for _, d in down:
             d.start()
 
-        expected = set(git(master, "rev-list", "--all").split()) - {first}
-        def done():
-            present = set(os.listdir(results)) if os.path.isdir(results) else set()
-            return expected <= present
-        wait_for(done, 180, "every commit's result")
-        present = {n for n in os.listdir(results) if re.fullmatch(r"[0-9a-f]{40}", n)}
+        expected = {name: set(git(masters[name], "rev-list", "--all").split()) - {firsts[name]}
+                    for name in repos}
+
+        def results_of(name):
+            folder = os.path.join(results, name)
+            if not os.path.isdir(folder):
+                return set()
+            return {n for n in os.listdir(folder) if re.fullmatch(r"[0-9a-f]{40}", n)}
+
+        wait_for(lambda: all(expected[n] <= results_of(n) for n in repos), 180,
+                 "every commit's result")
+        present = {name: results_of(name) for name in repos}
         try:
             jobs = ctl.jobs()
         except HarnessError as e:
@@ -220,10 +238,16 @@ def main():
             jobs = None
         per_commit = {}
         for job in jobs or []:
-            per_commit[job["commit"]] = per_commit.get(job["commit"], 0) + 1
-        lost = sorted(expected - present)
-        duplicated = sorted(c for c, n in per_commit.items() if n > 1)
-        unexpected = sorted(present - expected)
+            key = (job.get("repo") or "-", job["commit"])
+            per_commit[key] = per_commit.get(key, 0) + 1
+        lost = sorted((n, c) for n in repos for c in expected[n] - present[n])
+        duplicated = sorted(k for k, n in per_commit.items() if n > 1)
+        # Results of a commit the repository does not have, and default-repository
+        # results (this soak has none).
+        unexpected = sorted((n, c) for n in repos for c in present[n] - expected[n])
+        if os.path.isdir(results):
+            unexpected += [("-", n) for n in os.listdir(results)
+                           if re.fullmatch(r"[0-9a-f]{40}", n)]
         # The reporter has caught up once its read model lists the dispatcher's jobs; it
         # may be up to its 30 s reconnection backoff late, after the dispatcher's kills.
         mismatches = ["the dispatcher's jobs could not be listed"]
@@ -238,15 +262,22 @@ def main():
                 mismatches = [f"the reporter does not answer (running: {reporter.running()})"]
             else:
                 mismatches = model_mismatches(jobs, model["jobs"])
-        print(f"chaos: commits {len(expected)}, kills: dispatcher {kills['dispatcher']}, "
+        total_expected = sum(len(expected[n]) for n in repos)
+        total_present = sum(len(present[n]) for n in repos)
+        print(f"chaos: commits {total_expected}, kills: dispatcher {kills['dispatcher']}, "
               f"runners {kills['runner']}, observer {kills['observer']}, "
-              f"reporter {kills['reporter']}; results {len(present)}, "
+              f"reporter {kills['reporter']}; results {total_present}, "
               f"lost {len(lost)}, duplicated {len(duplicated)}, unexpected {len(unexpected)}, "
               f"reporter mismatches {len(mismatches)}")
-        for c in lost[:10]:
-            print(f"chaos: lost {c}")
-        for c in duplicated[:10]:
-            print(f"chaos: duplicated {c}")
+        for name in repos:
+            print(f"chaos: repository {name}: commits {len(expected[name])}, "
+                  f"results {len(present[name])}, "
+                  f"lost {sum(1 for n, _ in lost if n == name)}, "
+                  f"duplicated {sum(1 for n, _ in duplicated if n == name)}")
+        for n, c in lost[:10]:
+            print(f"chaos: lost {n} {c}")
+        for n, c in duplicated[:10]:
+            print(f"chaos: duplicated {n} {c}")
         for m in mismatches[:10]:
             print(f"chaos: reporter mismatch: {m}")
         ok = (not lost and not duplicated and not unexpected and jobs is not None

@@ -47,8 +47,47 @@ Daemon& Cluster::start_runner(std::vector<std::string> extra) {
   args.insert(args.end(), extra.begin(), extra.end());
   args.push_back(clone);
   runners_.push_back(std::make_unique<Daemon>("ci-runner", args, dir_ / (name + ".log")));
+  runner_workdirs_.emplace_back();
   runners_.back()->wait_listening();
   return *runners_.back();
+}
+
+Daemon& Cluster::start_workdir_runner(std::vector<std::string> extra) {
+  std::string name = "runner" + std::to_string(runners_.size() + 1);
+  std::vector<std::string> args{"--port", "0", "--dispatcher-server", server()};
+  if (std::find(extra.begin(), extra.end(), "--dispatcher-timeout") == extra.end())
+    args.insert(args.end(), {"--dispatcher-timeout", "2"});
+  auto given = std::find(extra.begin(), extra.end(), "--workdir");
+  std::string workdir = dir_ / (name + ".work");
+  if (given == extra.end() || given + 1 == extra.end())
+    args.insert(args.end(), {"--workdir", workdir});
+  else
+    workdir = *(given + 1);
+  args.insert(args.end(), extra.begin(), extra.end());
+  runners_.push_back(std::make_unique<Daemon>("ci-runner", args, dir_ / (name + ".log")));
+  runner_workdirs_.push_back(workdir);
+  runners_.back()->wait_listening();
+  return *runners_.back();
+}
+
+Daemon& Cluster::start_observer_of(const std::string& master, std::vector<std::string> extra) {
+  std::string n = std::to_string(observers_of_.size() + 1);
+  std::string clone = dir_ / ("observer-of-" + n);
+  clone_repo(master, clone);
+  std::vector<std::string> args{"--dispatcher-server", server()};
+  if (std::find(extra.begin(), extra.end(), "--interval") == extra.end())
+    extra.insert(extra.end(), {"--interval", "0.1"});
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(clone);
+  observers_of_.push_back(
+      std::make_unique<Daemon>("ci-observer", args, dir_ / ("observer-of-" + n + ".log")));
+  Daemon& observer = *observers_of_.back();
+  bool ready = wait_until([&] {
+    return observer.log_contains("first look") || observer.log_contains("remembered") ||
+           !observer.running();
+  });
+  EXPECT_TRUE(ready && observer.running()) << observer.log();
+  return observer;
 }
 
 Daemon& Cluster::start_observer(std::vector<std::string> extra) {
@@ -120,6 +159,8 @@ int64_t Cluster::status_value(const std::string& key) {
       {"jobs-error", s->jobs_error},
       {"jobs-timeout", s->jobs_timeout},
       {"jobs-cancelled", s->jobs_cancelled},
+      {"jobs-waiting", s->jobs_waiting},
+      {"repos", s->repos},
   };
   for (const auto& [name, value] : values)
     if (key == name) return static_cast<int64_t>(value);
@@ -138,6 +179,18 @@ bool Cluster::wait_result(const std::string& commit, std::chrono::milliseconds t
 std::vector<std::string> Cluster::result_files() {
   std::vector<std::string> out;
   for (auto& name : list_dir(results_dir()))
+    if (check_commit_id(name).empty()) out.push_back(name);
+  return out;
+}
+
+bool Cluster::wait_result(const std::string& repo, const std::string& commit,
+                          std::chrono::milliseconds timeout) {
+  return wait_until([&] { return file_exists(result_path(repo, commit)); }, timeout);
+}
+
+std::vector<std::string> Cluster::result_files(const std::string& repo) {
+  std::vector<std::string> out;
+  for (auto& name : list_dir(results_dir() + "/" + repo))
     if (check_commit_id(name).empty()) out.push_back(name);
   return out;
 }
@@ -173,6 +226,13 @@ std::vector<JobRow> jobs_of(Cluster& cluster) {
   // A dispatcher that answers, but badly, is a failure of the test, not an empty list.
   EXPECT_TRUE(jobs.ok() || reply->kind != Reply::Kind::Ok) << jobs.error();
   return jobs.ok() ? std::move(jobs->jobs) : std::vector<JobRow>{};
+}
+
+std::vector<JobRow> jobs_of(Cluster& cluster, const std::string& repo) {
+  std::vector<JobRow> out;
+  for (auto& row : jobs_of(cluster))
+    if (row.repo == (repo == "-" ? "" : repo)) out.push_back(std::move(row));
+  return out;
 }
 
 }  // namespace ci::test

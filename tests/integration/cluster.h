@@ -27,11 +27,27 @@ class Cluster {
   uint16_t port() const { return port_; }
   std::string results_dir() const { return dir_ / "test_results"; }
   std::string result_path(const std::string& commit) const { return results_dir() + "/" + commit; }
+  // A named repository's result file: test_results/<repo>/<commit>.
+  std::string result_path(const std::string& repo, const std::string& commit) const {
+    return results_dir() + "/" + repo + "/" + commit;
+  }
 
   Daemon& start_dispatcher(std::vector<std::string> extra = {});
   // Clones the master repository for the runner and starts it on an ephemeral port.
   Daemon& start_runner(std::vector<std::string> extra = {});
   Daemon& start_observer(std::vector<std::string> extra = {});
+  // A runner that provisions itself: started with only `--workdir DIR` (no clone of its
+  // own), DIR being path("runner<N>.work") unless `extra` names a --workdir; with
+  // --dispatcher-timeout 2 unless `extra` names one.
+  Daemon& start_workdir_runner(std::vector<std::string> extra = {});
+  // The --workdir runner i (counted among all runners) was started with ("" for one
+  // started with a clone).
+  const std::string& runner_workdir(size_t i) const { return runner_workdirs_.at(i); }
+  // One more observer, of the repository in folder `master` (a clone of it is made
+  // beside the others): started with `extra` (typically --name, --url, --require).
+  // Observers of this kind are counted apart from observer(): observer_of(i).
+  Daemon& start_observer_of(const std::string& master, std::vector<std::string> extra = {});
+  Daemon& observer_of(size_t i) { return *observers_of_.at(i); }
   // The reporter, following this cluster's dispatcher, with its read model in
   // path("reporter.db") unless `extra` names another --db, serving HTTP on the same
   // port as its previous start (an ephemeral one the first time): see http_port().
@@ -58,6 +74,13 @@ class Cluster {
   std::string result(const std::string& commit) { return read_text(result_path(commit)); }
   // The result files written so far (no temporaries).
   std::vector<std::string> result_files();
+  // The same for a named repository: test_results/<repo>/<commit>.
+  bool wait_result(const std::string& repo, const std::string& commit,
+                   std::chrono::milliseconds timeout = 60000ms);
+  std::string result(const std::string& repo, const std::string& commit) {
+    return read_text(result_path(repo, commit));
+  }
+  std::vector<std::string> result_files(const std::string& repo);
 
  private:
   TempDir dir_;
@@ -69,12 +92,16 @@ class Cluster {
   uint16_t http_port_ = 0;
   std::unique_ptr<Daemon> dispatcher_;
   std::vector<std::unique_ptr<Daemon>> runners_;
+  std::vector<std::string> runner_workdirs_;
   std::unique_ptr<Daemon> observer_;
+  std::vector<std::unique_ptr<Daemon>> observers_of_;
   std::unique_ptr<Daemon> reporter_;
 };
 
 // The rows of the dispatcher's `jobs` table, oldest first (none if it cannot be asked).
 std::vector<JobRow> jobs_of(Cluster& cluster);
+// Only the rows of one repository ("-": the default one).
+std::vector<JobRow> jobs_of(Cluster& cluster, const std::string& repo);
 
 // The value of "key: value" in a result file's header.
 std::string header_field(const std::string& result, const std::string& key);

@@ -52,11 +52,11 @@ void Scheduler::set_idle(RunnerRecord& r) {
   r.unconfirmed = false;
   r.idle_seq = next_seq_++;
   r.epoch = next_seq_++;
-  idle_.insert({r.idle_seq, r.address});
+  idle_.insert({r.idle_seq, slot_key(r.address, r.slot)});
 }
 
 void Scheduler::leave_idle(RunnerRecord& r) {
-  if (r.state == RunnerState::Idle) idle_.erase({r.idle_seq, r.address});
+  if (r.state == RunnerState::Idle) idle_.erase({r.idle_seq, slot_key(r.address, r.slot)});
 }
 
 RunnerRecord& Scheduler::add_slot(const std::string& address, uint32_t slot, const RunnerSpec& spec,

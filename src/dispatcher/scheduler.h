@@ -411,7 +411,7 @@ class Scheduler {
   std::map<std::string, Repository> repos_;
   std::set<std::string> dirty_repos_;
   std::map<std::string, RunnerRecord> runners_;
-  std::set<std::pair<uint64_t, std::string>> idle_;  // (idle_seq, address)
+  std::set<std::pair<uint64_t, std::string>> idle_;  // (idle_seq, slot key)
   std::vector<SchedulerEvent> events_;
   std::vector<FeedEvent> feed_;
   uint64_t next_feed_seq_ = 1;

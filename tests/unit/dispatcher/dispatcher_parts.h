@@ -109,6 +109,10 @@ class FakeRunner {
       : server_([this](test::RawSocket& socket) {
           while (auto line = socket.read_line(10s)) {
             if (line->rfind("runtest ", 0) == 0) {
+              {
+                MutexLock lock(mutex_);
+                last_runtest_ = *line;
+              }
               ++runtests_;
               socket.send("OK\n");
             } else if (line->rfind("cancel ", 0) == 0) {
@@ -123,8 +127,14 @@ class FakeRunner {
   uint16_t port() const { return server_.port(); }
   size_t runtests() const { return runtests_.load(); }
   size_t cancels() const { return cancels_.load(); }
+  std::string last_runtest() const {
+    MutexLock lock(mutex_);
+    return last_runtest_;
+  }
 
  private:
+  mutable Mutex mutex_;
+  std::string last_runtest_ GUARDED_BY(mutex_);
   std::atomic<size_t> runtests_{0};
   std::atomic<size_t> cancels_{0};
   test::RawServer server_;  // last: its threads use the member above

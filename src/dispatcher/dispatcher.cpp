@@ -88,7 +88,7 @@ Result<void> Dispatcher::restore() {
                                               .count());
   scheduler.restore_feed_seq(last_seq);
   feed_->start(last_seq);
-  scheduler.restore(std::move(stored->jobs), stored->runners, clock_.now());
+  scheduler.restore(std::move(stored->jobs), stored->runners, clock_.now(), stored->repos);
   if (auto r = committer_->save_all(); !r) return r;
   if (jobs || runners)
     spdlog::info("state {}: {} jobs ({} queued, {} running), {} runners to ping", store_name_, jobs,

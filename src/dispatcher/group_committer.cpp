@@ -103,7 +103,7 @@ Result<void> GroupCommitter::save_changes(bool* more) {
       std::vector<const Job*> jobs;
       jobs.reserve(rows.size());
       for (const auto& job : rows) jobs.push_back(&job);
-      saved = store_.save(jobs, dirty.runners_added, dirty.runners_removed, feed);
+      saved = store_.save(jobs, dirty.runners_added, dirty.runners_removed, feed, dirty.repos);
       if (!saved) spdlog::error("cannot write the state database: {}", saved.error());
     }
     for (const auto& e : events) spdlog::info("{}", e.text);

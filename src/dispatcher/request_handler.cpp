@@ -58,13 +58,8 @@ void RequestHandler::handle(const Request& request, Answer answer) {
     void operator()(const JobRequest& r) const { answer(h->on_job(r)); }
     void operator()(const EventsRequest& r) const { h->feed_.hub.read(r, std::move(answer)); }
     void operator()(const SnapshotRequest& r) const { answer(h->on_snapshot(r)); }
-    // Named repositories are announced to a dispatcher that serves them.
-    void operator()(const RepoRequest&) const {
-      answer(Reply::err("this dispatcher serves only the default repository"));
-    }
-    void operator()(const ReposRequest&) const {
-      answer(Reply::err("this dispatcher serves only the default repository"));
-    }
+    void operator()(const RepoRequest& r) const { h->on_repo(r, std::move(answer)); }
+    void operator()(const ReposRequest&) const { answer(h->on_repos()); }
   };
   std::visit(Visitor{this, answer}, request);
 }
@@ -83,7 +78,11 @@ void RequestHandler::answer_when_saved(Reply reply, Answer answer) {
 
 void RequestHandler::on_register(const RegisterRequest& r, Answer answer) {
   MutexLock lock(state_.mutex);
-  state_.scheduler.register_runner(HostPort{r.host, r.port}.str(), clock_.now());
+  RunnerSpec spec;
+  spec.slots = r.slots;
+  spec.labels = r.labels;
+  spec.scope = r.repos;
+  state_.scheduler.register_runner(HostPort{r.host, r.port}.str(), clock_.now(), spec);
   answer_when_saved(Reply::ok(), std::move(answer));
 }
 
@@ -122,10 +121,30 @@ void RequestHandler::on_dispatch(const DispatchRequest& r, Answer answer) {
     if (auto parsed = parse_commit_info(r.info)) info = std::move(*parsed);
   }
   MutexLock lock(state_.mutex);
-  auto submitted = state_.scheduler.submit(r.commit, r.branch, clock_.now(), info);
+  if (!r.repo.empty() && !state_.scheduler.repo(r.repo)) {
+    lock.unlock();
+    return answer(Reply::err("unknown repository '" + r.repo + "' (announce it with: repo " +
+                             r.repo + " <url>)"));
+  }
+  auto submitted =
+      state_.scheduler.submit(r.commit, r.branch, clock_.now(), info, r.repo, r.required);
   if (!submitted.created)
     spdlog::info("dispatch of {} on {}: already job {}", r.commit, r.branch, submitted.id);
   answer_when_saved(Reply::ok({std::to_string(submitted.id)}), std::move(answer));
+}
+
+void RequestHandler::on_repo(const RepoRequest& r, Answer answer) {
+  std::string bad = check_repo_name(r.name);
+  if (bad.empty()) bad = check_repo_url(r.url);
+  if (!bad.empty()) return answer(Reply::err(bad));
+  MutexLock lock(state_.mutex);
+  const Repository* known = state_.scheduler.repo(r.name);
+  Repository repo{r.name, r.url, r.newest_first};
+  if (!known || !(*known == repo)) {
+    state_.scheduler.set_repo(repo);
+    spdlog::info("repository {} at {}{}", r.name, r.url, r.newest_first ? ", newest first" : "");
+  }
+  answer_when_saved(Reply::ok(), std::move(answer));
 }
 
 void RequestHandler::on_results(const ResultsRequest& r, Answer answer) {
@@ -228,13 +247,38 @@ void RequestHandler::on_cancel(const CancelRequest& r, Answer answer) {
   answer(Reply::err("job " + std::to_string(r.job) + " has finished"));
 }
 
+namespace {
+
+// A runner's state over its slots: a one-slot runner's is its slot's.
+RunnerState runner_state(const std::vector<const RunnerRecord*>& slots, uint32_t* busy,
+                         const RunnerRecord** shown) {
+  *busy = 0;
+  *shown = slots.front();
+  size_t suspect = 0;
+  for (RunnerState s : {RunnerState::Running, RunnerState::Offered, RunnerState::BusyUnknown}) {
+    for (const RunnerRecord* r : slots) {
+      if (r->state != s) continue;
+      if (*busy == 0) *shown = r;
+      ++*busy;
+    }
+  }
+  for (const RunnerRecord* r : slots) suspect += r->state == RunnerState::Suspect;
+  if (*busy) return (*shown)->state;
+  return suspect == slots.size() ? RunnerState::Suspect : RunnerState::Idle;
+}
+
+}  // namespace
+
 Reply RequestHandler::on_status() {
   MutexLock lock(state_.mutex);
   const Scheduler& scheduler = state_.scheduler;
   StatusReply status;
-  status.runners = scheduler.runners().size();
-  for (const auto& [addr, r] : scheduler.runners()) {
-    switch (r.state) {
+  for (const auto& [addr, first] : scheduler.runners()) {
+    if (first.slot != 0) continue;
+    status.runners++;
+    uint32_t busy = 0;
+    const RunnerRecord* shown = nullptr;
+    switch (runner_state(scheduler.slots_of(first.address), &busy, &shown)) {
       case RunnerState::Idle:
         status.runners_idle++;
         break;
@@ -273,6 +317,8 @@ Reply RequestHandler::on_status() {
     }
   }
   status.jobs_queued = scheduler.queued();
+  status.jobs_waiting = scheduler.count_waiting();
+  status.repos = scheduler.repos().size();
   status.results_dir = writer_.dir();
   return to_reply(status);
 }
@@ -281,16 +327,21 @@ Reply RequestHandler::on_runners() {
   MutexLock lock(state_.mutex);
   auto t = clock_.now();
   RunnersReply reply;
-  reply.runners.reserve(state_.scheduler.runners().size());
-  for (const auto& [addr, r] : state_.scheduler.runners()) {
+  for (const auto& [addr, first] : state_.scheduler.runners()) {
+    if (first.slot != 0) continue;
+    auto slots = state_.scheduler.slots_of(first.address);
     RunnerRow row;
-    row.address = addr;
-    row.state = to_string(r.state);
-    row.job = r.job;
-    row.attempt = r.job ? r.attempt : 0;
-    row.jobs_done = r.jobs_done;
+    const RunnerRecord* shown = nullptr;
+    row.address = first.address;
+    row.state = to_string(runner_state(slots, &row.busy, &shown));
+    row.job = shown->job;
+    row.attempt = shown->job ? shown->attempt : 0;
+    for (const RunnerRecord* r : slots) row.jobs_done += r->jobs_done;
     row.last_seen_ms = static_cast<uint64_t>(std::max<int64_t>(
-        0, std::chrono::duration_cast<std::chrono::milliseconds>(t - r.last_seen).count()));
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(t - first.last_seen).count()));
+    row.slots = first.spec.slots;
+    row.labels = first.spec.labels;
+    row.repos = first.spec.scope;
     reply.runners.push_back(std::move(row));
   }
   return to_reply(reply);

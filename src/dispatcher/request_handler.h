@@ -51,6 +51,8 @@ class RequestHandler {
   void on_unregister(const UnregisterRequest& r, Answer answer) EXCLUDES(state_.mutex);
   void on_dispatch(const DispatchRequest& r, Answer answer) EXCLUDES(state_.mutex);
   void on_results(const ResultsRequest& r, Answer answer) EXCLUDES(state_.mutex);
+  void on_repo(const RepoRequest& r, Answer answer) EXCLUDES(state_.mutex);
+  Reply on_repos() EXCLUDES(state_.mutex);
   void on_retry(const RetryRequest& r, Answer answer) EXCLUDES(state_.mutex);
   void on_abandon(const AbandonRequest& r, Answer answer) EXCLUDES(state_.mutex);
   Reply on_status() EXCLUDES(state_.mutex);

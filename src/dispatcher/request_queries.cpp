@@ -1,6 +1,7 @@
 // The RequestHandler's queries that read more than counters: lists of jobs, one job,
 // its test cases and its log, and the snapshot a feed reader starts from.
 #include <algorithm>
+#include <map>
 
 #include "ci/events.h"
 #include "ci/replies.h"
@@ -15,6 +16,7 @@ Reply json_lines(std::string body) { return Reply::ok_with_body(std::move(body))
 
 bool matches(const Job& j, const JobsRequest& r) {
   if (!r.branch.empty() && j.branch != r.branch) return false;
+  if (!r.repo.empty() && j.repo != (r.repo == "-" ? std::string() : r.repo)) return false;
   if (r.status.empty()) return true;
   if (r.status == to_string(j.state)) return true;
   return j.state == JobState::Finished && j.outcome && r.status == to_string(j.outcome->status);
@@ -34,6 +36,8 @@ JobRow job_row(JobInfo info) {
   row.tests_run = info.tests_run;
   row.tests_failed = info.tests_failed;
   if (info.status) row.duration_ms = info.duration_ms;
+  row.repo = std::move(info.repo);
+  row.waiting = std::move(info.waiting);
   return row;
 }
 
@@ -52,6 +56,40 @@ Reply RequestHandler::on_jobs(const JobsRequest& r) {
   reply.jobs.reserve(newest.size());
   for (auto it = newest.rbegin(); it != newest.rend(); ++it)
     reply.jobs.push_back(job_row(state_.scheduler.job_info(**it)));
+  return to_reply(reply);
+}
+
+Reply RequestHandler::on_repos() {
+  MutexLock lock(state_.mutex);
+  const Scheduler& scheduler = state_.scheduler;
+  ReposReply reply;
+  std::map<std::string, size_t> index;
+  for (const auto& [name, repo] : scheduler.repos()) {
+    index[name] = reply.repos.size();
+    RepoRow row;
+    row.name = name;
+    row.url = repo.url;
+    row.newest_first = repo.newest_first;
+    reply.repos.push_back(std::move(row));
+  }
+  for (const auto& [id, j] : scheduler.jobs()) {
+    auto it = index.find(j.repo);
+    if (it == index.end()) continue;
+    RepoRow& row = reply.repos[it->second];
+    switch (j.state) {
+      case JobState::Queued:
+        row.jobs_queued++;
+        break;
+      case JobState::Offered:
+      case JobState::Running:
+      case JobState::Finishing:
+        row.jobs_running++;
+        break;
+      case JobState::Finished:
+        row.jobs_finished++;
+        break;
+    }
+  }
   return to_reply(reply);
 }
 

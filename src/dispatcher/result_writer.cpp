@@ -48,8 +48,11 @@ std::string ResultWriter::format(const Job& job, const JobOutcome& outcome,
 
 Result<void> ResultWriter::write(const Job& job, const JobOutcome& outcome,
                                  std::string_view output) const {
-  // The commit id was validated as hex when the job was created: a safe file name.
-  return write_file_atomic(path_for(job.commit), format(job, outcome, output), flush_);
+  // The commit id was validated as hex when the job was created, the repository's name
+  // as a name that is no commit id: safe file names.
+  if (!job.repo.empty())
+    if (auto made = make_dirs(dir_ + "/" + job.repo); !made) return made;
+  return write_file_atomic(path_for(job.commit, job.repo), format(job, outcome, output), flush_);
 }
 
 }  // namespace ci

@@ -18,9 +18,10 @@ class ResultWriter {
   explicit ResultWriter(std::string dir, bool flush = true) : dir_(std::move(dir)), flush_(flush) {}
   Result<void> prepare() const;  // creates the folder
   const std::string& dir() const { return dir_; }
-  // The result file of a commit: named by its id in lower case.
-  std::string path_for(const std::string& commit) const {
-    return dir_ + "/" + normalize_commit_id(commit);
+  // The result file of a commit: named by its id in lower case; a named repository's
+  // in the folder of its name.
+  std::string path_for(const std::string& commit, const std::string& repo = "") const {
+    return dir_ + "/" + (repo.empty() ? "" : repo + "/") + normalize_commit_id(commit);
   }
   Result<void> write(const Job& job, const JobOutcome& outcome, std::string_view output) const;
   static std::string format(const Job& job, const JobOutcome& outcome, std::string_view output);

@@ -70,12 +70,20 @@ RunnerLink::PingAnswer RunnerLink::ping(const std::string& runner) {
   answer.report.busy = pong->state == PongReply::State::Busy;
   answer.report.job = pong->job;
   answer.report.attempt = pong->attempt;
+  if (pong->state == PongReply::State::Slots) {
+    std::vector<std::pair<JobId, uint32_t>> busy;
+    for (const SlotJob& s : pong->slots)
+      if (s.job) busy.push_back({s.job, s.attempt});
+    answer.report.busy = !busy.empty();
+    answer.report.slots = std::move(busy);
+  }
   return answer;
 }
 
 RunnerLink::RuntestAnswer RunnerLink::runtest(const Offer& offer) {
   auto client = take(offer.runner);
-  auto reply = client->call(RuntestRequest{offer.job, offer.attempt, offer.commit, offer.branch});
+  auto reply = client->call(
+      RuntestRequest{offer.job, offer.attempt, offer.commit, offer.branch, offer.repo, offer.url});
   // Out of connection slots, the runner is alive: as BUSY, not against the runner.
   const bool slots_full = !reply && client->busy();
   give(offer.runner, std::move(client));

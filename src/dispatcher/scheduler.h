@@ -7,12 +7,14 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "ci/clock.h"
@@ -81,7 +83,11 @@ struct Job {
   Boxed<CommitInfo> info;     // what the observer said of the commit, if anything
   // Wall-clock times (unix ms) for people and the feed: 0 until they happen.
   int64_t queued_ms = 0, started_ms = 0, finished_ms = 0;
-  uint64_t seq = 0;  // the feed event of its latest change
+  uint64_t seq = 0;                   // the feed event of its latest change
+  std::string repo;                   // "": the default repository
+  std::vector<std::string> required;  // labels a runner must have, sorted
+  std::string waiting;                // queued: why no registered runner can take it
+  int64_t queue_key = 0;              // its place in its lane of the queue, while queued
   std::string current_runner() const { return runners.empty() ? "" : runners.back(); }
 };
 
@@ -94,8 +100,37 @@ enum class RunnerState {
 };
 const char* to_string(RunnerState s);
 
+// What a runner said of itself when it registered.
+struct RunnerSpec {
+  uint32_t slots = 1;
+  std::vector<std::string> labels;  // sorted
+  RepoScope scope = RepoScope::Default;
+  bool operator==(const RunnerSpec&) const = default;
+};
+
+// A registered runner as the store keeps it.
+struct StoredRunner {
+  StoredRunner() = default;
+  StoredRunner(std::string a, RunnerSpec s = {}) : address(std::move(a)), spec(std::move(s)) {}
+  StoredRunner(const char* a) : address(a) {}
+  std::string address;
+  RunnerSpec spec;
+  bool operator==(const StoredRunner&) const = default;
+};
+
+struct Repository {
+  std::string name;
+  std::string url;
+  bool newest_first = false;
+  bool operator==(const Repository&) const = default;
+};
+
+// One slot of a runner: a runner of N slots has N records, keyed by its address for
+// the first slot and "<address>#<k>" for the others; each holds at most one job.
 struct RunnerRecord {
   std::string address;  // host:port, as it registered
+  uint32_t slot = 0;    // which of its slots this is
+  RunnerSpec spec;      // the runner's, the same in each of its slots
   RunnerState state = RunnerState::Idle;
   JobId job = 0;
   uint32_t attempt = 0;
@@ -115,11 +150,15 @@ struct Offer {
   std::string branch;
   std::string runner;
   uint64_t epoch = 0;
+  std::string repo = {};  // "": the default repository
+  std::string url = {};   // a named repository's, for the runner to fetch it
+  std::string slot = {};  // the key of the runner's slot it went to
 };
 
 struct PingTarget {
   std::string runner;
-  uint64_t epoch = 0;
+  uint64_t epoch = 0;                      // its first slot's
+  std::vector<uint64_t> slot_epochs = {};  // each slot's, when pinged
 };
 
 // What a runner said it is doing in its pong.
@@ -128,7 +167,57 @@ struct RunnerReport {
   bool busy = false;
   JobId job = 0;
   uint32_t attempt = 0;
+  // A runner of several slots: the (job, attempt) of each busy slot. When set, busy/job/
+  // attempt are ignored.
+  std::optional<std::vector<std::pair<JobId, uint32_t>>> slots = {};
 };
+
+// The queue as the fair pick sees it. A lane holds a branch's queued jobs that need
+// the same labels, by place: given-back jobs (negative keys, the latest first), then
+// the others in the order they were queued.
+struct QueueLane {
+  std::map<int64_t, JobId> jobs;
+  std::string waiting;  // why no registered runner can take its jobs; "" none
+};
+struct QueueBranch {
+  std::map<std::vector<std::string>, QueueLane> lanes;  // by required labels
+};
+struct QueueRepo {
+  bool newest_first = false;
+  std::map<std::string, QueueBranch> branches;
+};
+struct QueueView {
+  std::map<std::string, QueueRepo> repos;  // "" the default repository
+  size_t size = 0;
+};
+// Where the round-robin stands: the repository served last, and in each repository
+// the branch served last.
+struct QueueCursor {
+  std::optional<std::string> repo;
+  std::map<std::string, std::string> branch;
+};
+struct QueuePick {
+  std::string repo, branch;
+  std::vector<std::string> lane;
+  int64_t key = 0;
+  JobId job = 0;
+};
+// Whether the runner asking can take a job of `repo` that requires `labels`.
+using CanTake =
+    std::function<bool(const std::string& repo, const std::vector<std::string>& labels)>;
+
+// The fair queue: the next job for a free slot. Round-robin across repositories (after
+// the cursor's), within one round-robin across branches, and within a branch given-back
+// jobs first, then the oldest (newest with newest_first). Only lanes `can_take` accepts
+// are looked at; the cost is O(repositories + branches + lanes), not O(jobs).
+std::optional<QueuePick> pick_next(const QueueView& view, const QueueCursor& cursor,
+                                   const CanTake& can_take);
+// The cursor after `pick` was served.
+void advance(QueueCursor& cursor, const QueuePick& pick);
+
+// Whether a runner of `spec` may take a job of `repo` requiring `labels`.
+bool serves(const RunnerSpec& spec, const std::string& repo,
+            const std::vector<std::string>& labels);
 
 enum class ResultVerdict {
   Accept,      // record it (call finish_result or abandon_result after)
@@ -155,7 +244,9 @@ class Scheduler {
 
   // Runners.
   // Returns true for a runner not known before. A known one is refreshed.
-  bool register_runner(const std::string& address, TimePoint now);
+  // A known runner registering with another spec (slots, labels, repositories) is
+  // updated; slots it no longer has give their jobs back uncounted.
+  bool register_runner(const std::string& address, TimePoint now, const RunnerSpec& spec = {});
   // The runners to ping: all but those with a runtest on its way and those heard from
   // after `heard_since` (the default: all of them).
   std::vector<PingTarget> ping_targets(TimePoint heard_since = TimePoint::max()) const;
@@ -173,8 +264,15 @@ class Scheduler {
     JobId id = 0;
     bool created = false;
   };
+  // The key is (repo, commit, branch): the same commit in two repositories is two jobs.
   Submitted submit(const std::string& commit, const std::string& branch, TimePoint now,
-                   const CommitInfo& info = {});
+                   const CommitInfo& info = {}, const std::string& repo = "",
+                   const std::vector<std::string>& required = {});
+
+  // Repositories: adds or updates one.
+  void set_repo(const Repository& repo);
+  const std::map<std::string, Repository>& repos() const { return repos_; }
+  const Repository* repo(const std::string& name) const;
 
   enum class Change { Done, Unknown, NotApplicable };
   // A finished job runs again, as a new attempt at the back of the queue.
@@ -192,7 +290,8 @@ class Scheduler {
   };
   Cancelled cancel(JobId job, const std::string& why, TimePoint now);
 
-  // Assignment. next_offer takes the oldest queued job and the runner idle longest.
+  // Assignment. next_offer takes the runner slot idle longest that can take a job, and
+  // the job pick_next chooses for it.
   bool can_offer() const;
   std::optional<Offer> next_offer(TimePoint now);
   void offer_accepted(const Offer& offer, TimePoint now);
@@ -215,21 +314,31 @@ class Scheduler {
   // Queries.
   const Job* job(JobId id) const;
   const std::map<JobId, Job>& jobs() const { return jobs_; }
+  // Each slot of each runner (see RunnerRecord).
   const std::map<std::string, RunnerRecord>& runners() const { return runners_; }
-  size_t queued() const { return queue_.size(); }
+  // The records of one runner's slots, first slot first; empty if it is not registered.
+  std::vector<const RunnerRecord*> slots_of(const std::string& address) const;
+  size_t queued() const { return queue_.size; }
+  const QueueView& queue() const { return queue_; }
   size_t count_jobs(JobState state) const;
+  // Queued jobs no registered runner can take.
+  size_t count_waiting() const;
 
   // Puts back what a store had: queued and offered jobs are queued again (in id
   // order); a running job stays with its runner, which must answer pings to keep it;
   // other runners are pinged before they get work.
-  void restore(std::vector<Job> jobs, const std::vector<std::string>& runners, TimePoint now);
+  void restore(std::vector<Job> jobs, const std::vector<StoredRunner>& runners, TimePoint now,
+               const std::vector<Repository>& repos = {});
 
   // What must be written to the store since the last call.
   struct Dirty {
     std::vector<JobId> jobs;
-    std::vector<std::string> runners_added;
+    std::vector<StoredRunner> runners_added;  // new or changed
     std::vector<std::string> runners_removed;
-    bool empty() const { return jobs.empty() && runners_added.empty() && runners_removed.empty(); }
+    std::vector<Repository> repos;  // added or changed
+    bool empty() const {
+      return jobs.empty() && runners_added.empty() && runners_removed.empty() && repos.empty();
+    }
   };
   Dirty take_dirty();
   // A write failed: these are written again with the next changes.
@@ -264,7 +373,22 @@ class Scheduler {
   // `counts` says whether it counts towards max_attempts.
   void lose_job(RunnerRecord& r, const std::string& why, TimePoint now, bool counts = true);
   void requeue_front(Job& job, TimePoint now);
-  void cancel_queued_on(const std::string& branch, const std::string& commit, TimePoint now);
+  void cancel_queued_on(const std::string& repo, const std::string& branch,
+                        const std::string& commit, TimePoint now);
+  // The queue: in at the back (positive key) or at the head of its branch; out.
+  void enqueue(Job& job, bool front);
+  void dequeue(Job& job);
+  std::string waiting_reason(const std::string& repo, const std::vector<std::string>& labels) const;
+  // Runners came or went: lanes whose reason changed feed their jobs again.
+  void update_waiting(TimePoint now);
+  RunnerRecord* find_slot(const std::string& address, uint32_t slot);
+  // The slot of `address` holding (job, attempt); attempt 0: any attempt.
+  RunnerRecord* slot_with(const std::string& address, JobId job, uint32_t attempt = 0);
+  static std::string slot_key(const std::string& address, uint32_t slot) {
+    return slot == 0 ? address : address + "#" + std::to_string(slot);
+  }
+  RunnerRecord& add_slot(const std::string& address, uint32_t slot, const RunnerSpec& spec,
+                         TimePoint now);
   // By value: callers pass the runner's own address, which erasing it frees.
   void drop_runner(std::string address, TimePoint now);
   void event(std::string text) { events_.push_back({std::move(text)}); }
@@ -272,17 +396,22 @@ class Scheduler {
   void feed_runner(const std::string& address, EventKind kind, TimePoint now);
   void touch(const Job& job) { dirty_jobs_.insert(job.id); }
   void touch_runner(const std::string& address, bool present) { dirty_runners_[address] = present; }
+  void remove_slot(RunnerRecord& r);
 
   Options options_;
   JobId next_job_ = 1;
   uint64_t next_seq_ = 1;
   std::map<JobId, Job> jobs_;
-  // (commit, branch), viewing the job's own strings: map nodes never move.
-  using CommitKey = std::pair<std::string_view, std::string_view>;
+  // (repo, commit, branch), viewing the job's own strings: map nodes never move.
+  using CommitKey = std::tuple<std::string_view, std::string_view, std::string_view>;
   std::map<CommitKey, JobId> by_commit_;
-  std::deque<JobId> queue_;
+  QueueView queue_;
+  QueueCursor cursor_;
+  int64_t next_back_key_ = 1, next_front_key_ = -1;
+  std::map<std::string, Repository> repos_;
+  std::set<std::string> dirty_repos_;
   std::map<std::string, RunnerRecord> runners_;
-  std::set<std::pair<uint64_t, std::string>> idle_;  // (idle_seq, address)
+  std::set<std::pair<uint64_t, std::string>> idle_;  // (idle_seq, slot key)
   std::vector<SchedulerEvent> events_;
   std::vector<FeedEvent> feed_;
   uint64_t next_feed_seq_ = 1;

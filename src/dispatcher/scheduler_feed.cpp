@@ -38,6 +38,9 @@ JobInfo Scheduler::job_info(const Job& job) const {
   info.started_ms = job.started_ms;
   info.finished_ms = job.finished_ms;
   info.seq = job.seq;
+  info.repo = job.repo;
+  info.required = job.required;
+  if (job.state == JobState::Queued) info.waiting = job.waiting;
   return info;
 }
 

@@ -61,7 +61,61 @@ const char* const kMigrations[] = {
       message TEXT,
       PRIMARY KEY(job, attempt, idx));
     )sql",
+    // Many repositories: a job's repository and required labels (a job is unique by
+    // repository, commit and branch), the repositories, runners' slots, labels and the
+    // repositories they serve.
+    R"sql(
+    CREATE TABLE jobs_v3(
+      id INTEGER PRIMARY KEY,
+      commit_id TEXT NOT NULL,
+      branch TEXT NOT NULL,
+      state TEXT NOT NULL,
+      attempt INTEGER NOT NULL,
+      runners TEXT NOT NULL,
+      infra_failures INTEGER NOT NULL,
+      status TEXT,
+      tests_run INTEGER,
+      tests_failed INTEGER,
+      duration_ms INTEGER,
+      result_runner TEXT,
+      result_attempt INTEGER,
+      reason TEXT,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      finished_at INTEGER,
+      info TEXT,
+      queued_ms INTEGER NOT NULL DEFAULT 0,
+      started_ms INTEGER NOT NULL DEFAULT 0,
+      finished_ms INTEGER NOT NULL DEFAULT 0,
+      seq INTEGER NOT NULL DEFAULT 0,
+      repo TEXT NOT NULL DEFAULT '',
+      required TEXT NOT NULL DEFAULT '',
+      UNIQUE(repo, commit_id, branch));
+    INSERT INTO jobs_v3(id, commit_id, branch, state, attempt, runners, infra_failures, status,
+                        tests_run, tests_failed, duration_ms, result_runner, result_attempt,
+                        reason, created_at, updated_at, finished_at, info, queued_ms,
+                        started_ms, finished_ms, seq)
+      SELECT id, commit_id, branch, state, attempt, runners, infra_failures, status,
+             tests_run, tests_failed, duration_ms, result_runner, result_attempt,
+             reason, created_at, updated_at, finished_at, info, queued_ms,
+             started_ms, finished_ms, seq FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_v3 RENAME TO jobs;
+    ALTER TABLE runners ADD COLUMN slots INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE runners ADD COLUMN labels TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runners ADD COLUMN scope TEXT NOT NULL DEFAULT 'default';
+    CREATE TABLE repos(
+      name TEXT PRIMARY KEY,
+      url TEXT NOT NULL,
+      newest_first INTEGER NOT NULL DEFAULT 0);
+    )sql",
 };
+
+RepoScope parse_scope(const std::string& word) {
+  if (word == to_string(RepoScope::Named)) return RepoScope::Named;
+  if (word == to_string(RepoScope::All)) return RepoScope::All;
+  return RepoScope::Default;
+}
 
 int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -104,9 +158,9 @@ class SqliteStore : public Store {
       INSERT INTO jobs(id, commit_id, branch, state, attempt, runners, infra_failures, status,
                        tests_run, tests_failed, duration_ms, result_runner, result_attempt,
                        reason, created_at, updated_at, finished_at, info, queued_ms,
-                       started_ms, finished_ms, seq)
+                       started_ms, finished_ms, seq, repo, required)
       VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15,
-             CASE WHEN ?4 = 'finished' THEN ?15 END, ?16, ?17, ?18, ?19, ?20)
+             CASE WHEN ?4 = 'finished' THEN ?15 END, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
       ON CONFLICT(id) DO UPDATE SET
         state = excluded.state, attempt = excluded.attempt, runners = excluded.runners,
         infra_failures = excluded.infra_failures, status = excluded.status,
@@ -122,13 +176,20 @@ class SqliteStore : public Store {
     if (!upsert) return Error{upsert.error()};
     upsert_job_ = std::move(*upsert);
     auto add = db_.prepare(
-        "INSERT INTO runners(address, registered_at) VALUES(?1, ?2) "
-        "ON CONFLICT(address) DO NOTHING");
+        "INSERT INTO runners(address, registered_at, slots, labels, scope) "
+        "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(address) DO UPDATE SET "
+        "slots = excluded.slots, labels = excluded.labels, scope = excluded.scope");
     if (!add) return Error{add.error()};
     add_runner_ = std::move(*add);
     auto remove = db_.prepare("DELETE FROM runners WHERE address = ?1");
     if (!remove) return Error{remove.error()};
     remove_runner_ = std::move(*remove);
+    auto repo = db_.prepare(
+        "INSERT INTO repos(name, url, newest_first) VALUES(?1, ?2, ?3) "
+        "ON CONFLICT(name) DO UPDATE SET url = excluded.url, "
+        "newest_first = excluded.newest_first");
+    if (!repo) return Error{repo.error()};
+    upsert_repo_ = std::move(*repo);
     auto add_event = db_.prepare(
         "INSERT INTO events(seq, kind, job, attempt, line) "
         "VALUES(?1, ?2, ?3, ?4, ?5)");
@@ -159,7 +220,7 @@ class SqliteStore : public Store {
     auto jobs = db_.prepare(
         "SELECT id, commit_id, branch, state, attempt, runners, infra_failures, status, "
         "tests_run, tests_failed, duration_ms, result_runner, result_attempt, reason, "
-        "info, queued_ms, started_ms, finished_ms, seq FROM jobs ORDER BY id");
+        "info, queued_ms, started_ms, finished_ms, seq, repo, required FROM jobs ORDER BY id");
     if (!jobs) return Error{jobs.error()};
     while (true) {
       auto row = jobs->step();
@@ -191,15 +252,32 @@ class SqliteStore : public Store {
       job.started_ms = jobs->column_int(16);
       job.finished_ms = jobs->column_int(17);
       job.seq = static_cast<uint64_t>(jobs->column_int(18));
+      job.repo = jobs->column_text(19);
+      job.required = split(jobs->column_text(20));
       state.jobs.push_back(std::move(job));
     }
-    auto runners = db_.prepare("SELECT address FROM runners ORDER BY registered_at, address");
+    auto runners = db_.prepare(
+        "SELECT address, slots, labels, scope FROM runners ORDER BY registered_at, address");
     if (!runners) return Error{runners.error()};
     while (true) {
       auto row = runners->step();
       if (!row) return Error{row.error()};
       if (!*row) break;
-      state.runners.push_back(runners->column_text(0));
+      StoredRunner r;
+      r.address = runners->column_text(0);
+      r.spec.slots = static_cast<uint32_t>(runners->column_int(1));
+      r.spec.labels = split(runners->column_text(2));
+      r.spec.scope = parse_scope(runners->column_text(3));
+      state.runners.push_back(std::move(r));
+    }
+    auto repos = db_.prepare("SELECT name, url, newest_first FROM repos ORDER BY name");
+    if (!repos) return Error{repos.error()};
+    while (true) {
+      auto row = repos->step();
+      if (!row) return Error{row.error()};
+      if (!*row) break;
+      state.repos.push_back(
+          {repos->column_text(0), repos->column_text(1), repos->column_int(2) != 0});
     }
     auto last = last_seq();
     if (!last) return Error{last.error()};
@@ -208,13 +286,16 @@ class SqliteStore : public Store {
   }
 
   Result<void> save(const std::vector<const Job*>& jobs,
-                    const std::vector<std::string>& runners_added,
+                    const std::vector<StoredRunner>& runners_added,
                     const std::vector<std::string>& runners_removed,
-                    const std::vector<FeedEvent>& feed) override {
-    if (jobs.empty() && runners_added.empty() && runners_removed.empty() && feed.empty()) return {};
+                    const std::vector<FeedEvent>& feed,
+                    const std::vector<Repository>& repos) override {
+    if (jobs.empty() && runners_added.empty() && runners_removed.empty() && feed.empty() &&
+        repos.empty())
+      return {};
     MutexLock lock(mutex_);
     if (auto r = begin_.run(); !r) return r;
-    auto result = write(jobs, runners_added, runners_removed);
+    auto result = write(jobs, runners_added, runners_removed, repos);
     if (result) result = write_feed(feed);
     if (result) result = commit_.run();
     if (!result) (void)rollback_.run();
@@ -379,15 +460,18 @@ class SqliteStore : public Store {
   }
 
   Result<void> write(const std::vector<const Job*>& jobs,
-                     const std::vector<std::string>& runners_added,
-                     const std::vector<std::string>& runners_removed) REQUIRES(mutex_) {
+                     const std::vector<StoredRunner>& runners_added,
+                     const std::vector<std::string>& runners_removed,
+                     const std::vector<Repository>& repos) REQUIRES(mutex_) {
     int64_t now = wall_ms();
     for (const Job* job : jobs) {
       auto& s = upsert_job_;
       s.bind(17, job->queued_ms)
           .bind(18, job->started_ms)
           .bind(19, job->finished_ms)
-          .bind(20, static_cast<int64_t>(job->seq));
+          .bind(20, static_cast<int64_t>(job->seq))
+          .bind(21, job->repo)
+          .bind(22, join(job->required));
       if (job->info) {
         s.bind(16, serialize_commit_info(*job->info));
       } else {
@@ -414,8 +498,16 @@ class SqliteStore : public Store {
       if (auto r = s.run(); !r) return r;
     }
     for (const auto& a : runners_added) {
-      add_runner_.bind(1, a).bind(2, now);
+      add_runner_.bind(1, a.address)
+          .bind(2, now)
+          .bind(3, static_cast<int64_t>(a.spec.slots))
+          .bind(4, join(a.spec.labels))
+          .bind(5, std::string(to_string(a.spec.scope)));
       if (auto r = add_runner_.run(); !r) return r;
+    }
+    for (const auto& repo : repos) {
+      upsert_repo_.bind(1, repo.name).bind(2, repo.url).bind(3, int64_t{repo.newest_first});
+      if (auto r = upsert_repo_.run(); !r) return r;
     }
     for (const auto& a : runners_removed) {
       remove_runner_.bind(1, a);
@@ -433,6 +525,7 @@ class SqliteStore : public Store {
   sql::Statement upsert_job_;
   sql::Statement add_runner_;
   sql::Statement remove_runner_;
+  sql::Statement upsert_repo_;
   sql::Statement begin_;
   sql::Statement commit_;
   sql::Statement rollback_;

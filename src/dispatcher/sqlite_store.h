@@ -21,6 +21,6 @@ inline constexpr uint64_t kDefaultEventRetention = 100000;
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, SyncMode sync,
                                                  uint64_t event_retention = kDefaultEventRetention);
 
-constexpr int kStoreSchemaVersion = 2;
+constexpr int kStoreSchemaVersion = 3;
 
 }  // namespace ci

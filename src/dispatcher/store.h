@@ -12,9 +12,10 @@
 namespace ci {
 
 struct StoredState {
-  std::vector<Job> jobs;             // by id
-  std::vector<std::string> runners;  // addresses of the registered runners
-  uint64_t last_seq = 0;             // the feed's newest event
+  std::vector<Job> jobs;              // by id
+  std::vector<StoredRunner> runners;  // the registered runners
+  std::vector<Repository> repos;      // the named repositories
+  uint64_t last_seq = 0;              // the feed's newest event
 };
 
 // A read of the feed: the events after `from`, as the `events` reply carries them.
@@ -32,13 +33,14 @@ class Store {
  public:
   virtual ~Store() = default;
   virtual Result<StoredState> load() = 0;
-  // Writes the jobs (inserted or updated), the runner changes and the feed's events (the
-  // cases of job.finished events into their own table) in one transaction, then drops
-  // events older than the retention.
+  // Writes the jobs (inserted or updated), the runner and repository changes and the
+  // feed's events (the cases of job.finished events into their own table) in one
+  // transaction, then drops events older than the retention.
   virtual Result<void> save(const std::vector<const Job*>& jobs,
-                            const std::vector<std::string>& runners_added,
+                            const std::vector<StoredRunner>& runners_added,
                             const std::vector<std::string>& runners_removed,
-                            const std::vector<FeedEvent>& feed) = 0;
+                            const std::vector<FeedEvent>& feed,
+                            const std::vector<Repository>& repos = {}) = 0;
   // At most `max` events after `from`, and at most about `max_bytes` of them (always at
   // least one when there is one).
   virtual Result<FeedPage> read_events(uint64_t from, uint64_t max, size_t max_bytes) = 0;

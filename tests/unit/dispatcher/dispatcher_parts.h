@@ -31,7 +31,8 @@ struct MemoryStoreData {
   Mutex mutex;
   CondVar changed;
   std::map<JobId, Job> jobs GUARDED_BY(mutex);
-  std::set<std::string> runners GUARDED_BY(mutex);
+  std::map<std::string, RunnerSpec> runners GUARDED_BY(mutex);
+  std::map<std::string, Repository> repos GUARDED_BY(mutex);
   std::vector<FeedEvent> feed GUARDED_BY(mutex);
   size_t writes_begun GUARDED_BY(mutex) = 0;
   size_t writes_done GUARDED_BY(mutex) = 0;
@@ -47,14 +48,16 @@ class MemoryStore : public Store {
     MutexLock lock(data_->mutex);
     StoredState state;
     for (const auto& [id, job] : data_->jobs) state.jobs.push_back(job);
-    state.runners.assign(data_->runners.begin(), data_->runners.end());
+    for (const auto& [address, spec] : data_->runners) state.runners.push_back({address, spec});
+    for (const auto& [name, repo] : data_->repos) state.repos.push_back(repo);
     return state;
   }
 
   Result<void> save(const std::vector<const Job*>& jobs,
-                    const std::vector<std::string>& runners_added,
+                    const std::vector<StoredRunner>& runners_added,
                     const std::vector<std::string>& runners_removed,
-                    const std::vector<FeedEvent>& feed) override {
+                    const std::vector<FeedEvent>& feed,
+                    const std::vector<Repository>& repos) override {
     MutexLock lock(data_->mutex);
     ++data_->writes_begun;
     data_->changed.notify_all();
@@ -66,7 +69,8 @@ class MemoryStore : public Store {
       return make_error("disk full");
     }
     for (const Job* job : jobs) data_->jobs[job->id] = *job;
-    for (const auto& r : runners_added) data_->runners.insert(r);
+    for (const auto& r : runners_added) data_->runners[r.address] = r.spec;
+    for (const auto& r : repos) data_->repos[r.name] = r;
     for (const auto& r : runners_removed) data_->runners.erase(r);
     data_->feed.insert(data_->feed.end(), feed.begin(), feed.end());
     return {};
@@ -105,6 +109,10 @@ class FakeRunner {
       : server_([this](test::RawSocket& socket) {
           while (auto line = socket.read_line(10s)) {
             if (line->rfind("runtest ", 0) == 0) {
+              {
+                MutexLock lock(mutex_);
+                last_runtest_ = *line;
+              }
               ++runtests_;
               socket.send("OK\n");
             } else if (line->rfind("cancel ", 0) == 0) {
@@ -119,8 +127,14 @@ class FakeRunner {
   uint16_t port() const { return server_.port(); }
   size_t runtests() const { return runtests_.load(); }
   size_t cancels() const { return cancels_.load(); }
+  std::string last_runtest() const {
+    MutexLock lock(mutex_);
+    return last_runtest_;
+  }
 
  private:
+  mutable Mutex mutex_;
+  std::string last_runtest_ GUARDED_BY(mutex_);
   std::atomic<size_t> runtests_{0};
   std::atomic<size_t> cancels_{0};
   test::RawServer server_;  // last: its threads use the member above

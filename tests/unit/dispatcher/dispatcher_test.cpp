@@ -183,3 +183,87 @@ TEST(DispatcherOnAFakeClock, AnswersOverTheNetworkAndDropsASilentRunner) {
 
 }  // namespace
 }  // namespace ci
+
+namespace ci {
+namespace {
+
+// Repositories through the verbs: announced durably, listed with their counts, a job
+// of an unknown one refused, a labelled job waiting with its reason until a runner that
+// can take it registers, and its runtest naming the repository and its URL.
+TEST_F(DispatcherParts, NamedRepositoriesLabelsAndWaitingThroughTheVerbs) {
+  DispatchRequest unknown{commit_id('a'), "main"};
+  unknown.repo = "x";
+  Reply refused = wait_answer(send(unknown));
+  ASSERT_EQ(refused.kind, Reply::Kind::Err);
+  EXPECT_EQ(refused.reason(), "unknown repository 'x' (announce it with: repo x <url>)");
+
+  ASSERT_EQ(wait_answer(send(RepoRequest{"x", "https://example.org/x.git", false})).kind,
+            Reply::Kind::Ok);
+  {
+    MutexLock lock(data_->mutex);
+    ASSERT_EQ(data_->repos.count("x"), 1u);
+    EXPECT_EQ(data_->repos["x"].url, "https://example.org/x.git");
+  }
+  DispatchRequest labelled = unknown;
+  labelled.required = {"gpu"};
+  Reply queued = wait_answer(send(labelled));
+  ASSERT_EQ(queued.kind, Reply::Kind::Ok);
+  EXPECT_EQ(queued.args, std::vector<std::string>{"1"});
+  // The same commit in the default repository is another job.
+  Reply other = wait_answer(send(DispatchRequest{commit_id('a'), "main"}));
+  EXPECT_EQ(other.args, std::vector<std::string>{"2"});
+
+  auto status = parse_status_reply(wait_answer(send(StatusRequest{})));
+  ASSERT_TRUE(status.ok()) << status.error();
+  EXPECT_EQ(status->repos, 1u);
+  EXPECT_EQ(status->jobs_waiting, 2u);
+  JobsRequest of_x;
+  of_x.repo = "x";
+  auto jobs = parse_jobs_reply(wait_answer(send(of_x)));
+  ASSERT_TRUE(jobs.ok()) << jobs.error();
+  ASSERT_EQ(jobs->jobs.size(), 1u);
+  EXPECT_EQ(jobs->jobs[0].repo, "x");
+  EXPECT_EQ(jobs->jobs[0].waiting, "waiting for a runner");
+  JobsRequest of_default;
+  of_default.repo = "-";
+  jobs = parse_jobs_reply(wait_answer(send(of_default)));
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->jobs.size(), 1u);
+  EXPECT_EQ(jobs->jobs[0].id, 2u);
+  auto repos = parse_repos_reply(wait_answer(send(ReposRequest{})));
+  ASSERT_TRUE(repos.ok()) << repos.error();
+  ASSERT_EQ(repos->repos.size(), 1u);
+  EXPECT_EQ(repos->repos[0].name, "x");
+  EXPECT_EQ(repos->repos[0].jobs_queued, 1u);
+
+  // A runner of named repositories without the label: job 1 still waits, now for the label.
+  FakeRunner& runner = runner_;
+  RegisterRequest named{"127.0.0.1", runner.port()};
+  named.repos = RepoScope::Named;
+  ASSERT_EQ(wait_answer(send(named)).kind, Reply::Kind::Ok);
+  jobs = parse_jobs_reply(wait_answer(send(of_x)));
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->jobs.size(), 1u);
+  EXPECT_EQ(jobs->jobs[0].waiting, "waiting for a runner with gpu");
+  EXPECT_EQ(runner.runtests(), 0u);
+  // Registering again with the label and two slots updates it: job 1 goes to it.
+  named.labels = {"gpu"};
+  named.slots = 2;
+  ASSERT_EQ(wait_answer(send(named)).kind, Reply::Kind::Ok);
+  ASSERT_TRUE(test::wait_until([&] { return runner.runtests() == 1; }));
+  EXPECT_EQ(runner.last_runtest(),
+            "runtest 1 1 " + commit_id('a') + " main repo=x url=https://example.org/x.git");
+  auto runners = parse_runners_reply(wait_answer(send(RunnersRequest{})));
+  ASSERT_TRUE(runners.ok()) << runners.error();
+  ASSERT_EQ(runners->runners.size(), 1u);
+  EXPECT_EQ(runners->runners[0].slots, 2u);
+  EXPECT_EQ(runners->runners[0].labels, std::vector<std::string>{"gpu"});
+  EXPECT_EQ(runners->runners[0].repos, RepoScope::Named);
+  {
+    MutexLock lock(data_->mutex);
+    EXPECT_EQ(data_->runners.at(runner.address()).slots, 2u);
+  }
+}
+
+}  // namespace
+}  // namespace ci

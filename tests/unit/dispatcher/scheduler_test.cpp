@@ -323,8 +323,9 @@ class RestoreTest : public ::testing::Test {
     before.take_dirty();
     std::vector<Job> jobs;
     for (const auto& [id, j] : before.jobs()) jobs.push_back(j);
-    std::vector<std::string> runners;
-    for (const auto& [addr, r] : before.runners()) runners.push_back(addr);
+    std::vector<StoredRunner> runners;
+    for (const auto& [addr, r] : before.runners())
+      if (r.slot == 0) runners.push_back({r.address, r.spec});
     after.restore(jobs, runners, now);
   }
 };
@@ -428,7 +429,7 @@ TEST(SchedulerDirty, EveryChangeIsReportedForTheStore) {
   s.register_runner("r1:1", now);
   auto d = s.take_dirty();
   EXPECT_EQ(d.jobs, std::vector<JobId>{id});
-  EXPECT_EQ(d.runners_added, std::vector<std::string>{"r1:1"});
+  EXPECT_EQ(d.runners_added, std::vector<StoredRunner>{"r1:1"});
   EXPECT_TRUE(s.take_dirty().empty());
   auto o = s.next_offer(now);
   EXPECT_EQ(s.take_dirty().jobs, std::vector<JobId>{id});  // the attempt, before runtest
@@ -442,7 +443,7 @@ TEST(SchedulerDirty, EveryChangeIsReportedForTheStore) {
   s.register_runner("r2:2", now);
   auto failed = s.take_dirty();
   s.return_dirty(failed);
-  EXPECT_EQ(s.take_dirty().runners_added, std::vector<std::string>{"r2:2"});
+  EXPECT_EQ(s.take_dirty().runners_added, std::vector<StoredRunner>{"r2:2"});
 }
 
 }  // namespace

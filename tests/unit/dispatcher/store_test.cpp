@@ -52,7 +52,7 @@ TEST(Store, SavesAndLoadsJobsAndRunners) {
   EXPECT_EQ(loaded->jobs[2].outcome->status, TestStatus::Failed);
   EXPECT_EQ(loaded->jobs[2].outcome->tests_failed, 1);
   EXPECT_EQ(loaded->jobs[2].outcome->duration_ms, 81u);
-  EXPECT_EQ(loaded->runners, std::vector<std::string>{"127.0.0.1:8900"});
+  EXPECT_EQ(loaded->runners, std::vector<StoredRunner>{"127.0.0.1:8900"});
 }
 
 TEST(Store, UpdatesAJobInPlaceAndClearsItsResultOnRetry) {
@@ -86,7 +86,7 @@ TEST(Store, SurvivesReopeningOnDisk) {
   ASSERT_TRUE(loaded.ok());
   ASSERT_EQ(loaded->jobs.size(), 1u);
   EXPECT_EQ(loaded->jobs[0].id, 5u);
-  EXPECT_EQ(loaded->runners, std::vector<std::string>{"h:1"});
+  EXPECT_EQ(loaded->runners, std::vector<StoredRunner>{"h:1"});
 }
 
 TEST(Store, RefusesADatabaseFromANewerVersion) {

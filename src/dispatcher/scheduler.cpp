@@ -560,8 +560,8 @@ void Scheduler::finish_result(JobId id, const JobOutcome& outcome, TimePoint now
         std::to_string(outcome.attempt) + "): " + job.commit);
   if (!release) return;
   release_runner(outcome.runner, id, outcome.attempt, now);
+  // Counted on the runner's first slot.
   if (auto it = runners_.find(outcome.runner); it != runners_.end()) it->second.jobs_done++;
-  // (counted on its first slot)
 }
 
 void Scheduler::abandon_result(JobId id, TimePoint now) {

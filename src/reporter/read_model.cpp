@@ -44,6 +44,17 @@ SELECT MIN(id) FROM jobs WHERE branch = ?1 AND repo = ?5 AND state = 'finished'
             AND status IN ('passed', 'failed', 'error', 'timeout')
             AND (status = 'passed') != (?2 = 'passing')))sql";
 
+// A runner's job ?2 ended or went back to the queue: a runner of several slots stays busy
+// with its newest other job, if it has one; else it is idle.
+constexpr char kRunnerAfterJob[] = R"sql(
+UPDATE runners SET
+  job = COALESCE((SELECT MAX(id) FROM jobs WHERE runner = ?1 AND id != ?2
+                  AND state IN ('offered', 'running', 'finishing')), 0),
+  state = CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE runner = ?1 AND id != ?2
+                            AND state IN ('offered', 'running', 'finishing'))
+          THEN 'busy' ELSE 'idle' END
+WHERE address = ?1 AND state = 'busy')sql";
+
 int64_t to_i64(uint64_t v) { return static_cast<int64_t>(v); }
 
 }  // namespace
@@ -81,9 +92,7 @@ struct ReadModel::Impl {
          "INSERT INTO runners(address, state, job, joined_ms, left_ms) VALUES(?1, 'busy', ?2, 0, "
          "0) "
          "ON CONFLICT(address) DO UPDATE SET state = 'busy', job = ?2"},
-        {&runner_idle,
-         "UPDATE runners SET state = 'idle', job = 0 WHERE address = ?1 AND job = ?2 AND "
-         "state = 'busy'"},
+        {&runner_idle, kRunnerAfterJob},
     };
     for (const auto& item : items) {
       auto s = db.prepare(item.text);

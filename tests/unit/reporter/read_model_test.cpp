@@ -236,6 +236,33 @@ TEST_F(ReadModelTest, RunnersFollowTheirJobs) {
   EXPECT_EQ(counts->jobs_by_status["passed"], 1);
 }
 
+TEST_F(ReadModelTest, ARunnerOfTwoSlotsIsBusyUntilBothItsJobsEnd) {
+  auto running = [](JobId id) {
+    JobInfo job = make_job(id, "c" + std::to_string(id), "master", "running");
+    job.runner = "r:1";
+    return job;
+  };
+  auto ended = [](JobId id) {
+    JobInfo job = finished_job(id, "c" + std::to_string(id), TestStatus::Passed);
+    job.runner = "r:1";
+    return job;
+  };
+  auto runner = [&] { return (*queries->runners())[0]; };
+  apply({feed.add(runner_event(EventKind::RunnerJoined, "r:1")),
+         feed.add(job_event(EventKind::JobStarted, running(1))),
+         feed.add(job_event(EventKind::JobStarted, running(2)))});
+  EXPECT_EQ(runner()["state"], "busy");
+  EXPECT_EQ(runner()["job"], 2);
+  apply({feed.add(finished(ended(2), {}))});
+  EXPECT_EQ(runner()["state"], "busy");
+  EXPECT_EQ(runner()["job"], 1);
+  apply({feed.add(job_event(EventKind::JobStarted, running(3))), feed.add(finished(ended(1), {}))});
+  EXPECT_EQ(runner()["job"], 3);
+  apply({feed.add(finished(ended(3), {}))});
+  EXPECT_EQ(runner()["state"], "idle");
+  EXPECT_EQ(runner()["job"], nullptr);
+}
+
 TEST_F(ReadModelTest, TextThatIsNotUtf8IsShownReplaced) {
   JobInfo job = finished_job(1, "c1", TestStatus::Failed);
   job.commit_info.subject = "bad \xff\xfe byte";

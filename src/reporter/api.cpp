@@ -6,6 +6,7 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "ci/validate.h"
 #include "reporter/assets.h"
 #include "reporter/badge.h"
 #include "reporter/json.h"
@@ -40,6 +41,24 @@ HttpReply failed(const std::string& what) { return HttpReply::error(500, what); 
 bool number_arg(const HttpRequest& request, const std::string& name, uint64_t* out) {
   auto value = request.arg(name);
   return !value || parse_u64(*value, out);
+}
+
+// ?repo=: absent, any repository (*out stays empty); "-" (as tables show it) or empty, the
+// default repository (""); else a repository's name. False when it is no valid name.
+bool repo_arg(const HttpRequest& request, std::optional<std::string>* out) {
+  auto value = request.arg("repo");
+  if (!value) return true;
+  if (*value == "-" || value->empty()) {
+    *out = "";
+    return true;
+  }
+  if (!check_repo_name(*value).empty()) return false;
+  *out = *value;
+  return true;
+}
+
+HttpReply bad_repo() {
+  return HttpReply::error(400, "repo is a repository's name, or - for the default repository");
 }
 
 }  // namespace
@@ -99,8 +118,11 @@ HttpReply Api::route(const HttpRequest& request) {
     reply.body = metrics_();
     return reply;
   }
-  if (starts_with(path, "/badge/") && path.size() > 11 && path.ends_with(".svg"))
-    return badge(path.substr(7, path.size() - 11));
+  if (starts_with(path, "/badge/") && path.size() > 11 && path.ends_with(".svg")) {
+    std::optional<std::string> repo;
+    if (!repo_arg(request, &repo)) return bad_repo();
+    return badge(repo.value_or(""), path.substr(7, path.size() - 11));
+  }
   if (path == "/api/jobs") return jobs(request);
   if (starts_with(path, "/api/jobs/")) {
     std::string_view rest = std::string_view(path).substr(10);
@@ -113,18 +135,22 @@ HttpReply Api::route(const HttpRequest& request) {
   if (!lease) return failed(lease.error());
   auto& q = **lease;
   Result<nlohmann::json> body = Error{""};
+  std::optional<std::string> repo;
+  if (starts_with(path, "/api/") && !repo_arg(request, &repo)) return bad_repo();
   if (path == "/api/branches") {
-    body = q->branches();
+    body = q->branches(repo);
+  } else if (path == "/api/repos") {
+    body = q->repos();
   } else if (path == "/api/runners") {
     body = q->runners();
   } else if (starts_with(path, "/api/commits/") && path.size() > 13) {
-    body = q->commit(path.substr(13));
+    body = q->commit(path.substr(13), repo);
   } else if (path == "/api/tests/history") {
     uint64_t limit = 50;
     auto branch = request.arg("branch"), name = request.arg("name");
     if (!branch || !name || !number_arg(request, "limit", &limit))
       return HttpReply::error(400, "branch and name are required; limit is a number");
-    body = q->history(*branch, *name, std::clamp<uint64_t>(limit, 1, kMaxPage));
+    body = q->history(repo.value_or(""), *branch, *name, std::clamp<uint64_t>(limit, 1, kMaxPage));
   } else {
     Asset asset = find_asset(path);
     if (asset.body.empty()) return HttpReply::error(404, "not found");
@@ -141,6 +167,7 @@ HttpReply Api::jobs(const HttpRequest& request) {
   JobFilter filter;
   filter.branch = request.arg("branch").value_or("");
   filter.status = request.arg("status").value_or("");
+  if (!repo_arg(request, &filter.repo)) return bad_repo();
   if (!number_arg(request, "limit", &filter.limit) ||
       !number_arg(request, "before", &filter.before))
     return HttpReply::error(400, "limit and before are numbers");
@@ -208,15 +235,16 @@ HttpReply Api::log(const HttpRequest& request, JobId id) {
   return reply;
 }
 
-HttpReply Api::badge(const std::string& branch) {
+HttpReply Api::badge(const std::string& repo, const std::string& branch) {
   auto lease = queries_.lease();
   if (!lease) return failed(lease.error());
-  auto state = (**lease)->branch_state(branch);
+  auto state = (**lease)->branch_state(repo, branch);
   if (!state) return failed(state.error());
   HttpReply reply;
   reply.content_type = "image/svg+xml";
   reply.headers.emplace_back("Cache-Control", "no-cache");
-  reply.body = badge_svg(branch, *state);
+  // A named repository's badge says whose branch it is.
+  reply.body = badge_svg(repo.empty() ? branch : repo + " " + branch, *state);
   return reply;
 }
 

@@ -43,7 +43,8 @@ class Api {
   HttpReply jobs(const HttpRequest& request);
   HttpReply job(const HttpRequest& request, JobId id, const std::string& rest);
   HttpReply log(const HttpRequest& request, JobId id);
-  HttpReply badge(const std::string& branch);
+  // The branch of `repo` ("": the default repository).
+  HttpReply badge(const std::string& repo, const std::string& branch);
 
   ApiOptions options_;
   QueryPool& queries_;

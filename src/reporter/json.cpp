@@ -10,6 +10,7 @@ nlohmann::json job_json(const JobInfo& job, uint64_t log_size) {
   nlohmann::json status = nullptr;
   if (job.status) status = to_string(*job.status);
   return {{"id", job.id},
+          {"repo", job.repo},
           {"commit", job.commit},
           {"branch", job.branch},
           {"author", job.commit_info.author},
@@ -27,6 +28,8 @@ nlohmann::json job_json(const JobInfo& job, uint64_t log_size) {
           {"started_ms", job.started_ms},
           {"finished_ms", job.finished_ms},
           {"reason", job.reason},
+          {"required", job.required},
+          {"waiting", job.waiting},
           {"seq", job.seq},
           {"log_size", log_size}};
 }

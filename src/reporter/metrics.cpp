@@ -42,6 +42,16 @@ struct Metrics::Impl {
                                  .Help("Jobs queued and not yet started")
                                  .Register(registry)
                                  .Add({});
+  prometheus::Family<prometheus::Gauge>& queue_by_repo =
+      prometheus::BuildGauge()
+          .Name("tinyci_queue_length_by_repo")
+          .Help("Jobs queued and not yet started, by repository (-: the default one)")
+          .Register(registry);
+  prometheus::Family<prometheus::Gauge>& waiting_by_repo =
+      prometheus::BuildGauge()
+          .Name("tinyci_jobs_waiting")
+          .Help("Queued jobs no registered runner can take, by repository (-: the default one)")
+          .Register(registry);
   prometheus::Histogram& start_wait = prometheus::BuildHistogram()
                                           .Name("tinyci_dispatch_to_start_seconds")
                                           .Help("Time from a job queued to its start on a runner")
@@ -110,6 +120,13 @@ std::string Metrics::scrape(const Counts& counts, int64_t now_ms) {
   m.set_all(m.jobs_by_state, "state", counts.jobs_by_state);
   m.set_all(m.jobs_by_status, "status", counts.jobs_by_status);
   m.set_all(m.runners_by_state, "state", counts.runners_by_state);
+  auto by_repo = [](const std::map<std::string, int64_t>& values) {
+    std::map<std::string, int64_t> out;
+    for (const auto& [repo, n] : values) out[repo.empty() ? "-" : repo] = n;
+    return out;
+  };
+  m.set_all(m.queue_by_repo, "repo", by_repo(counts.queued_by_repo));
+  m.set_all(m.waiting_by_repo, "repo", by_repo(counts.waiting_by_repo));
   auto queued = counts.jobs_by_state.find("queued");
   m.queue.Set(queued == counts.jobs_by_state.end() ? 0 : static_cast<double>(queued->second));
   m.applied.Set(static_cast<double>(counts.last_seq));

@@ -75,6 +75,7 @@ Result<void> run_notify_command(const std::string& command, const std::string& t
   spec.env.push_back("CI_EVENT=" + field(body, nullptr, "event"));
   spec.env.push_back("CI_DELIVERY_ID=" + field(body, nullptr, "id"));
   spec.env.push_back("CI_JOB_ID=" + field(body, "job", "id"));
+  spec.env.push_back("CI_REPO=" + field(body, "job", "repo"));
   spec.env.push_back("CI_BRANCH=" + field(body, "job", "branch"));
   spec.env.push_back("CI_COMMIT=" + field(body, "job", "commit"));
   spec.env.push_back("CI_STATUS=" + field(body, "job", "status"));

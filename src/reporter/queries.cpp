@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "ci/validate.h"
 #include "reporter/json.h"
 #include "reporter/schema.h"
 
@@ -13,7 +14,7 @@ namespace {
 constexpr char kJobColumns[] =
     "id, seq, commit_id, branch, author, email, subject, commit_time, state, status, attempt, "
     "runner, tests_run, tests_failed, duration_ms, queued_ms, started_ms, finished_ms, reason, "
-    "log_size";
+    "log_size, repo, required, waiting";
 
 JobInfo read_job(const sql::Statement& s, uint64_t* log_size) {
   JobInfo job;
@@ -35,6 +36,9 @@ JobInfo read_job(const sql::Statement& s, uint64_t* log_size) {
   job.finished_ms = s.column_int(17);
   job.reason = s.column_text(18);
   if (log_size) *log_size = static_cast<uint64_t>(s.column_int(19));
+  job.repo = s.column_text(20);
+  if (auto labels = parse_label_list(s.column_text(21))) job.required = std::move(*labels);
+  job.waiting = s.column_text(22);
   return job;
 }
 
@@ -70,9 +74,10 @@ struct Queries::Impl {
     auto s = prepare(
         "SELECT c.job, c.outcome, j.commit_id, j.author, j.subject FROM cases c "
         "JOIN jobs j ON j.id = c.job AND j.attempt = c.attempt "
-        "WHERE c.branch = ?1 AND c.name = ?2 AND c.job <= ?3 ORDER BY c.job DESC");
+        "WHERE c.repo = ?4 AND c.branch = ?1 AND c.name = ?2 AND c.job <= ?3 "
+        "ORDER BY c.job DESC");
     if (!s) return Error{s.error()};
-    s->bind(1, job.branch).bind(2, name).bind(3, to_i64(job.id));
+    s->bind(1, job.branch).bind(2, name).bind(3, to_i64(job.id)).bind(4, job.repo);
     nlohmann::json earliest = nullptr;
     int64_t failing = 0;
     for (;;) {
@@ -91,14 +96,14 @@ struct Queries::Impl {
     return earliest;
   }
 
-  // Names of the tests that both passed and failed on `commit`.
-  Result<std::set<std::string>> flaky(const std::string& commit) {
+  // Names of the tests that both passed and failed on `commit` of `repo`.
+  Result<std::set<std::string>> flaky(const std::string& repo, const std::string& commit) {
     auto s = prepare(
         "SELECT c.name FROM cases c JOIN jobs j ON j.id = c.job WHERE j.commit_id = ?1 "
-        "GROUP BY c.name HAVING MAX(c.outcome = 'passed') AND "
+        "AND j.repo = ?2 GROUP BY c.name HAVING MAX(c.outcome = 'passed') AND "
         "MAX(c.outcome IN ('failed', 'error'))");
     if (!s) return Error{s.error()};
-    s->bind(1, commit);
+    s->bind(1, commit).bind(2, repo);
     std::set<std::string> names;
     auto r = each_row(*s, [&](sql::Statement& row) { names.insert(row.column_text(0)); });
     if (!r) return Error{r.error()};
@@ -119,6 +124,7 @@ Result<nlohmann::json> Queries::jobs(const JobFilter& filter) {
   std::string text = std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id < ?1";
   if (!filter.branch.empty()) text += " AND branch = ?2";
   if (!filter.status.empty()) text += " AND (status = ?3 OR state = ?3)";
+  if (filter.repo) text += " AND repo = ?5";
   text += " ORDER BY id DESC LIMIT ?4";
   auto s = impl_->prepare(text);
   if (!s) return Error{s.error()};
@@ -126,6 +132,7 @@ Result<nlohmann::json> Queries::jobs(const JobFilter& filter) {
   if (!filter.branch.empty()) s->bind(2, filter.branch);
   if (!filter.status.empty()) s->bind(3, filter.status);
   s->bind(4, to_i64(filter.limit));
+  if (filter.repo) s->bind(5, *filter.repo);
   nlohmann::json list = nlohmann::json::array();
   auto r = each_row(*s, [&](sql::Statement& row) { list.push_back(row_json(row)); });
   if (!r) return Error{r.error()};
@@ -162,7 +169,7 @@ Result<nlohmann::json> Queries::tests(const JobInfo& job, uint32_t attempt) {
   if (!r) return Error{r.error()};
   std::stable_partition(cases.begin(), cases.end(),
                         [](const TestCase& c) { return is_failure(c.outcome); });
-  auto flaky = impl_->flaky(job.commit);
+  auto flaky = impl_->flaky(job.repo, job.commit);
   if (!flaky) return Error{flaky.error()};
   nlohmann::json list = nlohmann::json::array();
   bool latest = attempt == job.attempt;
@@ -180,32 +187,46 @@ Result<nlohmann::json> Queries::tests(const JobInfo& job, uint32_t attempt) {
   return nlohmann::json{{"job", job.id}, {"attempt", attempt}, {"cases", std::move(list)}};
 }
 
-Result<nlohmann::json> Queries::commit(const std::string& sha) {
+Result<nlohmann::json> Queries::commit(const std::string& sha,
+                                       const std::optional<std::string>& repo) {
   auto s = impl_->prepare(std::string("SELECT ") + kJobColumns +
-                          " FROM jobs WHERE commit_id = ?1 OR (length(?1) >= 4 AND "
-                          "substr(commit_id, 1, length(?1)) = ?1) ORDER BY id DESC LIMIT 200");
+                          " FROM jobs WHERE (commit_id = ?1 OR (length(?1) >= 4 AND "
+                          "substr(commit_id, 1, length(?1)) = ?1)) AND (?2 IS NULL OR repo = ?2) "
+                          "ORDER BY id DESC LIMIT 200");
   if (!s) return Error{s.error()};
   s->bind(1, sha);
+  if (repo)
+    s->bind(2, *repo);
+  else
+    s->bind_null(2);
   nlohmann::json list = nlohmann::json::array();
   auto r = each_row(*s, [&](sql::Statement& row) { list.push_back(row_json(row)); });
   if (!r) return Error{r.error()};
   return nlohmann::json{{"commit", sha}, {"jobs", std::move(list)}};
 }
 
-Result<nlohmann::json> Queries::branches() {
-  // Every branch with a job, its newest job, and its state since when, if finished.
-  auto s = impl_->prepare(std::string("SELECT ") + kJobColumns +
-                          ", (SELECT state FROM branches b WHERE b.name = j.branch), "
-                          "(SELECT since_job FROM branches b WHERE b.name = j.branch) FROM jobs j "
-                          "WHERE id IN (SELECT MAX(id) FROM jobs GROUP BY branch) ORDER BY branch");
+Result<nlohmann::json> Queries::branches(const std::optional<std::string>& repo) {
+  // Every (repository, branch) with a job, its newest job, and its state since when, if
+  // finished.
+  auto s = impl_->prepare(
+      std::string("SELECT ") + kJobColumns +
+      ", (SELECT state FROM branches b WHERE b.repo = j.repo AND b.name = j.branch), "
+      "(SELECT since_job FROM branches b WHERE b.repo = j.repo AND b.name = j.branch) "
+      "FROM jobs j WHERE id IN (SELECT MAX(id) FROM jobs WHERE ?1 IS NULL OR repo = ?1 "
+      "GROUP BY repo, branch) ORDER BY repo, branch");
   if (!s) return Error{s.error()};
+  if (repo)
+    s->bind(1, *repo);
+  else
+    s->bind_null(1);
   nlohmann::json list = nlohmann::json::array();
   std::vector<std::pair<size_t, JobId>> since;
   auto r = each_row(*s, [&](sql::Statement& row) {
     nlohmann::json latest = row_json(row);
-    std::string state = row.column_is_null(20) ? "unknown" : row.column_text(20);
-    if (!row.column_is_null(21)) since.emplace_back(list.size(), row.column_int(21));
-    list.push_back({{"name", latest["branch"]},
+    std::string state = row.column_is_null(23) ? "unknown" : row.column_text(23);
+    if (!row.column_is_null(24)) since.emplace_back(list.size(), row.column_int(24));
+    list.push_back({{"repo", latest["repo"]},
+                    {"name", latest["branch"]},
                     {"state", state},
                     {"since", nullptr},
                     {"latest", std::move(latest)}});
@@ -217,6 +238,41 @@ Result<nlohmann::json> Queries::branches() {
     if (*job)
       list[index]["since"] = {
           {"job", id}, {"commit", (*job)->commit}, {"author", (*job)->commit_info.author}};
+  }
+  return list;
+}
+
+Result<nlohmann::json> Queries::repos() {
+  auto s = impl_->prepare(
+      "SELECT repo, COUNT(*), SUM(state = 'queued'), SUM(state = 'queued' AND waiting != ''), "
+      "SUM(state IN ('offered', 'running', 'finishing')), SUM(state = 'finished'), "
+      "SUM(status = 'passed'), SUM(status IN ('failed', 'error', 'timeout')), "
+      "SUM(status = 'cancelled'), MAX(id) FROM jobs GROUP BY repo ORDER BY repo");
+  if (!s) return Error{s.error()};
+  nlohmann::json list = nlohmann::json::array();
+  auto r = each_row(*s, [&](sql::Statement& row) {
+    list.push_back({{"name", row.column_text(0)},
+                    {"jobs", row.column_int(1)},
+                    {"queued", row.column_int(2)},
+                    {"waiting", row.column_int(3)},
+                    {"running", row.column_int(4)},
+                    {"finished", row.column_int(5)},
+                    {"passed", row.column_int(6)},
+                    {"failed", row.column_int(7)},
+                    {"cancelled", row.column_int(8)},
+                    {"latest_job", row.column_int(9)},
+                    {"branches", nlohmann::json::array()}});
+  });
+  if (!r) return Error{r.error()};
+  auto branches = this->branches(std::nullopt);
+  if (!branches) return Error{branches.error()};
+  // Both lists are ordered by repository.
+  size_t at = 0;
+  for (auto& branch : *branches) {
+    while (at < list.size() && list[at]["name"] != branch["repo"]) ++at;
+    if (at == list.size()) break;
+    branch.erase("repo");
+    list[at]["branches"].push_back(std::move(branch));
   }
   return list;
 }
@@ -239,14 +295,14 @@ Result<nlohmann::json> Queries::runners() {
   return list;
 }
 
-Result<nlohmann::json> Queries::history(const std::string& branch, const std::string& name,
-                                        uint64_t limit) {
+Result<nlohmann::json> Queries::history(const std::string& repo, const std::string& branch,
+                                        const std::string& name, uint64_t limit) {
   auto s = impl_->prepare(
       "SELECT c.job, j.commit_id, c.outcome, c.ms FROM cases c "
       "JOIN jobs j ON j.id = c.job AND j.attempt = c.attempt "
-      "WHERE c.branch = ?1 AND c.name = ?2 ORDER BY c.job DESC LIMIT ?3");
+      "WHERE c.repo = ?4 AND c.branch = ?1 AND c.name = ?2 ORDER BY c.job DESC LIMIT ?3");
   if (!s) return Error{s.error()};
-  s->bind(1, branch).bind(2, name).bind(3, to_i64(limit));
+  s->bind(1, branch).bind(2, name).bind(3, to_i64(limit)).bind(4, repo);
   nlohmann::json list = nlohmann::json::array();
   auto r = each_row(*s, [&](sql::Statement& row) {
     list.push_back({{"job", row.column_int(0)},
@@ -255,13 +311,14 @@ Result<nlohmann::json> Queries::history(const std::string& branch, const std::st
                     {"ms", row.column_int(3)}});
   });
   if (!r) return Error{r.error()};
-  return nlohmann::json{{"branch", branch}, {"name", name}, {"runs", std::move(list)}};
+  return nlohmann::json{
+      {"repo", repo}, {"branch", branch}, {"name", name}, {"runs", std::move(list)}};
 }
 
-Result<std::string> Queries::branch_state(const std::string& branch) {
-  auto s = impl_->prepare("SELECT state FROM branches WHERE name = ?1");
+Result<std::string> Queries::branch_state(const std::string& repo, const std::string& branch) {
+  auto s = impl_->prepare("SELECT state FROM branches WHERE repo = ?2 AND name = ?1");
   if (!s) return Error{s.error()};
-  s->bind(1, branch);
+  s->bind(1, branch).bind(2, repo);
   auto row = s->step();
   if (!row) return Error{row.error()};
   return *row ? s->column_text(0) : std::string("unknown");
@@ -278,6 +335,10 @@ Result<Counts> Queries::counts() {
       {"SELECT status, COUNT(*) FROM jobs WHERE status IS NOT NULL GROUP BY status",
        &counts.jobs_by_status},
       {"SELECT state, COUNT(*) FROM runners GROUP BY state", &counts.runners_by_state},
+      {"SELECT repo, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY repo",
+       &counts.queued_by_repo},
+      {"SELECT repo, COUNT(*) FROM jobs WHERE state = 'queued' AND waiting != '' GROUP BY repo",
+       &counts.waiting_by_repo},
   };
   for (const auto& item : items) {
     auto s = impl_->prepare(item.text);

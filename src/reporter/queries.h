@@ -18,8 +18,9 @@
 namespace ci::reporter {
 
 struct JobFilter {
-  std::string branch;  // "": any
-  std::string status;  // a TestStatus or a job state; "": any
+  std::optional<std::string> repo;  // none: any; "": the default repository
+  std::string branch;               // "": any
+  std::string status;               // a TestStatus or a job state; "": any
   uint64_t limit = 50;
   JobId before = 0;  // 0: from the newest
 };
@@ -27,6 +28,9 @@ struct JobFilter {
 // What /metrics counts.
 struct Counts {
   std::map<std::string, int64_t> jobs_by_state, jobs_by_status, runners_by_state;
+  // Queued jobs, and those of them waiting for a runner that could take them, by
+  // repository ("": the default one).
+  std::map<std::string, int64_t> queued_by_repo, waiting_by_repo;
   uint64_t last_seq = 0;
 };
 
@@ -41,16 +45,22 @@ class Queries {
   // {"job", "attempt", "cases": [failures first, each with "flaky" and, failing,
   // "broken_by": {"job", "commit", "author", "subject", "commits_ago"}]}
   Result<nlohmann::json> tests(const JobInfo& job, uint32_t attempt);
-  // {"commit", "jobs": [...]}; `sha` is a full id or a prefix of at least 4 characters.
-  Result<nlohmann::json> commit(const std::string& sha);
-  // [{"name", "state", "since": {job, commit, author}, "latest": job}]
-  Result<nlohmann::json> branches();
+  // {"commit", "jobs": [...]}; `sha` is a full id or a prefix of at least 4 characters;
+  // `repo`: of that repository only ("": the default one).
+  Result<nlohmann::json> commit(const std::string& sha, const std::optional<std::string>& repo);
+  // [{"repo", "name", "state", "since": {job, commit, author}, "latest": job}] by repository
+  // and name; `repo`: of that repository only ("": the default one).
+  Result<nlohmann::json> branches(const std::optional<std::string>& repo);
+  // The repositories with a job, by name ("" the default one first): [{"name", "jobs",
+  // "queued", "waiting", "running", "finished", "passed", "failed", "cancelled",
+  // "latest_job", "branches": [branches() without "repo"]}]
+  Result<nlohmann::json> repos();
   Result<nlohmann::json> runners();
   // The test's outcome in the last `limit` jobs of the branch that ran it, newest first.
-  Result<nlohmann::json> history(const std::string& branch, const std::string& name,
-                                 uint64_t limit);
-  // "passing", "failing" or "unknown".
-  Result<std::string> branch_state(const std::string& branch);
+  Result<nlohmann::json> history(const std::string& repo, const std::string& branch,
+                                 const std::string& name, uint64_t limit);
+  // "passing", "failing" or "unknown", of the branch of `repo` ("": the default one).
+  Result<std::string> branch_state(const std::string& repo, const std::string& branch);
   Result<Counts> counts();
 
  private:

@@ -1,5 +1,6 @@
 #include "reporter/read_model.h"
 
+#include "ci/validate.h"
 #include "reporter/json.h"
 #include "reporter/schema.h"
 
@@ -10,8 +11,9 @@ namespace {
 constexpr char kUpsertJob[] = R"sql(
 INSERT INTO jobs(id, seq, commit_id, branch, author, email, subject, commit_time, state,
   status, attempt, runner, tests_run, tests_failed, duration_ms, queued_ms, started_ms,
-  finished_ms, reason)
-VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+  finished_ms, reason, repo, required, waiting)
+VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+  ?20, ?21, ?22)
 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, commit_id = excluded.commit_id,
   branch = excluded.branch, author = excluded.author, email = excluded.email,
   subject = excluded.subject, commit_time = excluded.commit_time, state = excluded.state,
@@ -19,24 +21,39 @@ ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, commit_id = excluded.commit_id
   tests_run = excluded.tests_run, tests_failed = excluded.tests_failed,
   duration_ms = excluded.duration_ms, queued_ms = excluded.queued_ms,
   started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
-  reason = excluded.reason
+  reason = excluded.reason, repo = excluded.repo, required = excluded.required,
+  waiting = excluded.waiting
 WHERE excluded.seq > jobs.seq)sql";
 
 // A branch's state as its newest finished job says; `since_job` changes only with it.
-constexpr char kBranchState[] = "SELECT state, job, since_job FROM branches WHERE name = ?1";
+// A branch is one of a repository (?5 in each: '' the default one).
+constexpr char kBranchState[] =
+    "SELECT state, job, since_job FROM branches WHERE name = ?1 AND repo = ?5";
 constexpr char kSetBranch[] = R"sql(
-INSERT INTO branches(name, state, job, since_job) VALUES(?1, ?2, ?3, ?4)
-ON CONFLICT(name) DO UPDATE SET state = excluded.state, job = excluded.job,
+INSERT INTO branches(repo, name, state, job, since_job) VALUES(?5, ?1, ?2, ?3, ?4)
+ON CONFLICT(repo, name) DO UPDATE SET state = excluded.state, job = excluded.job,
   since_job = excluded.since_job)sql";
 // The first job of the branch's current streak in `?2` (passing or failing): its oldest
 // finished job in that state after the newest one in the other. Jobs finish out of order
 // on several runners: an older job finishing late may start the streak earlier.
 constexpr char kStreakStart[] = R"sql(
-SELECT MIN(id) FROM jobs WHERE branch = ?1 AND state = 'finished'
+SELECT MIN(id) FROM jobs WHERE branch = ?1 AND repo = ?5 AND state = 'finished'
   AND status IN ('passed', 'failed', 'error', 'timeout') AND (status = 'passed') = (?2 = 'passing')
-  AND id > (SELECT COALESCE(MAX(id), 0) FROM jobs WHERE branch = ?1 AND state = 'finished'
+  AND id > (SELECT COALESCE(MAX(id), 0) FROM jobs WHERE branch = ?1 AND repo = ?5
+            AND state = 'finished'
             AND status IN ('passed', 'failed', 'error', 'timeout')
             AND (status = 'passed') != (?2 = 'passing')))sql";
+
+// A runner's job ?2 ended or went back to the queue: a runner of several slots stays busy
+// with its newest other job, if it has one; else it is idle.
+constexpr char kRunnerAfterJob[] = R"sql(
+UPDATE runners SET
+  job = COALESCE((SELECT MAX(id) FROM jobs WHERE runner = ?1 AND id != ?2
+                  AND state IN ('offered', 'running', 'finishing')), 0),
+  state = CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE runner = ?1 AND id != ?2
+                            AND state IN ('offered', 'running', 'finishing'))
+          THEN 'busy' ELSE 'idle' END
+WHERE address = ?1 AND state = 'busy')sql";
 
 int64_t to_i64(uint64_t v) { return static_cast<int64_t>(v); }
 
@@ -59,8 +76,8 @@ struct ReadModel::Impl {
         {&upsert_job, kUpsertJob},
         {&log_size, "UPDATE jobs SET log_size = MAX(log_size, ?2) WHERE id = ?1"},
         {&put_case,
-         "INSERT OR REPLACE INTO cases(job, attempt, name, outcome, ms, message, branch) "
-         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+         "INSERT OR REPLACE INTO cases(job, attempt, name, outcome, ms, message, branch, repo) "
+         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
         {&branch_state, kBranchState},
         {&set_branch, kSetBranch},
         {&streak_start, kStreakStart},
@@ -75,9 +92,7 @@ struct ReadModel::Impl {
          "INSERT INTO runners(address, state, job, joined_ms, left_ms) VALUES(?1, 'busy', ?2, 0, "
          "0) "
          "ON CONFLICT(address) DO UPDATE SET state = 'busy', job = ?2"},
-        {&runner_idle,
-         "UPDATE runners SET state = 'idle', job = 0 WHERE address = ?1 AND job = ?2 AND "
-         "state = 'busy'"},
+        {&runner_idle, kRunnerAfterJob},
     };
     for (const auto& item : items) {
       auto s = db.prepare(item.text);
@@ -108,6 +123,7 @@ struct ReadModel::Impl {
     s.bind(11, int64_t{job.attempt}).bind(12, job.runner).bind(13, job.tests_run);
     s.bind(14, job.tests_failed).bind(15, to_i64(job.duration_ms)).bind(16, job.queued_ms);
     s.bind(17, job.started_ms).bind(18, job.finished_ms).bind(19, job.reason);
+    s.bind(20, job.repo).bind(21, join_labels(job.required)).bind(22, job.waiting);
     if (auto r = s.run(); !r) return Error{r.error()};
     return db.changes() > 0;
   }
@@ -116,7 +132,7 @@ struct ReadModel::Impl {
     for (const auto& c : cases) {
       put_case.bind(1, to_i64(job.id)).bind(2, int64_t{job.attempt}).bind(3, c.name);
       put_case.bind(4, std::string(to_string(c.outcome))).bind(5, to_i64(c.duration_ms));
-      put_case.bind(6, c.message).bind(7, job.branch);
+      put_case.bind(6, c.message).bind(7, job.branch).bind(8, job.repo);
       if (auto r = put_case.run(); !r) return r;
     }
     return {};
@@ -136,7 +152,7 @@ struct ReadModel::Impl {
     const JobInfo& job = event.job;
     std::string state = branch_state_of(job.status);
     if (state.empty()) return {};
-    branch_state.bind(1, job.branch);
+    branch_state.bind(1, job.branch).bind(5, job.repo);
     auto row = branch_state.step();
     if (!row) return Error{row.error()};
     bool known = *row;
@@ -145,12 +161,13 @@ struct ReadModel::Impl {
     auto since = known ? static_cast<JobId>(branch_state.column_int(2)) : job.id;
     branch_state.reset();
     if (known && newest > job.id) {  // an older job finishing late: the state stays
-      auto first = streak_start.bind(1, job.branch).bind(2, before).step();
+      auto first = streak_start.bind(1, job.branch).bind(2, before).bind(5, job.repo).step();
       auto start = first && *first ? static_cast<JobId>(streak_start.column_int(0)) : since;
       streak_start.reset();
       if (!first) return Error{first.error()};
       if (start == 0 || start == since) return {};
       return set_branch.bind(1, job.branch)
+          .bind(5, job.repo)
           .bind(2, before)
           .bind(3, to_i64(newest))
           .bind(4, to_i64(start))
@@ -158,6 +175,7 @@ struct ReadModel::Impl {
     }
     if (before != state) since = job.id;
     if (auto r = set_branch.bind(1, job.branch)
+                     .bind(5, job.repo)
                      .bind(2, state)
                      .bind(3, to_i64(job.id))
                      .bind(4, to_i64(since))
@@ -168,6 +186,7 @@ struct ReadModel::Impl {
     nlohmann::json body = {{"id", std::to_string(event.seq) + ".branch." + state},
                            {"event", "branch." + state},
                            {"seq", event.seq},
+                           {"repo", job.repo},
                            {"branch", job.branch},
                            {"from", before},
                            {"to", state},

@@ -280,7 +280,8 @@ def wait_row(browser, table_id, predicate, what, timeout=TIMEOUT):
 
 
 def job_row(job_id, status):
-    # Dashboard columns: Job, Status, Commit, Subject, Author, Branch, Runner, Duration, Tests.
+    # Dashboard columns: Job, Status, Commit, Subject, Author, Repository, Branch, Runner,
+    # Duration, Tests.
     return lambda r: r[0] == f"#{job_id}" and r[1] == status
 
 
@@ -369,18 +370,40 @@ def run(args, work, cdp):
         row = wait_row(browser, "jobs", job_row(jobs[c2], "failed"), "the breaking job")
         check(row[3] == "Tokenize numbers without a second pass" and row[4] == "Bob Chen",
               f"the breaking job's row: {row}")
-        check(row[8] == "5 passed, 1 failed", f"the breaking job's tests: {row[8]}")
-        master = wait_row(browser, "branches", lambda r: r[0] == "master", "the master branch")
-        check(master[1] == "failing" and master[2] == f"{c2[:8]} by Bob Chen",
+        check(row[9] == "5 passed, 1 failed", f"the breaking job's tests: {row[9]}")
+        # The one repository is the default one, shown as "-".
+        check(row[5] == "-", f"the breaking job's repository: {row[5]!r}")
+        # Branches columns: Repository, Branch, State, Since, Latest job.
+        master = wait_row(browser, "branches", lambda r: r[1] == "master", "the master branch")
+        check(master[0] == "-" and master[2] == "failing" and master[3] == f"{c2[:8]} by Bob Chen",
               f"the master branch shows {master}")
-        wait_row(browser, "branches", lambda r: r[0] == "feature/power" and r[1] == "passing",
+        wait_row(browser, "branches", lambda r: r[1] == "feature/power" and r[2] == "passing",
                  "feature/power shown as passing")
+        # The repository selector offers every repository and the default one; choosing
+        # the default one shows its jobs only (here: all of them).
+        options = browser.evaluate("[...document.querySelectorAll('#repo option')]"
+                                   ".map((o) => o.value)")
+        check(options == ["", "-"], f"the repository selector offers {options}")
+        browser.evaluate("(() => { const s = document.getElementById('repo'); s.value = '-';"
+                         " s.dispatchEvent(new Event('change')); })()")
+        def loaded():
+            try:  # the page may be between two documents
+                return browser.evaluate("location.search === '?repo=-' && "
+                                        "document.readyState === 'complete'")
+            except cdp.BrowserError:
+                return False
+        wait_until(loaded, "the default repository's page")
+        wait_row(browser, "jobs", job_row(jobs[c2], "failed"), "the default repository's jobs")
+        check(browser.evaluate("document.getElementById('repo').value") == "-",
+              "the selector does not show the chosen repository")
+        shown = {r[5] for r in table(browser, "jobs")}
+        check(shown == {"-"}, f"the default repository's page shows repositories {shown}")
         # A branch's link: the dashboard with that branch's jobs only.
         link = browser.evaluate("[...document.querySelectorAll('#branches a')]"
                                 ".find((a) => a.textContent === 'feature/power').href")
         browser.open(link)
         wait_row(browser, "jobs", job_row(jobs[feature], "passed"), "the feature branch's job")
-        shown = [r[5] for r in table(browser, "jobs")]
+        shown = [r[6] for r in table(browser, "jobs")]
         check(shown == ["feature/power"], f"the feature branch's page shows jobs of {shown}")
         check(browser.evaluate("document.getElementById('jobs-title').textContent")
               == "Recent jobs on feature/power", "the feature branch's page has no title")

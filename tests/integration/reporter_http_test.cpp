@@ -340,12 +340,15 @@ void expect_job_shape(const json& job) {
        {"id", "commit_time", "attempt", "tests_run", "tests_failed", "duration_ms", "queued_ms",
         "started_ms", "finished_ms", "seq", "log_size"})
     EXPECT_TRUE(job.contains(field) && job[field].is_number_integer()) << field << " in " << job;
-  for (const char* field :
-       {"commit", "branch", "author", "email", "subject", "state", "runner", "reason"})
+  for (const char* field : {"commit", "branch", "author", "email", "subject", "state", "runner",
+                            "reason", "repo", "waiting"})
     EXPECT_TRUE(job.contains(field) && job[field].is_string()) << field << " in " << job;
+  EXPECT_TRUE(job.contains("required") && job["required"].is_array()) << job;
+  // The one repository of these tests is the default one.
+  EXPECT_EQ(job["repo"], "") << job;
   EXPECT_TRUE(job.contains("status") && (job["status"].is_string() || job["status"].is_null()))
       << job;
-  EXPECT_EQ(job.size(), 20u) << job;
+  EXPECT_EQ(job.size(), 23u) << job;
 }
 
 // ---------------------------------------------------------------------------------

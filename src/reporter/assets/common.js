@@ -47,6 +47,8 @@ const ci = (() => {
     return s < 120 ? s.toFixed(1) + ' s' : Math.round(s / 60) + ' min';
   }
   function jobWord(job) { return job.status || job.state; }
+  // A job's repository as tables show it: "-" for the default one.
+  function repoName(repo) { return repo ? repo : '-'; }
   function jobLink(id) { return el('a', { href: '/jobs/' + id }, '#' + id); }
   function fill(tbody, rows) { tbody.replaceChildren(...rows); }
 
@@ -75,5 +77,5 @@ const ci = (() => {
     });
   }
 
-  return { api, json, el, badge, sha, duration, jobWord, jobLink, fill, live };
+  return { api, json, el, badge, sha, duration, jobWord, jobLink, fill, live, repoName };
 })();

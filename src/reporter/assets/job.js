@@ -1,6 +1,6 @@
 'use strict';
 (() => {
-  const { el, badge, sha, duration, jobWord, fill } = ci;
+  const { el, badge, sha, duration, jobWord, fill, repoName } = ci;
   const id = Number(location.pathname.split('/')[2]);
   const logBox = document.getElementById('log');
   let logOffset = 0;
@@ -11,10 +11,13 @@
     const job = await ci.json('/api/jobs/' + id);
     document.title = 'tinyci job #' + id;
     const rows = [
-      ['Job', '#' + job.id], ['Status', badge(jobWord(job))], ['Branch', job.branch],
+      ['Job', '#' + job.id], ['Status', badge(jobWord(job))], ['Repository', repoName(job.repo)],
+      ['Branch', job.branch],
       ['Commit', sha(job.commit)], ['Subject', job.subject], ['Author', job.author],
       ['Runner', job.runner || '-'], ['Attempt', job.attempt], ['Duration', duration(job.duration_ms)],
-      ['Reason', job.reason || '-']];
+      ['Reason', job.reason || '-'],
+      ['Requires', job.required && job.required.length ? job.required.join(', ') : '-']];
+    if (job.state === 'queued' && job.waiting) rows.push(['Waiting', job.waiting]);
     document.getElementById('summary').replaceChildren(
       el('h2', {}, 'Job #' + job.id), el('dl', {}, ...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
     return job;
@@ -59,7 +62,7 @@
 
   async function all() { await summary(); await tests(); await readLog(); }
   all().catch(console.error);
-  ci.live(['job.started', 'job.log', 'job.finished', 'job.cancelled'], (kind, data) => {
+  ci.live(['job.queued', 'job.started', 'job.log', 'job.finished', 'job.cancelled'], (kind, data) => {
     if (kind === 'reset') { all().catch(console.error); return; }
     if (!data.job || data.job.id !== id) return;
     if (kind === 'job.log') { if (!logDone) readLog().catch(console.error); return; }

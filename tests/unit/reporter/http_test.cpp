@@ -55,10 +55,11 @@ TEST_F(HttpTest, JobsArePagedNewestFirstWithEveryField) {
   EXPECT_EQ(page["jobs"][0]["id"], 5);
   EXPECT_EQ(page["next_before"], 4);
   const auto& job = page["jobs"][0];
-  for (const char* field : {"id",         "commit",      "branch",       "author",      "email",
-                            "subject",    "commit_time", "state",        "status",      "attempt",
-                            "runner",     "tests_run",   "tests_failed", "duration_ms", "queued_ms",
-                            "started_ms", "finished_ms", "reason",       "seq",         "log_size"})
+  for (const char* field :
+       {"id",           "commit",      "branch",    "author",     "email",       "subject",
+        "commit_time",  "state",       "status",    "attempt",    "runner",      "tests_run",
+        "tests_failed", "duration_ms", "queued_ms", "started_ms", "finished_ms", "reason",
+        "seq",          "log_size",    "repo",      "required",   "waiting"})
     EXPECT_TRUE(job.contains(field)) << field;
   EXPECT_EQ(job["author"], "Alice c5");
   auto next = get_json("/api/jobs?limit=2&before=4");
@@ -81,6 +82,101 @@ TEST_F(HttpTest, JobsArePagedNewestFirstWithEveryField) {
   EXPECT_EQ(branches[1]["latest"]["id"], 5);
   EXPECT_EQ(get_json("/api/runners")[0]["address"], "127.0.0.1:8900");
   EXPECT_EQ(get_json("/api/tests/history?branch=feature&name=t.a")["runs"].size(), 2u);
+}
+
+TEST_F(HttpTest, JobsOfManyRepositoriesAreShownAndFilteredByRepository) {
+  start();
+  auto in_repo = [](JobInfo job, const std::string& repo) {
+    job.repo = repo;
+    return job;
+  };
+  // The default repository and a fork share commit c1; a library's job waits for gpu.
+  feed.add(finished(done(1, "c1", TestStatus::Failed), {}));
+  feed.add(finished(in_repo(done(2, "c1", TestStatus::Passed), "fork"), {}));
+  feed.add(finished(in_repo(done(3, "c2", TestStatus::Passed, "feat/x"), "fork"), {}));
+  JobInfo waiting = in_repo(make_job(4, "c3", "master", "queued"), "lib");
+  waiting.required = {"gpu"};
+  waiting.waiting = "waiting for a runner with gpu";
+  feed.add(job_event(EventKind::JobQueued, waiting));
+  ASSERT_TRUE(jobs_listed(4));
+
+  auto ids = [&](const std::string& target) {
+    std::vector<int> out;
+    auto body = get_json(target);
+    for (const auto& job : body["jobs"]) out.push_back(job["id"].get<int>());
+    return out;
+  };
+  EXPECT_EQ(ids("/api/jobs?repo=fork"), (std::vector<int>{3, 2}));
+  EXPECT_EQ(ids("/api/jobs?repo=-"), (std::vector<int>{1}));
+  EXPECT_EQ(ids("/api/jobs?repo="), (std::vector<int>{1}));
+  EXPECT_EQ(ids("/api/jobs?repo=fork&branch=master"), (std::vector<int>{2}));
+  EXPECT_EQ(ids("/api/jobs?repo=nobody"), (std::vector<int>{}));
+  EXPECT_EQ(get("/api/jobs?repo=..%2Fx").status, 400);
+  EXPECT_EQ(get("/api/branches?repo=a%20b").status, 400);
+  auto job = get_json("/api/jobs/4");
+  EXPECT_EQ(job["repo"], "lib");
+  EXPECT_EQ(job["required"], nlohmann::json::array({"gpu"}));
+  EXPECT_EQ(job["waiting"], "waiting for a runner with gpu");
+  EXPECT_EQ(get_json("/api/jobs/1")["repo"], "");
+  EXPECT_EQ(get_json("/api/commits/" + sha("c1"))["jobs"].size(), 2u);
+  EXPECT_EQ(get_json("/api/commits/" + sha("c1") + "?repo=fork")["jobs"][0]["id"], 2);
+
+  EXPECT_NE(get("/metrics").body.find("tinyci_jobs_waiting{repo=\"lib\"} 1"), std::string::npos);
+
+  // A runner with gpu joins: the same job queued again without a reason, updated.
+  waiting.waiting = "";
+  feed.add(job_event(EventKind::JobQueued, waiting));
+  ASSERT_TRUE(test::wait_until([&] { return get_json("/api/jobs/4")["waiting"] == ""; }));
+  EXPECT_EQ(get_json("/api/jobs?limit=500")["jobs"].size(), 4u);
+
+  auto repos = get_json("/api/repos");
+  ASSERT_EQ(repos.size(), 3u);
+  EXPECT_EQ(repos[0]["name"], "");
+  EXPECT_EQ(repos[0]["failed"], 1);
+  EXPECT_EQ(repos[1]["name"], "fork");
+  EXPECT_EQ(repos[1]["jobs"], 2);
+  ASSERT_EQ(repos[1]["branches"].size(), 2u);
+  EXPECT_EQ(repos[1]["branches"][0]["name"], "feat/x");
+  EXPECT_EQ(repos[1]["branches"][0]["state"], "passing");
+  EXPECT_EQ(repos[1]["branches"][1]["latest"]["id"], 2);
+  EXPECT_EQ(repos[2]["name"], "lib");
+  EXPECT_EQ(repos[2]["queued"], 1);
+  EXPECT_EQ(repos[2]["branches"][0]["state"], "unknown");
+
+  auto branches = get_json("/api/branches");
+  ASSERT_EQ(branches.size(), 4u);
+  EXPECT_EQ(branches[0]["repo"], "");
+  EXPECT_EQ(branches[0]["state"], "failing");
+  auto fork_branches = get_json("/api/branches?repo=fork");
+  ASSERT_EQ(fork_branches.size(), 2u);
+  EXPECT_EQ(fork_branches[1]["name"], "master");
+  EXPECT_EQ(fork_branches[1]["state"], "passing");
+  EXPECT_EQ(get_json("/api/branches?repo=-").size(), 1u);
+
+  // Badges: the default repository's by path alone, a named one's with ?repo=.
+  struct Case {
+    std::string target, state, label;
+  };
+  for (const Case& c : {Case{"/badge/master.svg", "failing", "master"},
+                        Case{"/badge/master.svg?repo=-", "failing", "master"},
+                        Case{"/badge/master.svg?repo=fork", "passing", "fork master"},
+                        Case{"/badge/feat/x.svg?repo=fork", "passing", "fork feat/x"},
+                        Case{"/badge/feat/x.svg", "unknown", "feat/x"},
+                        Case{"/badge/master.svg?repo=lib", "unknown", "lib master"}}) {
+    HttpResult r = get(c.target);
+    ASSERT_EQ(r.status, 200) << c.target;
+    pugi::xml_document doc;
+    ASSERT_TRUE(doc.load_string(r.body.c_str())) << r.body;
+    EXPECT_EQ(std::string(doc.child("svg").child_value("title")), c.label + ": " + c.state)
+        << c.target;
+  }
+  EXPECT_EQ(get("/badge/master.svg?repo=%2F").status, 400);
+
+  HttpResult metrics = get("/metrics");
+  EXPECT_NE(metrics.body.find("tinyci_queue_length_by_repo{repo=\"lib\"} 1"), std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("tinyci_jobs_waiting{repo=\"lib\"} 0"), std::string::npos)
+      << metrics.body;
 }
 
 TEST_F(HttpTest, LogsAreReadByOffsetAndByRange) {

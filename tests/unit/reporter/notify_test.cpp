@@ -112,6 +112,34 @@ TEST_F(NotifyTest, ACommandGetsTheEventInItsEnvironmentAndOnStdin) {
   EXPECT_EQ(body["job"]["id"], 1);
 }
 
+TEST_F(NotifyTest, ANamedRepositorysNotificationsCarryIt) {
+  WebhookReceiver receiver([](size_t) { return 200; });
+  test::TempDir out;
+  std::string command = "printf '%s|%s|%s' \"$CI_REPO\" \"$CI_BRANCH\" \"$CI_BRANCH_STATE\" > '" +
+                        out.path() + "'/\"$CI_DELIVERY_ID\"";
+  feed.start();
+  start_reporter(notifying({receiver.url()}, {command}));
+  JobInfo passed = done(1, "c1", TestStatus::Passed), failed = done(2, "c2", TestStatus::Failed);
+  passed.repo = failed.repo = "fork";
+  feed.add(finished(passed, {}));
+  feed.add(finished(failed, {}));
+  // And the default repository's: CI_REPO empty.
+  feed.add(finished(done(3, "c3", TestStatus::Passed), {}));
+  ASSERT_TRUE(test::wait_until(
+      [&] { return receiver.accepted().size() == 4 && test::list_dir(out.path()).size() == 4; }));
+  for (const auto& text : receiver.accepted()) {
+    auto body = nlohmann::json::parse(text);
+    bool fork = body["job"]["id"] != 3;
+    EXPECT_EQ(body["job"]["repo"], fork ? "fork" : "") << text;
+    if (body["event"] == "branch.failing") {
+      EXPECT_EQ(body["repo"], "fork");
+    }
+  }
+  EXPECT_EQ(test::read_text(out / "2.branch.failing"), "fork|master|failing");
+  EXPECT_EQ(test::read_text(out / "2.job.finished"), "fork|master|");
+  EXPECT_EQ(test::read_text(out / "3.job.finished"), "|master|");
+}
+
 TEST_F(NotifyTest, WhatARestartInterruptedIsDeliveredOnceAfterIt) {
   std::atomic<bool> up{false};
   WebhookReceiver receiver([&](size_t) { return up ? 200 : 503; });

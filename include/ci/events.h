@@ -52,11 +52,11 @@ struct JobInfo {
   int64_t tests_run = -1, tests_failed = -1;
   uint64_t duration_ms = 0;                                // the test's own duration, once finished
   int64_t queued_ms = 0, started_ms = 0, finished_ms = 0;  // unix ms; 0: not yet
-  std::string reason;  // why it ended as an error or was cancelled
-  uint64_t seq = 0;    // the feed event of its latest change
-  std::string repo;    // "": the default repository
+  std::string reason;                 // why it ended as an error or was cancelled
+  uint64_t seq = 0;                   // the feed event of its latest change
+  std::string repo;                   // "": the default repository
   std::vector<std::string> required;  // labels a runner must have
-  std::string waiting;  // queued: why no runner has taken it yet; "" none
+  std::string waiting;                // queued: why no runner has taken it yet; "" none
 
   bool operator==(const JobInfo&) const = default;
 };

@@ -172,12 +172,11 @@ struct UnregisterRequest {
 };
 struct PollRequest {};
 
-using Request =
-    std::variant<StatusRequest, RegisterRequest, DispatchRequest, ResultsRequest, RunnersRequest,
-                 JobsRequest, PingRequest, RuntestRequest, RetryRequest, AbandonRequest,
-                 UnregisterRequest, PollRequest, LogRequest, LogReadRequest, CancelRequest,
-                 TestsRequest, JobRequest, EventsRequest, SnapshotRequest, RepoRequest,
-                 ReposRequest>;
+using Request = std::variant<StatusRequest, RegisterRequest, DispatchRequest, ResultsRequest,
+                             RunnersRequest, JobsRequest, PingRequest, RuntestRequest, RetryRequest,
+                             AbandonRequest, UnregisterRequest, PollRequest, LogRequest,
+                             LogReadRequest, CancelRequest, TestsRequest, JobRequest, EventsRequest,
+                             SnapshotRequest, RepoRequest, ReposRequest>;
 
 // Bounds of the new verbs.
 inline constexpr uint64_t kMaxLogRead = 1u << 20;    // bytes a logread may ask for

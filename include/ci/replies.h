@@ -52,7 +52,7 @@ struct RunnerRow {
   uint64_t jobs_done = 0;
   uint64_t last_seen_ms = 0;
   uint32_t slots = 1;
-  uint32_t busy = 0;                // slots in use
+  uint32_t busy = 0;                     // slots in use
   std::vector<std::string> labels = {};  // sorted
   RepoScope repos = RepoScope::Default;
 
@@ -73,8 +73,8 @@ struct JobRow {
   std::string runner;                         // "": none
   int64_t tests_run = -1, tests_failed = -1;  // -1: unknown
   std::optional<uint64_t> duration_ms;        // set once finished
-  std::string repo = {};     // "": the default repository
-  std::string waiting = {};  // why it waits for a runner; "": it does not
+  std::string repo = {};                      // "": the default repository
+  std::string waiting = {};                   // why it waits for a runner; "": it does not
 
   bool operator==(const JobRow&) const = default;
 };
@@ -107,8 +107,8 @@ struct PongReply {
   // Alive: a bare "pong" (says only that it is alive). Slots: a runner of several slots.
   enum class State { Alive, Idle, Busy, Slots };
   State state = State::Alive;
-  JobId job = 0;         // Busy
-  uint32_t attempt = 0;  // Busy
+  JobId job = 0;                    // Busy
+  uint32_t attempt = 0;             // Busy
   std::vector<SlotJob> slots = {};  // Slots: one entry a slot
 
   bool operator==(const PongReply&) const = default;

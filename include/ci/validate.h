@@ -34,7 +34,7 @@ inline constexpr size_t kMaxLabels = 32;
 // "a,b,c": labels separated by commas, each checked; at most kMaxLabels. Sorted, each
 // once.
 std::optional<std::vector<std::string>> parse_label_list(std::string_view text,
-                                                        std::string* why = nullptr);
+                                                         std::string* why = nullptr);
 std::string join_labels(const std::vector<std::string>& labels);  // "a,b"; "" for none
 
 // Decimal numbers, strictly: digits only, no sign, no leading '+', within range.

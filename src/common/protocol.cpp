@@ -211,7 +211,8 @@ Result<Request> parse_register(const Frame& f) {
 
 Result<Request> parse_repo(const Frame& f) {
   const auto& w = f.words;
-  if (w.size() < 3 || w.size() > 4) return wrong_args(f.verb(), "<name> <url> [order=oldest|newest]");
+  if (w.size() < 3 || w.size() > 4)
+    return wrong_args(f.verb(), "<name> <url> [order=oldest|newest]");
   if (std::string why = check_repo_name(w[1]); !why.empty()) return bad(why);
   if (std::string why = check_repo_url(w[2]); !why.empty()) return bad(why);
   RepoRequest r{w[1], w[2]};
@@ -449,8 +450,7 @@ bool request_has_body(const std::vector<std::string>& words) {
   const std::string& verb = words.front();
   // dispatch: a body when its last word past the fixed three is a length, not key=value.
   return verb == "results" || verb == "log" ||
-         (verb == "dispatch" && words.size() >= 4 &&
-          words.back().find('=') == std::string::npos);
+         (verb == "dispatch" && words.size() >= 4 && words.back().find('=') == std::string::npos);
 }
 
 Result<Request> parse_request(const Frame& f) {
@@ -505,12 +505,12 @@ Frame serialize_request(const Request& request) {
       // A runner of the seed's kind says only where it is.
       if (r.slots != 1) words.push_back("slots=" + std::to_string(r.slots));
       if (!r.labels.empty()) words.push_back("labels=" + join_labels(r.labels));
-      if (r.repos != RepoScope::Default) words.push_back(std::string("repos=") + to_string(r.repos));
+      if (r.repos != RepoScope::Default)
+        words.push_back(std::string("repos=") + to_string(r.repos));
       return make_frame(std::move(words));
     }
     Frame operator()(const RepoRequest& r) const {
-      return make_frame(
-          {"repo", r.name, r.url, r.newest_first ? "order=newest" : "order=oldest"});
+      return make_frame({"repo", r.name, r.url, r.newest_first ? "order=newest" : "order=oldest"});
     }
     Frame operator()(const ReposRequest&) const { return make_frame({"repos"}); }
     Frame operator()(const UnregisterRequest& r) const {

@@ -400,9 +400,8 @@ Reply to_reply(const PongReply& p) {
     case PongReply::State::Slots: {
       std::vector<std::string> words{"slots"};
       for (const SlotJob& slot : p.slots)
-        words.push_back(slot.job == 0 ? "-"
-                                      : std::to_string(slot.job) + "/" +
-                                            std::to_string(slot.attempt));
+        words.push_back(
+            slot.job == 0 ? "-" : std::to_string(slot.job) + "/" + std::to_string(slot.attempt));
       return Reply::pong(std::move(words));
     }
   }

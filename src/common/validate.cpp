@@ -91,8 +91,7 @@ std::string check_label(std::string_view label) {
   return {};
 }
 
-std::optional<std::vector<std::string>> parse_label_list(std::string_view text,
-                                                        std::string* why) {
+std::optional<std::vector<std::string>> parse_label_list(std::string_view text, std::string* why) {
   std::vector<std::string> out;
   size_t start = 0;
   while (start <= text.size()) {

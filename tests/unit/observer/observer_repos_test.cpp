@@ -12,6 +12,7 @@
 
 #include "ci/validate.h"
 #include "fake_dispatcher.h"
+#include "log_capture.h"
 #include "observer/observer.h"
 #include "observer/repo_files.h"
 #include "test_support.h"
@@ -25,30 +26,7 @@ using ci::test::git;
 using ci::test::wait_until;
 using Labels = std::vector<std::string>;
 
-// What is logged while it lives.
-class LogCapture {
- public:
-  LogCapture()
-      : previous_(spdlog::default_logger()),
-        sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000)) {
-    auto logger = std::make_shared<spdlog::logger>("capture", sink_);
-    logger->set_level(spdlog::level::debug);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous_); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-
-  bool contains(const std::string& text) const {
-    for (const auto& line : sink_->last_formatted())
-      if (line.find(text) != std::string::npos) return true;
-    return false;
-  }
-
- private:
-  std::shared_ptr<spdlog::logger> previous_;
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
-};
+using ci::test::LogCapture;
 
 class ObserverReposTest : public ::testing::Test {
  protected:

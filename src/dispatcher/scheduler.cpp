@@ -154,15 +154,20 @@ std::vector<PingTarget> Scheduler::ping_targets(TimePoint heard_since) const {
   for (const auto& [addr, first] : runners_) {
     if (first.slot != 0) continue;
     auto slots = slots_of(first.address);
-    // A runtest on its way answers for the runner; so does a message from it since
-    // `heard_since` (a result, an OK), unless it has missed pings.
+    // A runner of one slot: a runtest on its way answers for it; so does a message from
+    // it since `heard_since` (a result, an OK), unless it has missed pings. A runner of
+    // several slots is always pinged: a result or an offer concerns one slot and says
+    // nothing of a job another slot may have lost (a restarted runner forgets its jobs),
+    // and a slot given work after the ping is not judged by its answer.
     bool offered = false, suspect = false;
     for (const RunnerRecord* r : slots) {
       offered = offered || r->state == RunnerState::Offered;
       suspect = suspect || r->state == RunnerState::Suspect;
     }
-    if (offered) continue;
-    if (!suspect && first.misses == 0 && first.last_seen > heard_since) continue;
+    if (slots.size() <= 1) {
+      if (offered) continue;
+      if (!suspect && first.misses == 0 && first.last_seen > heard_since) continue;
+    }
     PingTarget t{first.address, first.epoch, {}};
     for (const RunnerRecord* r : slots) t.slot_epochs.push_back(r->epoch);
     out.push_back(std::move(t));

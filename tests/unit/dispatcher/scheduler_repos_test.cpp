@@ -262,6 +262,44 @@ TEST_F(ReposTest, APongOfSlotsLosesAJobItNoLongerListsAndNotesWorkNotOurs) {
   EXPECT_EQ(unknown, 1u);
 }
 
+// A runner of 4 slots restarted on its port while 2 jobs ran: it registers again and
+// takes new work, whose results keep coming. Those say nothing of the 2 jobs it forgot:
+// it is still pinged, and its answer gives them back.
+TEST_F(ReposTest, ARestartedRunnerOfSlotsIsPingedDespiteResultsAndGivesBackWhatItForgot) {
+  for (int i = 0; i < 4; ++i) sched.submit(commit(i), "main", now);
+  sched.register_runner("r:1", now, slots(4));
+  Offer forgotten1 = offer_and_accept();
+  Offer forgotten2 = offer_and_accept();
+  now += std::chrono::seconds(5);
+  sched.register_runner("r:1", now, slots(4));  // back after a restart
+  Offer fresh = offer_and_accept();
+  Offer quick = offer_and_accept();
+  now += std::chrono::seconds(1);
+  finish(quick);  // a result heard just now
+  sched.release_runner(quick.runner, quick.job, quick.attempt, now);
+  auto targets = sched.ping_targets(now - std::chrono::seconds(2));
+  ASSERT_EQ(targets.size(), 1u);
+  RunnerReport report;
+  report.slots = std::vector<std::pair<JobId, uint32_t>>{{fresh.job, fresh.attempt}};
+  report.busy = true;
+  sched.ping_answered(targets[0], report, now);
+  EXPECT_EQ(sched.job(fresh.job)->state, JobState::Running);
+  EXPECT_EQ(sched.job(forgotten1.job)->state, JobState::Queued);
+  EXPECT_EQ(sched.job(forgotten2.job)->state, JobState::Queued);
+}
+
+// A runner of one slot heard from since the last round is not pinged (1,000 runners
+// cost a ping each only when quiet).
+TEST_F(ReposTest, AOneSlotRunnerHeardFromLatelyIsNotPinged) {
+  sched.submit(commit(1), "main", now);
+  sched.register_runner("r:1", now);
+  Offer o = offer_and_accept();
+  now += std::chrono::seconds(1);
+  finish(o);
+  sched.release_runner(o.runner, o.job, o.attempt, now);
+  EXPECT_TRUE(sched.ping_targets(now - std::chrono::seconds(2)).empty());
+}
+
 TEST_F(ReposTest, ReRegisteringWithOtherSlotsAndLabelsUpdatesTheRunner) {
   sched.register_runner("r:1", now);
   sched.take_dirty();

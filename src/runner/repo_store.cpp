@@ -195,6 +195,11 @@ Result<void> RepoStores::export_to(const std::string& name, const std::string& u
   std::string why;
   auto pause = kFirstPause;
   for (int attempt = 1; attempt <= kTries; ++attempt) {
+    // A runner being stopped gives the job back rather than try again.
+    if (cancel && cancel->cancelled()) {
+      if (why.empty()) why = "the runner is stopping";
+      break;
+    }
     Result<void> done = provision(s, name, url);
     if (done) done = s.clone->export_to(commit, dir);
     if (done) return {};

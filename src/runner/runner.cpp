@@ -309,6 +309,15 @@ Reply Runner::handle_runtest(const RuntestRequest& request) {
       if (result->job == request.job && result->attempt == request.attempt) return Reply::ok();
     }
     if (stopping_ || draining_) return Reply::busy();
+    // A dispatcher that still thinks this runner serves what it no longer does (it was
+    // restarted with other flags and has not registered again yet) has the job given
+    // to another runner rather than ended as an error here.
+    RepoScope serves = scope();
+    if (request.repo.empty() && serves == RepoScope::Named)
+      return Reply::err("this runner has no clone of the default repository");
+    if (!request.repo.empty() && serves == RepoScope::Default)
+      return Reply::err("this runner has no --workdir to fetch repository " + request.repo +
+                        " into");
     // A result not delivered yet holds its slot: the job is still this runner's. The
     // one result on its way while the dispatcher already offers the next job does not:
     // it has recorded the result and only the reply is still in flight. Taking the job

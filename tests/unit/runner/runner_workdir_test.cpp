@@ -174,12 +174,14 @@ TEST_F(RunnerWorkdirTest, ALockLeftInAStoreByAKilledFetchIsRemoved) {
   EXPECT_EQ(runner->stores()->clones(), 0u) << "the store is kept";
 }
 
-TEST_F(RunnerWorkdirTest, ADefaultRepositoryJobWithoutACloneEndsInAnError) {
+// A dispatcher that offers what this runner does not serve is refused, so that it gives
+// the job to another runner rather than have it end here as an error.
+TEST_F(RunnerWorkdirTest, ADefaultRepositoryJobWithoutACloneIsRefused) {
   start_runner();
-  ASSERT_EQ(test_peer::runtest(runner->port(), 1, commit), Reply::Kind::Ok);
-  ResultsRequest result = result_of(1);
-  EXPECT_EQ(result.status, TestStatus::Error);
-  EXPECT_NE(result.output.find("no clone of the default repository"), std::string::npos);
+  EXPECT_EQ(test_peer::runtest(runner->port(), 1, commit), Reply::Kind::Err);
+  ASSERT_EQ(runtest(2, commit, "alpha", dir / "master"), Reply::Kind::Ok);
+  EXPECT_EQ(result_of(2).status, TestStatus::Passed);
+  EXPECT_EQ(fake.results().size(), 1u) << "nothing was reported of the refused job";
 }
 
 TEST_F(RunnerWorkdirTest, AClonePlusAWorkdirServesBoth) {

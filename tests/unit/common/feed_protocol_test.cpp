@@ -4,27 +4,17 @@
 #include "ci/events.h"
 #include "ci/framing.h"
 #include "ci/protocol.h"
+#include "request_wire.h"
 
 namespace ci {
 namespace {
 
 const std::string kCommit(40, 'a');
 
-std::string wire(const Request& request) { return serialize(serialize_request(request)); }
-
-Result<Request> parse_bytes(const std::string& bytes) {
-  FrameParser parser({}, request_has_body);
-  size_t used = 0;
-  EXPECT_EQ(parser.feed(bytes, &used), FrameParser::Status::Done) << bytes;
-  return parse_request(parser.take());
-}
-
-template <typename T>
-T round_trip(const T& request) {
-  auto parsed = parse_bytes(wire(Request{request}));
-  EXPECT_TRUE(parsed.ok()) << parsed.error();
-  return parsed.ok() ? std::get<T>(*parsed) : T{};
-}
+using test::parse_bytes;
+using test::reason;
+using test::round_trip;
+using test::wire;
 
 TEST(FeedProtocol, NewRequestsRoundTrip) {
   auto log = round_trip(LogRequest{4, 2, "127.0.0.1:8900", 1024, std::string("a\0b\nc", 5)});
@@ -86,10 +76,6 @@ TEST(FeedProtocol, ResultsCarryCasesAfterTheOutput) {
 }
 
 TEST(FeedProtocol, MalformedNewRequestsAreRefusedWithAReason) {
-  auto reason = [](const std::string& bytes) {
-    auto r = parse_bytes(bytes);
-    return r.ok() ? std::string("accepted") : r.error();
-  };
   EXPECT_EQ(reason("log 0 1 127.0.0.1:8900 0 1\nx"), "job id must be a positive number");
   EXPECT_EQ(reason("log 1 1 nohost 0 1\nx").rfind("runner: ", 0), 0u);
   EXPECT_EQ(reason("logread 1 0 0 0\n"), "logread max must be a number from 1 to 1048576");

@@ -8,32 +8,17 @@
 #include "ci/protocol.h"
 #include "ci/replies.h"
 #include "ci/validate.h"
+#include "request_wire.h"
 
 namespace ci {
 namespace {
 
 const std::string kCommit(40, 'a');
 
-std::string wire(const Request& request) { return serialize(serialize_request(request)); }
-
-Result<Request> parse_bytes(const std::string& bytes) {
-  FrameParser parser({}, request_has_body);
-  size_t used = 0;
-  EXPECT_EQ(parser.feed(bytes, &used), FrameParser::Status::Done) << bytes;
-  return parse_request(parser.take());
-}
-
-template <typename T>
-T round_trip(const T& request) {
-  auto parsed = parse_bytes(wire(Request{request}));
-  EXPECT_TRUE(parsed.ok()) << parsed.error();
-  return parsed.ok() ? std::get<T>(*parsed) : T{};
-}
-
-std::string reason(const std::string& bytes) {
-  auto r = parse_bytes(bytes);
-  return r.ok() ? std::string("accepted") : r.error();
-}
+using test::parse_bytes;
+using test::reason;
+using test::round_trip;
+using test::wire;
 
 TEST(ManyReposProtocol, RegisterCarriesSlotsLabelsAndRepos) {
   // The seed's runner says only where it is.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "ci/auth.h"
+#include "test_support.h"
 
 namespace ci::runner::test_peer {
 
@@ -49,6 +50,21 @@ std::vector<RegisterRequest> FakeDispatcher::registrations() {
 std::vector<ResultsRequest> FakeDispatcher::results() {
   MutexLock lock(mu_);
   return results_;
+}
+
+ResultsRequest FakeDispatcher::result_of(JobId job) {
+  ResultsRequest found;
+  EXPECT_TRUE(ci::test::wait_until([&] {
+    for (const auto& r : results()) {
+      if (r.job == job) {
+        found = r;
+        return true;
+      }
+    }
+    return false;
+  })) << "no results for job "
+      << job;
+  return found;
 }
 
 std::vector<AbandonRequest> FakeDispatcher::abandoned() {

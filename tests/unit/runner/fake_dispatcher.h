@@ -36,6 +36,9 @@ class FakeDispatcher {
   size_t busy_answers();
   std::vector<RegisterRequest> registrations();
   std::vector<ResultsRequest> results();
+  // Waits (with the tests' deadline) for the first results of `job`; a test failure and
+  // an empty request if none come.
+  ResultsRequest result_of(JobId job);
   std::vector<AbandonRequest> abandoned();
   std::vector<UnregisterRequest> unregistered();
   // Every message's verb, in the order received; live logs, which come at any time,

@@ -35,20 +35,7 @@ class RunnerSlotsTest : public RunnerTest {
   bool started(JobId job) { return test::file_exists(dir / ("started." + std::to_string(job))); }
   void release() { test::run({"touch", dir / "release"}); }
 
-  ResultsRequest result_of(JobId job) {
-    ResultsRequest found;
-    EXPECT_TRUE(test::wait_until([&] {
-      for (const auto& r : fake.results()) {
-        if (r.job == job) {
-          found = r;
-          return true;
-        }
-      }
-      return false;
-    })) << "no results for job "
-        << job;
-    return found;
-  }
+  ResultsRequest result_of(JobId job) { return fake.result_of(job); }
 
   // The value after `word ` in the output's line that starts with it.
   static std::string field(const std::string& output, const std::string& word) {

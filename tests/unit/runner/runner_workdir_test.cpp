@@ -35,20 +35,7 @@ class RunnerWorkdirTest : public RunnerTest {
   }
 
   // Waits for the results of `job` (attempt 1).
-  ResultsRequest result_of(JobId job) {
-    ResultsRequest found;
-    EXPECT_TRUE(test::wait_until([&] {
-      for (const auto& r : fake.results()) {
-        if (r.job == job) {
-          found = r;
-          return true;
-        }
-      }
-      return false;
-    })) << "no results for job "
-        << job;
-    return found;
-  }
+  ResultsRequest result_of(JobId job) { return fake.result_of(job); }
 
   std::string store(const std::string& name) { return dir / ("workdir/repos/" + name + ".git"); }
 };

@@ -20,6 +20,16 @@ JobInfo done(JobId id, const std::string& commit, TestStatus status) {
   return job;
 }
 
+// A notify command that runs `body` in a folder of its own under `staging` and then moves
+// what it wrote into `out`: a file is in `out` only once it is complete, so a test that
+// waits for the files there never reads one half-written.
+std::string complete_files_in(const test::TempDir& out, const test::TempDir& staging,
+                              const std::string& body) {
+  std::string dir = "'" + staging.path() + "'/\"$CI_DELIVERY_ID\"";
+  return "mkdir -p " + dir + " && cd " + dir + " && { " + body + "; } && mv -- * '" + out.path() +
+         "'/";
+}
+
 class NotifyTest : public ReporterTest {
  protected:
   ReporterOptions notifying(std::vector<std::string> webhooks,
@@ -96,11 +106,11 @@ TEST_F(NotifyTest, AHangingReceiverDelaysNeitherTheFeedNorOtherTargets) {
 }
 
 TEST_F(NotifyTest, ACommandGetsTheEventInItsEnvironmentAndOnStdin) {
-  test::TempDir out;
-  std::string command =
-      "cat > '" + out.path() + "'/\"$CI_DELIVERY_ID.json\"; printf '%s|%s|%s|%s|%s' " +
-      "\"$CI_EVENT\" \"$CI_JOB_ID\" \"$CI_BRANCH\" \"$CI_STATUS\" \"$CI_COMMIT\" > '" + out.path() +
-      "'/\"$CI_DELIVERY_ID.env\"";
+  test::TempDir out, staging;
+  std::string command = complete_files_in(
+      out, staging,
+      "cat > \"$CI_DELIVERY_ID.json\"; printf '%s|%s|%s|%s|%s' \"$CI_EVENT\" \"$CI_JOB_ID\" "
+      "\"$CI_BRANCH\" \"$CI_STATUS\" \"$CI_COMMIT\" > \"$CI_DELIVERY_ID.env\"");
   feed.start();
   start_reporter(notifying({}, {command}));
   feed.add(finished(done(1, "c1", TestStatus::Failed), {}));
@@ -114,9 +124,10 @@ TEST_F(NotifyTest, ACommandGetsTheEventInItsEnvironmentAndOnStdin) {
 
 TEST_F(NotifyTest, ANamedRepositorysNotificationsCarryIt) {
   WebhookReceiver receiver([](size_t) { return 200; });
-  test::TempDir out;
-  std::string command = "printf '%s|%s|%s' \"$CI_REPO\" \"$CI_BRANCH\" \"$CI_BRANCH_STATE\" > '" +
-                        out.path() + "'/\"$CI_DELIVERY_ID\"";
+  test::TempDir out, staging;
+  std::string command = complete_files_in(
+      out, staging,
+      "printf '%s|%s|%s' \"$CI_REPO\" \"$CI_BRANCH\" \"$CI_BRANCH_STATE\" > \"$CI_DELIVERY_ID\"");
   feed.start();
   start_reporter(notifying({receiver.url()}, {command}));
   JobInfo passed = done(1, "c1", TestStatus::Passed), failed = done(2, "c2", TestStatus::Failed);

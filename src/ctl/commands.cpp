@@ -56,9 +56,12 @@ std::optional<JobsReply> ask_jobs(Session& s, JobsRequest request, int* code) {
   return *jobs;
 }
 
-// A job id, or the newest job of the commit a prefix names. A number too short to be a
-// commit prefix is a job id; a longer one is looked up as a commit first.
-std::optional<JobId> resolve_job(Session& s, const std::string& what, int* code) {
+// A job id, or the newest job of the commit a prefix names (of repository `repo` if
+// given, "-" the default one). A number too short to be a commit prefix is a job id; a
+// longer one is looked up as a commit first. A commit with jobs in several repositories
+// needs `repo`: without it, it names none of them.
+std::optional<JobId> resolve_job(Session& s, const std::string& what,
+                                 const std::optional<std::string>& repo, int* code) {
   bool digits = !what.empty() && std::all_of(what.begin(), what.end(), ::isdigit);
   auto id = digits ? parse_u64(what, INT64_MAX) : std::nullopt;
   if (id && *id > 0 && what.size() < kMinCommitPrefix) return id;
@@ -67,9 +70,21 @@ std::optional<JobId> resolve_job(Session& s, const std::string& what, int* code)
                                  std::to_string(kMinCommitPrefix) + " or more hex digits)");
     return std::nullopt;
   }
-  auto jobs = ask_jobs(s, JobsRequest{kJobsToSearch}, code);
+  JobsRequest request{kJobsToSearch};
+  if (repo) request.repo = *repo;
+  auto jobs = ask_jobs(s, request, code);
   if (!jobs) return std::nullopt;
-  auto found = job_of_commit(*jobs, what);
+  if (!repo) {
+    std::vector<std::string> repos = repos_of_commit(*jobs, what);
+    if (repos.size() > 1) {
+      std::string names;
+      for (const std::string& name : repos) names += (names.empty() ? "" : ", ") + name;
+      *code = s.report.fail(2, "'" + what + "' has jobs in several repositories (" + names +
+                                   "): name one with --repo NAME ('-': the default repository)");
+      return std::nullopt;
+    }
+  }
+  auto found = job_of_commit(*jobs, what, repo);
   if (found) return *found;
   if (id && *id > 0) return id;
   *code = s.report.fail(1, found.error());
@@ -146,12 +161,17 @@ int exit_code_of(TestStatus status) {
   return 3;
 }
 
-int run_show(Session& s, const std::string& what) {
+int run_show(Session& s, const std::string& what, const std::optional<std::string>& repo) {
   int code = 0;
-  auto id = resolve_job(s, what, &code);
+  auto id = resolve_job(s, what, repo, &code);
   if (!id) return code;
   auto job = ask_job(s, *id, &code);
   if (!job) return code;
+  if (repo && job->repo != (*repo == "-" ? "" : *repo))
+    return s.report.fail(
+        2, "job " + std::to_string(*id) + " is not of " +
+               (*repo == "-" ? "the default repository" : "repository '" + *repo + "'") +
+               " (its repository: " + (job->repo.empty() ? "-" : job->repo) + ")");
   auto cases = ask_cases(s, *id, &code);
   if (!cases) return code;
   auto broken = broken_by(s, *job, *cases, &code);

@@ -37,7 +37,10 @@ struct Session {
 // 3 cancelled.
 int exit_code_of(TestStatus status);
 
-int run_show(Session& session, const std::string& job_or_commit);
+// `repo`: the repository a commit's job is looked for in ("-": the default one); needed
+// when the commit has jobs in several.
+int run_show(Session& session, const std::string& job_or_commit,
+             const std::optional<std::string>& repo = std::nullopt);
 // Prints the log of an attempt (0: the latest) raw on stdout; with `follow`, until the
 // attempt has ended.
 int run_log(Session& session, JobId job, uint32_t attempt, bool follow);

@@ -101,6 +101,9 @@ struct Cli {
     show->add_option("job-or-commit", what,
                      "a job id, or a commit id (a unique prefix of 7 or more hex digits)")
         ->required();
+    show->add_option("--repo", repo_name,
+                     "the repository of the commit, when it has jobs in several ('-': the "
+                     "default repository)");
     repos = app.add_subcommand("repos", "the named repositories and their jobs");
     repo = app.add_subcommand("repo", "manage the named repositories");
     repo->require_subcommand(1);
@@ -135,7 +138,7 @@ std::string check_arguments(const Cli& c) {
     if (std::string bad = check_repo_name(c.repo_name); !bad.empty())
       return (*c.repo_add ? "'" : "--repo '") + c.repo_name + "': " + bad;
   }
-  if (*c.jobs && !c.repo_name.empty() && c.repo_name != "-") {
+  if ((*c.jobs || *c.show) && !c.repo_name.empty() && c.repo_name != "-") {
     if (std::string bad = check_repo_name(c.repo_name); !bad.empty())
       return "--repo '" + c.repo_name + "': " + bad + " (or '-': the default repository)";
   }
@@ -178,7 +181,11 @@ Request request_of(const Cli& c) {
 // Runs a command once its arguments are known to be good.
 int run_command(const Cli& c, Session& s) {
   const Report& report = s.report;
-  if (*c.show) return run_show(s, c.what);
+  if (*c.show) {
+    std::optional<std::string> repo;
+    if (!c.repo_name.empty()) repo = c.repo_name;
+    return run_show(s, c.what, repo);
+  }
   if (*c.log) return run_log(s, c.job, c.attempt, c.follow);
   int code = 0;
   auto reply = s.ask(request_of(c), &code);

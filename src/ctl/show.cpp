@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "ci/validate.h"
 #include "ctl/ctl.h"
@@ -32,6 +33,15 @@ std::string first_line(const std::string& text, size_t max) {
 
 std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
 
+std::string to_lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), ::tolower);
+  return text;
+}
+
+std::string repo_text(const std::string& repo) {
+  return repo.empty() ? "the default repository" : "repository '" + repo + "'";
+}
+
 }  // namespace
 
 bool is_commit_prefix(const std::string& text) {
@@ -39,19 +49,36 @@ bool is_commit_prefix(const std::string& text) {
          std::all_of(text.begin(), text.end(), [](char c) { return std::isxdigit(c) != 0; });
 }
 
-Result<JobId> job_of_commit(const JobsReply& jobs, const std::string& prefix) {
-  std::string lower = prefix;
-  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+Result<JobId> job_of_commit(const JobsReply& jobs, const std::string& prefix,
+                            const std::optional<std::string>& repo) {
+  std::string lower = to_lower(prefix);
+  std::optional<std::string> wanted = repo;
+  if (wanted && *wanted == "-") wanted = "";
   std::map<std::string, JobId> newest;  // commit -> its newest job
   for (const JobRow& row : jobs.jobs)
-    if (row.commit.rfind(lower, 0) == 0) newest[row.commit] = std::max(newest[row.commit], row.id);
-  if (newest.empty()) return Error{"no job of a commit starting with '" + prefix + "'"};
+    if (row.commit.rfind(lower, 0) == 0 && (!wanted || row.repo == *wanted))
+      newest[row.commit] = std::max(newest[row.commit], row.id);
+  if (newest.empty())
+    return Error{"no job of a commit starting with '" + prefix + "'" +
+                 (wanted ? " in " + repo_text(*wanted) : std::string())};
   if (newest.size() > 1) {
     std::string names;
     for (const auto& [commit, job] : newest) names += " " + short_commit(commit);
     return Error{"'" + prefix + "' fits several commits:" + names};
   }
   return newest.begin()->second;
+}
+
+std::vector<std::string> repos_of_commit(const JobsReply& jobs, const std::string& prefix) {
+  std::string lower = to_lower(prefix);
+  std::set<std::string> commits, repos;
+  for (const JobRow& row : jobs.jobs) {
+    if (row.commit.rfind(lower, 0) != 0) continue;
+    commits.insert(row.commit);
+    repos.insert(or_dash(row.repo));
+  }
+  if (commits.size() != 1) return {};
+  return {repos.begin(), repos.end()};
 }
 
 BrokenByWalk::BrokenByWalk(const JobInfo& job, const std::vector<TestCase>& cases) {

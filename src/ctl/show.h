@@ -3,6 +3,7 @@
 // broken-by walk over a branch's earlier jobs, and what is printed.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,13 @@ inline constexpr size_t kBrokenByDepth = 50;
 
 bool is_commit_prefix(const std::string& text);  // >= kMinCommitPrefix hex digits
 // The newest job of the one commit that starts with `prefix`; an error when no job's
-// commit does, or when the prefix fits several commits (they are named).
-Result<JobId> job_of_commit(const JobsReply& jobs, const std::string& prefix);
+// commit does, or when the prefix fits several commits (they are named). With `repo`,
+// only the jobs of that repository ("-" or "": the default one) are looked at.
+Result<JobId> job_of_commit(const JobsReply& jobs, const std::string& prefix,
+                            const std::optional<std::string>& repo = std::nullopt);
+// The repositories with a job of the one commit that starts with `prefix`, sorted, the
+// default one as "-"; empty when the prefix fits no commit or several.
+std::vector<std::string> repos_of_commit(const JobsReply& jobs, const std::string& prefix);
 
 // An earlier finished job of the branch, as the walk reads it.
 struct PastRun {

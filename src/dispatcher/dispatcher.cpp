@@ -122,6 +122,9 @@ Result<void> Dispatcher::start() {
   committer_ = std::make_unique<GroupCommitter>(state_, *store_, writer_, clock_);
   committer_->on_feed_written(
       [this](std::vector<FeedEvent> events) { feed_->written(std::move(events)); });
+  committer_->on_attempts_ended([this](const GroupCommitter::Attempts& ended) {
+    for (const auto& [job, attempt] : ended) logs_->finish(job, attempt);
+  });
   offers_ = std::make_unique<OfferSender>(state_, *committer_, offer_link_, clock_);
   heartbeat_ = std::make_unique<Heartbeat>(state_, *committer_, *offers_, ping_link_, clock_,
                                            options_.heartbeat_interval);

@@ -92,7 +92,9 @@ Result<void> GroupCommitter::save_changes(bool* more) {
   auto feed = scheduler.take_feed();
   std::vector<Job> gave_up;
   for (JobId id : scheduler.take_gave_up()) gave_up.push_back(*scheduler.job(id));
-  if (dirty.empty() && events.empty() && gave_up.empty() && feed.empty()) return {};
+  Attempts ended = scheduler.take_ended_attempts();
+  if (dirty.empty() && events.empty() && gave_up.empty() && feed.empty() && ended.empty())
+    return {};
 
   // The write, the log and the result files without the mutex: the other threads go on
   // changing the scheduler meanwhile, and their changes go into the next batch.
@@ -107,6 +109,8 @@ Result<void> GroupCommitter::save_changes(bool* more) {
       if (!saved) spdlog::error("cannot write the state database: {}", saved.error());
     }
     for (const auto& e : events) spdlog::info("{}", e.text);
+    // Whether or not the write succeeded: the attempts have ended all the same.
+    if (!ended.empty() && on_attempts_ended_) on_attempts_ended_(ended);
     for (const auto& job : gave_up) {
       auto r = writer_.write(job, *job.outcome, "");
       if (!r) spdlog::error("cannot record the result of job {}: {}", job.id, r.error());

@@ -13,6 +13,7 @@
 #include <deque>
 #include <functional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ci/clock.h"
@@ -50,6 +51,12 @@ class GroupCommitter {
   void on_feed_written(std::function<void(std::vector<FeedEvent> events)> f) {
     on_feed_written_ = std::move(f);
   }
+  using Attempts = std::vector<std::pair<JobId, uint32_t>>;
+  // Called on the store thread, without the mutex, with the attempts that ended
+  // without a result (Scheduler::take_ended_attempts). Set before start().
+  void on_attempts_ended(std::function<void(const Attempts& ended)> f) {
+    on_attempts_ended_ = std::move(f);
+  }
 
  private:
   struct Waiter {
@@ -58,9 +65,9 @@ class GroupCommitter {
   };
 
   void loop() EXCLUDES(state_.mutex);
-  // Writes the scheduler's changes, logs its events and records the jobs it gave up
-  // on, releasing the mutex while it writes. `more`: recording gave-up jobs made new
-  // changes.
+  // Writes the scheduler's changes, logs its events, records the jobs it gave up on
+  // and hands on the attempts that ended, releasing the mutex while it writes. `more`: recording
+  // gave-up jobs made new changes.
   Result<void> save_changes(bool* more) REQUIRES(state_.mutex);
 
   GuardedScheduler& state_;
@@ -75,6 +82,7 @@ class GroupCommitter {
   bool lazy_pending_ GUARDED_BY(state_.mutex) = false;  // changes no one waits for
   TimePoint lazy_due_ GUARDED_BY(state_.mutex){};
   std::function<void(std::vector<FeedEvent>)> on_feed_written_;
+  std::function<void(const Attempts&)> on_attempts_ended_;
   std::thread thread_;
 };
 

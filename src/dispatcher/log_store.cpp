@@ -329,6 +329,11 @@ uint64_t LogStore::received(JobId job, uint32_t attempt) const {
   return snapshot({job, attempt}).received();
 }
 
+size_t LogStore::held() const {
+  MutexLock lock(mutex_);
+  return active_.size();
+}
+
 Result<void> LogStore::remove(JobId job) {
   if (job == 0) return make_error("job must be positive");
   MutexLock lock(mutex_);

@@ -76,6 +76,9 @@ class LogStore {
   // memory the log took while written.
   void finish(JobId job, uint32_t attempt);
   uint64_t received(JobId job, uint32_t attempt) const;
+  // Logs whose state is held in memory: those written since the store opened whose
+  // attempt has not ended.
+  size_t held() const;
   // Removes the logs of every attempt of `job` (when the job is forgotten).
   Result<void> remove(JobId job);
 

@@ -9,6 +9,25 @@
 
 namespace ci {
 
+namespace {
+
+// Whether a runner's attempt has ended for its log: its runner was taken for lost or
+// gave it back, or the job has a result. A cancelled attempt goes on until its runner
+// says it has stopped (its log's last lines come before that).
+bool attempt_ended(const Job& job, uint32_t attempt) {
+  if (attempt < job.attempt) return true;
+  if (job.state == JobState::Queued) return attempt == job.attempt;
+  if (job.state != JobState::Finishing && job.state != JobState::Finished) return false;
+  return !(job.outcome && job.outcome->status == TestStatus::Cancelled &&
+           job.outcome->attempt == attempt);
+}
+
+std::string ended_text(JobId job, uint32_t attempt) {
+  return "job " + std::to_string(job) + " attempt " + std::to_string(attempt) + " has ended";
+}
+
+}  // namespace
+
 RequestHandler::RequestHandler(GuardedScheduler& state, GroupCommitter& committer,
                                OfferSender& offers, const ResultWriter& writer, Feed feed,
                                Clock& clock)
@@ -214,6 +233,8 @@ void RequestHandler::on_log(const LogRequest& r, Answer answer) {
     } else if (r.attempt > job->runners.size() || job->runners[r.attempt - 1] != r.runner) {
       refused = "job " + std::to_string(r.job) + " attempt " + std::to_string(r.attempt) +
                 " was not given to " + r.runner;
+    } else if (attempt_ended(*job, r.attempt)) {
+      refused = ended_text(r.job, r.attempt);
     }
   }
   if (!refused.empty()) return answer(Reply::err(refused));
@@ -225,6 +246,10 @@ void RequestHandler::on_log(const LogRequest& r, Answer answer) {
                   received.error());
     return answer(Reply::err("cannot append to the log: " + received.error()));
   }
+  // Not taken: the attempt ended after the check above, and its finished log takes
+  // nothing more.
+  if (*received < r.offset + r.bytes.size())
+    return answer(Reply::err(ended_text(r.job, r.attempt)));
   {
     MutexLock lock(state_.mutex);
     state_.scheduler.log_grew(r.job, r.attempt, *received, clock_.now());

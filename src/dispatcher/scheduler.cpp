@@ -276,6 +276,9 @@ void Scheduler::lose_job(RunnerRecord& r, const std::string& why, TimePoint now,
   (void)now;
   // A job restored from an offer the runner may never have received is not a lost attempt.
   counts = counts && !r.unconfirmed;
+  // Whatever the job does next, this attempt is over: were the runner alive after all,
+  // its result would still be taken, but not its log.
+  if (r.job != 0 && r.attempt != 0) ended_attempts_.push_back({r.job, r.attempt});
   auto it = jobs_.find(r.job);
   set_idle(r);
   if (it == jobs_.end()) return;
@@ -364,6 +367,7 @@ Scheduler::Change Scheduler::abandon(JobId id, uint32_t attempt, const std::stri
     leave_idle(*r);
     r->state = RunnerState::Suspect;
   } else {
+    ended_attempts_.push_back({id, attempt});
     requeue_front(job, now);
     event("job " + std::to_string(id) + " requeued: runner " + runner + " gave it back");
   }
@@ -419,6 +423,7 @@ Scheduler::Cancelled Scheduler::cancel(JobId id, const std::string& why, TimePoi
   Cancelled done{Change::Done, {}, 0};
   if (job.state == JobState::Queued) {
     dequeue(job);
+    if (job.attempt > 0) ended_attempts_.push_back({id, job.attempt});  // ended before
   } else {
     // Offered or running: the runner may have it; it is told to stop, and its own
     // result, when it comes, is a duplicate that frees it.
@@ -467,6 +472,9 @@ std::optional<Offer> Scheduler::next_offer(TimePoint now) {
   r.state = RunnerState::Offered;
   r.epoch = next_seq_++;
   job.state = JobState::Offered;
+  // The attempt before, however it ended, is over. (An offer refused takes its number
+  // back: the attempt named here is one a runner took.)
+  if (job.attempt > 0) ended_attempts_.push_back({id, job.attempt});
   job.attempt++;
   job.runners.push_back(r.address);
   r.job = id;
@@ -486,7 +494,10 @@ void Scheduler::offer_accepted(const Offer& offer, TimePoint now) {
   if (it == runners_.end() || it->second.epoch != offer.epoch) {
     // The runner was dropped while the offer was in flight; it has the job anyway,
     // and its result will be accepted when it comes. Requeue so nothing waits on it.
-    if (job.state == JobState::Offered) requeue_front(job, now);
+    if (job.state == JobState::Offered) {
+      ended_attempts_.push_back({offer.job, offer.attempt});
+      requeue_front(job, now);
+    }
     return;
   }
   RunnerRecord& r = it->second;

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "ci/clock.h"
@@ -365,6 +366,11 @@ class Scheduler {
   // Jobs the scheduler ended as errors (too many attempts lost): each is Finishing
   // with its outcome set; the caller records it, then calls finish_result.
   std::vector<JobId> take_gave_up();
+  // Attempts that ended without a result of theirs (given back, lost with their runner,
+  // a job re-offered as a new attempt) since the last call: their logs are finished
+  // (LogStore::finish), so that they take no memory and a late chunk is not written.
+  // An attempt may be named more than once.
+  std::vector<std::pair<JobId, uint32_t>> take_ended_attempts();
 
  private:
   void set_idle(RunnerRecord& r);
@@ -418,6 +424,7 @@ class Scheduler {
   TimePoint wall_origin_steady_{};
   int64_t wall_origin_ms_ = 0;
   std::vector<JobId> gave_up_;
+  std::vector<std::pair<JobId, uint32_t>> ended_attempts_;
   std::set<JobId> dirty_jobs_;
   std::map<std::string, bool> dirty_runners_;  // address -> registered (the latest change)
 };

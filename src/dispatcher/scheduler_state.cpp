@@ -48,6 +48,9 @@ void Scheduler::restore(std::vector<Job> jobs, const std::vector<StoredRunner>& 
     switch (job.state) {
       case JobState::Queued:
         enqueue(job, false);
+        // Its last attempt, if it had one, is over (its log may not say so if the
+        // process stopped before it was marked).
+        if (job.attempt > 0) ended_attempts_.push_back({id, job.attempt});
         break;
       // An offered job may have reached its runner (the runtest's OK is written
       // lazily): like a running one, it stays with the runner while its pongs say it
@@ -138,6 +141,12 @@ void Scheduler::return_dirty(Dirty dirty) {
 std::vector<JobId> Scheduler::take_gave_up() {
   std::vector<JobId> out;
   out.swap(gave_up_);
+  return out;
+}
+
+std::vector<std::pair<JobId, uint32_t>> Scheduler::take_ended_attempts() {
+  std::vector<std::pair<JobId, uint32_t>> out;
+  out.swap(ended_attempts_);
   return out;
 }
 

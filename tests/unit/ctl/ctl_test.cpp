@@ -185,6 +185,8 @@ class Ctl : public ::testing::Test {
                                                reply = Reply::ok({f.words.at(1)});
                                              if (f.verb() == "logread") reply = log_answer(f);
                                              if (f.verb() == "job") reply = job_answer(f);
+                                             if (f.verb() == "tests")
+                                               reply = Reply::ok_with_body("");
                                              return Response{serialize_reply(reply), false};
                                            });
     ASSERT_TRUE(server_->start().ok());
@@ -207,12 +209,14 @@ class Ctl : public ::testing::Test {
     reply.args = {first ? "100" : "110", "110", first ? "0" : "1"};
     return reply;
   }
-  // Every job has been cancelled.
+  // Every job has been cancelled; those of sample_jobs() are of their repository.
   static Reply job_answer(const Frame& f) {
     JobInfo job;
     job.id = std::stoull(f.words.at(1));
     job.commit = kCommit;
     job.branch = "main";
+    for (const JobRow& row : sample_jobs().jobs)
+      if (row.id == job.id) job.repo = row.repo;
     job.state = "finished";
     job.status = TestStatus::Cancelled;
     job.reason = "cancelled by request";
@@ -227,6 +231,10 @@ class Ctl : public ::testing::Test {
     std::string line = serialize(f);
     std::lock_guard<std::mutex> lock(mutex_);
     requests_.push_back(line.substr(0, line.find('\n')));
+  }
+  std::vector<std::string> requests() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return requests_;
   }
   std::string last_request() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -406,6 +414,48 @@ TEST_F(Ctl, FailuresAreOneJsonErrorWithTheSameExitCode) {
   EXPECT_EQ(out_.str().rfind("{\"error\":", 0), 0u) << out_.str();
   EXPECT_EQ(run_raw({"--json", "runners", "--dispatcher-server", "127.0.0.1:9"}), 1);
   EXPECT_EQ(out_.str().rfind("{\"error\":", 0), 0u) << out_.str();
+}
+
+// kCommit has jobs in the default repository (7) and in tools (8): show asks which.
+TEST_F(Ctl, ShowOfACommitInSeveralRepositoriesNeedsItsRepository) {
+  const std::string prefix = kCommit.substr(0, 7);
+  EXPECT_EQ(run({"show", prefix}), 2);
+  EXPECT_EQ(err_.str(), "cictl: '" + prefix +
+                            "' has jobs in several repositories (-, tools): name one with --repo "
+                            "NAME ('-': the default repository)\n");
+  EXPECT_EQ(out_.str(), "");
+  EXPECT_EQ(run({"show", kCommit, "--json"}), 2);
+  EXPECT_EQ(out_.str().rfind("{\"error\":\"'" + kCommit + "' has jobs in several repositories", 0),
+            0u)
+      << out_.str();
+
+  size_t before = request_count();
+  EXPECT_EQ(run({"show", prefix, "--repo", "tools"}), 0) << err_.str();
+  std::vector<std::string> asked = requests();
+  asked.erase(asked.begin(), asked.begin() + static_cast<std::ptrdiff_t>(before));
+  ASSERT_GE(asked.size(), 2u);
+  EXPECT_EQ(asked[0], "jobs 10000 repo=tools");
+  EXPECT_EQ(asked[1], "job 8");
+  EXPECT_EQ(out_.str().rfind("job       8\n", 0), 0u) << out_.str();
+  EXPECT_NE(out_.str().find("\nrepo      tools\n"), std::string::npos) << out_.str();
+
+  EXPECT_EQ(run({"show", prefix, "--repo", "-"}), 0) << err_.str();
+  EXPECT_EQ(out_.str().rfind("job       7\n", 0), 0u) << out_.str();
+  EXPECT_EQ(run({"show", prefix, "--repo", "web"}), 1);
+  EXPECT_EQ(err_.str(),
+            "cictl: no job of a commit starting with '" + prefix + "' in repository 'web'\n");
+
+  // A job id is shown as before; with --repo, it must be of that repository.
+  EXPECT_EQ(run({"show", "8"}), 0) << err_.str();
+  EXPECT_EQ(out_.str().rfind("job       8\n", 0), 0u) << out_.str();
+  EXPECT_EQ(run({"show", "8", "--repo", "tools"}), 0) << err_.str();
+  EXPECT_EQ(run({"show", "7", "--repo", "tools"}), 2);
+  EXPECT_EQ(err_.str(), "cictl: job 7 is not of repository 'tools' (its repository: -)\n");
+
+  before = request_count();
+  EXPECT_EQ(run({"show", prefix, "--repo", "a/b"}), 2);
+  EXPECT_EQ(err_.str().rfind("cictl: --repo 'a/b': ", 0), 0u) << err_.str();
+  EXPECT_EQ(request_count(), before);
 }
 
 TEST_F(Ctl, AMalformedAnswerIsAFailureNotATable) {

@@ -60,6 +60,46 @@ TEST(CtlShow, CommitPrefixes) {
   EXPECT_EQ(none.error(), "no job of a commit starting with '1234567'");
 }
 
+TEST(CtlShow, ACommitInSeveralRepositories) {
+  JobsReply jobs;
+  JobRow row;
+  row.commit = "abcdef0" + std::string(33, '1');
+  row.id = 3;  // the default repository
+  jobs.jobs.push_back(row);
+  row.id = 4;
+  row.repo = "fork";
+  jobs.jobs.push_back(row);
+  row.id = 6;
+  row.repo = "upstream";
+  jobs.jobs.push_back(row);
+  row.id = 9;  // a retry in the fork
+  row.repo = "fork";
+  jobs.jobs.push_back(row);
+  EXPECT_EQ(repos_of_commit(jobs, "abcdef0"), (std::vector<std::string>{"-", "fork", "upstream"}));
+  // The job found, or 0.
+  auto found = [&](const std::string& prefix, const std::optional<std::string>& repo) {
+    auto job = job_of_commit(jobs, prefix, repo);
+    return job.ok() ? *job : JobId{0};
+  };
+  EXPECT_EQ(found("abcdef0", "fork"), 9u);
+  EXPECT_EQ(found("ABCDEF0", "upstream"), 6u);
+  EXPECT_EQ(found("abcdef0", "-"), 3u);
+  EXPECT_EQ(found("abcdef0", ""), 3u);
+  EXPECT_EQ(found("abcdef0", std::nullopt), 9u);  // any repository: the newest
+  auto none = job_of_commit(jobs, "abcdef0", std::string("other"));
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error(), "no job of a commit starting with 'abcdef0' in repository 'other'");
+
+  // One repository: nothing to choose. Several commits or none: no answer here.
+  JobsReply one;
+  one.jobs = {jobs.jobs[1], jobs.jobs[3]};
+  EXPECT_EQ(repos_of_commit(one, "abcdef0"), std::vector<std::string>{"fork"});
+  row.commit = "abcdef9" + std::string(33, '2');
+  jobs.jobs.push_back(row);
+  EXPECT_TRUE(repos_of_commit(jobs, "abcdef").empty());
+  EXPECT_TRUE(repos_of_commit(jobs, "1234567").empty());
+}
+
 TEST(CtlShow, BrokenByTheEarliestOfTheConsecutiveFailures) {
   JobInfo job = job_of(10, 'a');
   BrokenByWalk walk(job, {failed("t.one"), passed("t.two"), failed("t.new")});

@@ -160,6 +160,10 @@ class DispatcherParts : public ::testing::Test {
     EXPECT_TRUE(writer_.prepare().ok());
     committer_.on_feed_written(
         [this](std::vector<FeedEvent> events) { feed_.written(std::move(events)); });
+    // As the dispatcher wires them.
+    committer_.on_attempts_ended([this](const GroupCommitter::Attempts& ended) {
+      for (const auto& [job, attempt] : ended) logs_->finish(job, attempt);
+    });
     feed_.start(0);
     cancels_.start();
     committer_.start();

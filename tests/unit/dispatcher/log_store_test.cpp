@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -213,7 +214,9 @@ TEST(LogStore, FinishMarksTheLogDoneAndEndsItsWrites) {
   {
     auto store = open_store(dir.path());
     append_ok(*store, 0, "out");
+    EXPECT_EQ(store->held(), 1u);
     store->finish(1, 1);
+    EXPECT_EQ(store->held(), 0u);
     EXPECT_TRUE(read_ok(*store, 0).done);
     EXPECT_EQ(append_ok(*store, 3, "more"), 3u);
     store->finish(3, 1);  // ended with no output
@@ -227,6 +230,42 @@ TEST(LogStore, FinishMarksTheLogDoneAndEndsItsWrites) {
   EXPECT_EQ(chunk.bytes, "out");
   EXPECT_EQ(append_ok(*store, 3, "more"), 3u);
   EXPECT_EQ(read_ok(*store, 0).bytes, "out");
+  EXPECT_EQ(store->held(), 0u);  // a chunk for a finished log does not bring it back
+}
+
+// Chunks sent while the attempt ends (a runner taken for lost that is alive after all):
+// none written once finish() has returned, and the log's memory stays let go.
+TEST(LogStore, ChunksRacingTheEndOfTheLogWriteNothingAfterItAndHoldNoMemory) {
+  test::TempDir dir;
+  auto store = open_store(dir.path(), 1000, 3000);
+  std::atomic<bool> finished{false};
+  std::atomic<uint64_t> final_size{0};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 3; ++t) {
+    writers.emplace_back([&] {
+      int after = 0;
+      for (uint64_t offset = 0; after < 50; offset += 100) {
+        bool ended = finished.load();
+        uint64_t received = append_ok(*store, offset, stream(offset, offset + 100));
+        if (!ended) continue;
+        ++after;
+        EXPECT_EQ(received, final_size.load());
+        EXPECT_EQ(store->held(), 0u);
+      }
+    });
+  }
+  ASSERT_TRUE(test::wait_until([&] { return store->received(1, 1) >= 2000; }));
+  store->finish(1, 1);
+  final_size = store->received(1, 1);
+  finished = true;
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(store->held(), 0u);
+  EXPECT_EQ(store->received(1, 1), final_size.load());
+  LogStore::Chunk head = read_ok(*store, 0, 1000);
+  EXPECT_TRUE(head.done);
+  EXPECT_EQ(head.bytes, stream(0, 1000));
+  EXPECT_EQ(head.total, final_size.load());
+  EXPECT_TRUE(test::file_exists(dir / "1-1.done"));
 }
 
 TEST(LogStore, ReadsAtOrPastTheEndAreEmptyWithTheTotal) {

@@ -147,7 +147,11 @@ std::optional<json> parse_json(std::string_view text) {
 
 }  // namespace
 
-std::string serialize_commit_info(const CommitInfo& info) { return commit_info_json(info).dump(); }
+// A branch or an author need not be UTF-8 (git allows any bytes but a few): invalid
+// sequences are replaced rather than thrown about, as serialize_event does.
+std::string serialize_commit_info(const CommitInfo& info) {
+  return commit_info_json(info).dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 Result<CommitInfo> parse_commit_info(std::string_view body) {
   auto j = parse_json(body);
@@ -189,7 +193,9 @@ bool parse_event_kind(std::string_view text, EventKind* out) {
   return false;
 }
 
-std::string serialize_job_info(const JobInfo& job) { return job_json(job).dump(); }
+std::string serialize_job_info(const JobInfo& job) {
+  return job_json(job).dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 Result<JobInfo> parse_job_info(std::string_view text) {
   auto j = parse_json(text);

@@ -150,7 +150,8 @@ HttpReply Api::route(const HttpRequest& request) {
     auto branch = request.arg("branch"), name = request.arg("name");
     if (!branch || !name || !number_arg(request, "limit", &limit))
       return HttpReply::error(400, "branch and name are required; limit is a number");
-    body = q->history(repo.value_or(""), *branch, *name, std::clamp<uint64_t>(limit, 1, kMaxPage));
+    body = q->history(repo.value_or(""), valid_utf8(*branch), valid_utf8(*name),
+                      std::clamp<uint64_t>(limit, 1, kMaxPage));
   } else {
     Asset asset = find_asset(path);
     if (asset.body.empty()) return HttpReply::error(404, "not found");
@@ -165,7 +166,7 @@ HttpReply Api::route(const HttpRequest& request) {
 
 HttpReply Api::jobs(const HttpRequest& request) {
   JobFilter filter;
-  filter.branch = request.arg("branch").value_or("");
+  filter.branch = valid_utf8(request.arg("branch").value_or(""));
   filter.status = request.arg("status").value_or("");
   if (!repo_arg(request, &filter.repo)) return bad_repo();
   if (!number_arg(request, "limit", &filter.limit) ||
@@ -235,9 +236,11 @@ HttpReply Api::log(const HttpRequest& request, JobId id) {
   return reply;
 }
 
-HttpReply Api::badge(const std::string& repo, const std::string& branch) {
+HttpReply Api::badge(const std::string& repo, const std::string& raw_branch) {
   auto lease = queries_.lease();
   if (!lease) return failed(lease.error());
+  // A branch that is not UTF-8 came in the feed's JSON with U+FFFD for its bad bytes.
+  std::string branch = valid_utf8(raw_branch);
   auto state = (**lease)->branch_state(repo, branch);
   if (!state) return failed(state.error());
   HttpReply reply;

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "reporter/json.h"
+
 namespace ci::reporter {
 
 namespace {
@@ -30,16 +32,28 @@ std::string xml_escape(const std::string& text) {
         if (c >= 0x20 || c == '\t') out += static_cast<char>(c);
     }
   }
+  // Nor are U+FFFE and U+FFFF (valid UTF-8, EF BF BE and EF BF BF): replaced by U+FFFD.
+  for (size_t at = out.find("\xEF\xBF"); at != std::string::npos; at = out.find("\xEF\xBF", at + 3))
+    if (at + 2 < out.size() && (out[at + 2] == '\xBE' || out[at + 2] == '\xBF'))
+      out[at + 2] = '\xBD';
   return out;
 }
 
-// Widths from the character count: close enough for the badge's 11px sans-serif font.
-int text_width(const std::string& text) { return static_cast<int>(text.size()) * 7 + 10; }
+// Widths from the character count (UTF-8 continuation bytes, 10xxxxxx, not counted):
+// close enough for the badge's 11px sans-serif font.
+int text_width(const std::string& text) {
+  int characters = 0;
+  for (unsigned char c : text)
+    if ((c & 0xC0) != 0x80) ++characters;
+  return characters * 7 + 10;
+}
 
 }  // namespace
 
 std::string badge_svg(const std::string& label, const std::string& state) {
-  std::string name = label;
+  // Git allows a branch any bytes but a few: a name that is not UTF-8 would make the badge
+  // a malformed XML document, so it is repaired as the JSON API repairs it.
+  std::string name = valid_utf8(label);
   if (name.size() > 64) {
     // Not inside a UTF-8 character (its continuation bytes are 10xxxxxx): half a
     // character would make the badge a malformed XML document.

@@ -6,6 +6,11 @@ std::string json_text(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+std::string valid_utf8(const std::string& text) {
+  auto repaired = nlohmann::json::parse(json_text(text), nullptr, false);
+  return repaired.is_string() ? repaired.get<std::string>() : std::string();
+}
+
 nlohmann::json job_json(const JobInfo& job, uint64_t log_size) {
   nlohmann::json status = nullptr;
   if (job.status) status = to_string(*job.status);

@@ -13,6 +13,9 @@ namespace ci::reporter {
 // The text of `value`: invalid UTF-8 in a string (a commit subject, a test message) is
 // replaced, never thrown about.
 std::string json_text(const nlohmann::json& value);
+// `text` with each invalid UTF-8 sequence replaced by U+FFFD, as json_text and the feed's
+// JSON replace it: a name given in a URL then matches the name the feed gave.
+std::string valid_utf8(const std::string& text);
 
 // A job as /api/jobs shows it. `log_size`: bytes of its log known from job.log events.
 nlohmann::json job_json(const JobInfo& job, uint64_t log_size = 0);

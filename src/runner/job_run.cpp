@@ -164,7 +164,8 @@ Result<void> prepare_reports_dir(const JobRunOptions& options, const std::string
 }
 
 // The test cases of the run into results->cases, and the line that says where they
-// came from (and the notes on skipped reports) after the output, and to `on_output`.
+// came from (and the notes on skipped reports) after the output, and to `on_output`;
+// counts still unknown are taken from the cases.
 void attach_cases(const std::string& reports_dir, ResultsRequest* results,
                   const OutputHook& on_output) {
   ReportCases read = read_junit_dir(reports_dir);
@@ -177,6 +178,14 @@ void attach_cases(const std::string& reports_dir, ResultsRequest* results,
       read = std::move(from_output);
       source = "the unittest output";
     }
+  }
+  // Without unittest's summary (a test that writes JUnit reports only, or a run cut
+  // short) the counts come from the cases, counted as that summary counts: every case
+  // run, skipped ones too, as "Ran N tests" and JUnit's tests="N" count them; failed
+  // ones and those in error failed.
+  if (results->tests_run < 0 && (!read.cases.empty() || read.dropped > 0)) {
+    results->tests_run = static_cast<int64_t>(read.cases.size() + read.dropped);
+    results->tests_failed = static_cast<int64_t>(read.failed);
   }
   std::string lines;
   for (const auto& note : read.notes) lines += "[ci] " + note + "\n";

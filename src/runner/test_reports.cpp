@@ -98,6 +98,7 @@ Result<std::string> read_report(int dir_fd, const std::string& name, size_t max)
 }  // namespace
 
 void add_case(TestCase c, ReportCases* out) {
+  if (c.outcome == CaseOutcome::Failed || c.outcome == CaseOutcome::Error) ++out->failed;
   if (out->cases.size() >= TestCaseLimits::kMaxCases) {
     ++out->dropped;
     return;

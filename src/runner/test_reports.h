@@ -24,11 +24,12 @@ struct ReportCases {
   std::vector<TestCase> cases;
   size_t files = 0;                // reports read (JUnit) with at least their root
   size_t dropped = 0;              // cases past TestCaseLimits::kMaxCases
+  size_t failed = 0;               // cases failed or in error, dropped ones included
   std::vector<std::string> notes;  // one line each: a report skipped or cut, and why
 };
 
 // Appends `c` to `out` with its name and message bounded, or counts it dropped past
-// TestCaseLimits::kMaxCases.
+// TestCaseLimits::kMaxCases; counts it failed if it failed or is in error.
 void add_case(TestCase c, ReportCases* out);
 
 // The cases of one JUnit XML document: <testsuites> and <testsuite> (nested too), each

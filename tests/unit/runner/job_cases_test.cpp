@@ -78,6 +78,55 @@ TEST_F(JobCasesTest, WithoutReportsCasesComeFromTheUnittestOutput) {
   EXPECT_TRUE(r.output.ends_with("[ci] 2 test cases read from the unittest output\n")) << r.output;
 }
 
+// A test that writes a JUnit report and prints no unittest summary: the counts the
+// dashboard and cictl show come from its cases, counted as unittest counts ("Ran N
+// tests" includes the skipped ones; failures and errors failed).
+TEST_F(JobCasesTest, WithoutAUnittestSummaryTheCountsComeFromTheReportsCases) {
+  options.test_command =
+      "echo \"<testsuites><testsuite><testcase name='a'/><testcase name='b'><failure/></testcase>"
+      "</testsuite><testsuite><testcase name='c'><error/></testcase>"
+      "<testcase name='d'><skipped/></testcase><testcase name='e'/></testsuite></testsuites>\" "
+      "> \"$CI_REPORTS_DIR/r.xml\"; exit 1";
+  auto outcome = run();
+  const ResultsRequest& r = outcome.results;
+  EXPECT_EQ(r.status, TestStatus::Failed) << r.output;
+  ASSERT_EQ(cases_of(r).size(), 5u) << r.output;
+  EXPECT_EQ(r.tests_run, 5);
+  EXPECT_EQ(r.tests_failed, 2);
+}
+
+TEST_F(JobCasesTest, AReportWithoutFailuresCountsNoneFailed) {
+  options.test_command =
+      "echo \"<testsuite><testcase name='a'/><testcase name='b'/></testsuite>\" "
+      "> \"$CI_REPORTS_DIR/r.xml\"";
+  auto outcome = run();
+  EXPECT_EQ(outcome.results.tests_run, 2) << outcome.results.output;
+  EXPECT_EQ(outcome.results.tests_failed, 0);
+}
+
+// unittest's verbose lines without the summary after them (the run was cut short): the
+// counts come from the lines read.
+TEST_F(JobCasesTest, VerboseLinesWithoutASummaryGiveTheCounts) {
+  options.test_command =
+      "printf 'test_a (m.C.test_a) ... ok\\ntest_b (m.C.test_b) ... FAIL\\n"
+      "test_c (m.C.test_c) ... skipped \\047why\\047\\n'; exit 1";
+  auto outcome = run();
+  ASSERT_EQ(cases_of(outcome.results).size(), 3u) << outcome.results.output;
+  EXPECT_EQ(outcome.results.tests_run, 3);
+  EXPECT_EQ(outcome.results.tests_failed, 1);
+}
+
+// unittest's summary is the count when there is one: the reports only add cases.
+TEST_F(JobCasesTest, AUnittestSummaryKeepsItsCounts) {
+  options.test_command =
+      "echo \"<testsuite><testcase name='a'/></testsuite>\" > \"$CI_REPORTS_DIR/r.xml\"; "
+      "printf 'Ran 7 tests in 0.1s\\n\\nFAILED (failures=3)\\n'";
+  auto outcome = run();
+  EXPECT_EQ(cases_of(outcome.results).size(), 1u) << outcome.results.output;
+  EXPECT_EQ(outcome.results.tests_run, 7);
+  EXPECT_EQ(outcome.results.tests_failed, 3);
+}
+
 TEST_F(JobCasesTest, ASkippedReportIsSaidInTheOutput) {
   options.test_command = "echo '<testsuite>' > \"$CI_REPORTS_DIR/bad.xml\"; printf no-newline";
   auto outcome = run();
@@ -91,6 +140,8 @@ TEST_F(JobCasesTest, NothingToReadAddsNothing) {
   auto outcome = run();
   EXPECT_EQ(outcome.results.output, "plain\n");
   EXPECT_EQ(outcome.results.cases, "");
+  EXPECT_EQ(outcome.results.tests_run, -1) << "no cases, no summary: unknown";
+  EXPECT_EQ(outcome.results.tests_failed, -1);
 }
 
 // In the sandbox the reports folder is the one place besides the checkout (and the

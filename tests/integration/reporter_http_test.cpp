@@ -238,7 +238,8 @@ RawAnswer raw_exchange(uint16_t port, const std::string& bytes) {
 // The suite the runner runs (sh ci.sh): two cases, suite.alpha and suite.beta, each
 // failing when a file broken-<name> is in the commit; a JUnit report in
 // $CI_REPORTS_DIR (the cases), a hundred lines of output for the log, and unittest's
-// summary lines (the counts: the runner reads them from the output alone).
+// summary lines (the counts: a summary, when there is one, gives them rather than the
+// cases).
 constexpr char kSuite[] = R"SH(#!/bin/sh
 i=0
 while [ $i -lt 100 ]; do echo "log line $i of job $CI_JOB_ID"; i=$((i + 1)); done

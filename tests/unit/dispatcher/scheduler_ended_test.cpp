@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "dispatcher/scheduler.h"
+#include "scheduler_offers.h"
 
 namespace ci {
 namespace {
@@ -22,13 +23,7 @@ class SchedulerEnded : public ::testing::Test {
   Scheduler sched{Scheduler::Options{3, 5}};
   TimePoint now{};
 
-  Offer offer_and_accept() {
-    auto offer = sched.next_offer(now);
-    EXPECT_TRUE(offer.has_value());
-    if (!offer) return {};
-    sched.offer_accepted(*offer, now);
-    return *offer;
-  }
+  Offer offer_and_accept() { return ci::offer_and_accept(sched, now); }
   // The attempts named since the last call, each once.
   std::set<Attempt> ended() {
     auto list = sched.take_ended_attempts();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "dispatcher/scheduler.h"
+#include "scheduler_offers.h"
 
 namespace ci {
 namespace {
@@ -24,13 +25,7 @@ class SchedulerFeedTest : public ::testing::Test {
     return out;
   }
 
-  Offer offer_and_accept() {
-    auto offer = sched.next_offer(now);
-    EXPECT_TRUE(offer.has_value());
-    if (!offer) return {};
-    sched.offer_accepted(*offer, now);
-    return *offer;
-  }
+  Offer offer_and_accept() { return ci::offer_and_accept(sched, now); }
 
   Scheduler::Options options{3, 3};
   Scheduler sched{options};

@@ -6,6 +6,7 @@
 #include "dispatcher/result_writer.h"
 #include "dispatcher/scheduler.h"
 #include "dispatcher/sqlite_store.h"
+#include "scheduler_offers.h"
 #include "test_support.h"
 
 namespace ci {
@@ -22,13 +23,7 @@ class ReposTest : public ::testing::Test {
   Scheduler sched{Scheduler::Options{3, 3}};
   TimePoint now{};
 
-  Offer offer_and_accept() {
-    auto offer = sched.next_offer(now);
-    EXPECT_TRUE(offer.has_value());
-    if (!offer) return {};
-    sched.offer_accepted(*offer, now);
-    return *offer;
-  }
+  Offer offer_and_accept() { return ci::offer_and_accept(sched, now); }
 
   void finish(const Offer& o) {
     ASSERT_EQ(sched.check_result(o.job, o.attempt, o.runner), ResultVerdict::Accept);

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "scheduler_offers.h"
+
 namespace ci {
 namespace {
 
@@ -20,13 +22,7 @@ class SchedulerTest : public ::testing::Test {
   TimePoint t0{};
   TimePoint now = t0;
 
-  Offer offer_and_accept() {
-    auto offer = sched.next_offer(now);
-    EXPECT_TRUE(offer.has_value());
-    if (!offer) return {};
-    sched.offer_accepted(*offer, now);
-    return *offer;
-  }
+  Offer offer_and_accept() { return ci::offer_and_accept(sched, now); }
 
   void finish(const Offer& o, TestStatus status = TestStatus::Passed) {
     ASSERT_EQ(sched.check_result(o.job, o.attempt, o.runner), ResultVerdict::Accept);

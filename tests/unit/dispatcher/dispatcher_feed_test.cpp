@@ -14,20 +14,6 @@ using namespace std::chrono_literals;
 
 class DispatcherFeed : public DispatcherParts {
  protected:
-  // A job running on the fake runner: its id and the runner's address.
-  JobId running_job(char c) {
-    Reply reg = wait_answer(send(RegisterRequest{"127.0.0.1", runner_.port()}));
-    EXPECT_EQ(reg.kind, Reply::Kind::Ok) << reg.reason();
-    Reply d = wait_answer(send(DispatchRequest{commit_id(c), "main"}));
-    EXPECT_EQ(d.kind, Reply::Kind::Ok) << d.reason();
-    JobId id = std::stoull(d.args.at(0));
-    EXPECT_TRUE(test::wait_until([&] {
-      MutexLock lock(state_.mutex);
-      return state_.scheduler.job(id)->state == JobState::Running;
-    }));
-    return id;
-  }
-  std::string runner() { return "127.0.0.1:" + std::to_string(runner_.port()); }
   std::vector<FeedEvent> events_in(const Reply& reply) {
     auto events = parse_events(reply.body);
     EXPECT_TRUE(events.ok()) << events.error();

@@ -11,24 +11,6 @@ using namespace std::chrono_literals;
 
 class LogEnd : public DispatcherParts {
  protected:
-  // A job running on the fake runner, as its first attempt.
-  JobId running_job(char c) {
-    Reply reg = wait_answer(send(RegisterRequest{"127.0.0.1", runner_.port()}));
-    EXPECT_EQ(reg.kind, Reply::Kind::Ok) << reg.reason();
-    Reply d = wait_answer(send(DispatchRequest{commit_id(c), "main"}));
-    EXPECT_EQ(d.kind, Reply::Kind::Ok) << d.reason();
-    JobId id = std::stoull(d.args.at(0));
-    EXPECT_TRUE(running(id, 1));
-    return id;
-  }
-  bool running(JobId id, uint32_t attempt) {
-    return test::wait_until([&] {
-      MutexLock lock(state_.mutex);
-      const Job* job = state_.scheduler.job(id);
-      return job->state == JobState::Running && job->attempt == attempt;
-    });
-  }
-  std::string runner() { return "127.0.0.1:" + std::to_string(runner_.port()); }
   std::string done_file(JobId id, uint32_t attempt) {
     return dir_ / ("logs/" + std::to_string(id) + "-" + std::to_string(attempt) + ".done");
   }

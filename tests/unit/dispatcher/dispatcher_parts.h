@@ -200,6 +200,26 @@ class DispatcherParts : public ::testing::Test {
     EXPECT_TRUE(test::wait_until([&] { return answer(n).has_value(); })) << "no answer";
     return answer(n).value_or(Reply::err("no answer"));
   }
+  // A job dispatched and running on the fake runner (registered first), as its first
+  // attempt.
+  JobId running_job(char c) {
+    Reply reg = wait_answer(send(RegisterRequest{"127.0.0.1", runner_.port()}));
+    EXPECT_EQ(reg.kind, Reply::Kind::Ok) << reg.reason();
+    Reply d = wait_answer(send(DispatchRequest{commit_id(c), "main"}));
+    EXPECT_EQ(d.kind, Reply::Kind::Ok) << d.reason();
+    JobId id = std::stoull(d.args.at(0));
+    EXPECT_TRUE(running(id, 1));
+    return id;
+  }
+  // Waits until job `id` runs as its attempt `attempt`.
+  bool running(JobId id, uint32_t attempt) {
+    return test::wait_until([&] {
+      MutexLock lock(state_.mutex);
+      const Job* job = state_.scheduler.job(id);
+      return job->state == JobState::Running && job->attempt == attempt;
+    });
+  }
+  std::string runner() { return "127.0.0.1:" + std::to_string(runner_.port()); }
   size_t stored_jobs() {
     MutexLock lock(data_->mutex);
     return data_->jobs.size();

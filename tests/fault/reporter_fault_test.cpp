@@ -640,8 +640,10 @@ TEST(ReporterFault, DownLongerThanTheFeedKeepsEventsItRebuildsFromASnapshot) {
 
   c.start_reporter();
   ASSERT_TRUE(wait_caught_up(c, total));
-  EXPECT_TRUE(c.reporter().log_contains("rebuilt the read model from a snapshot"))
-      << c.reporter().log();
+  // Logged once the snapshot is applied, a moment after the read model has it: waited for.
+  EXPECT_TRUE(wait_until([&] {
+    return c.reporter().log_contains("rebuilt the read model from a snapshot");
+  })) << c.reporter().log();
   auto expected = dispatcher_jobs(c);
   ASSERT_EQ(expected.size(), total);
   auto seen = reporter_jobs(c.http_port());

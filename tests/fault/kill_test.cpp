@@ -116,7 +116,11 @@ TEST(Kill, DispatcherKilledWithOneJobRunningAndThreeQueuedFinishesAllFour) {
   // The running job finishes while the dispatcher is down: its result waits in the
   // runner's spool.
   std::ofstream(gate + "/release").flush();
-  ASSERT_TRUE(wait_until([&] { return c.runner(0).log_contains("job 1"); }));
+  // Its end, not its start ("job 1 attempt 1 commit ...: running" is logged before the
+  // test is started): the line the runner logs once the test has ended.
+  ASSERT_TRUE(wait_until([&] {
+    return c.runner(0).log_contains("job 1 attempt 1 commit " + commits[0] + ": passed");
+  })) << c.runner(0).log();
   c.start_dispatcher();
   for (const auto& commit : commits)
     ASSERT_TRUE(c.wait_result(commit)) << c.dispatcher().log() << c.runner(0).log();
@@ -182,11 +186,17 @@ TEST(Kill, RunnerStoppedLongerThanTheHeartbeatComesBackAsTheSameRunner) {
   ASSERT_TRUE(wait_until([&] { return c.status_value("jobs-finished") == 1; }));
   // It registers again once it notices the dispatcher's silence, and only once.
   ASSERT_TRUE(wait_until([&] { return c.status_value("runners-idle") == 1; }));
-  std::string log = c.dispatcher().log();
-  size_t registrations = 0;
-  for (size_t pos = 0; (pos = log.find("registered", pos)) != std::string::npos; ++pos)
-    ++registrations;
-  EXPECT_EQ(registrations, 2u) << log;  // at start, and after it was dropped
+  // The dispatcher logs a registration when it saves it, a moment after the status has
+  // it: waited for, then counted.
+  std::string log;
+  auto registrations = [&] {
+    log = c.dispatcher().log();
+    size_t n = 0;
+    for (size_t pos = 0; (pos = log.find("registered", pos)) != std::string::npos; ++pos) ++n;
+    return n;
+  };
+  EXPECT_TRUE(wait_until([&] { return registrations() >= 2; })) << log;
+  EXPECT_EQ(registrations(), 2u) << log;  // at start, and after it was dropped
   EXPECT_EQ(c.status_value("runners"), 1);
   EXPECT_EQ(c.status_value("jobs-queued"), 0);
   EXPECT_EQ(jobs_of(c).size(), 1u);

@@ -113,8 +113,11 @@ TEST(EndToEnd, TestTimeoutGivesStatusTimeoutAndKillsTheTestsProcesses) {
   c.start_dispatcher();
   std::string pids = c.shared_dir("shared") + "/pids";
   // The test starts a background process and then hangs. (Unconfined, so that the
-  // process ids it writes are the machine's: in the sandbox they are its own.)
-  c.start_runner({"--timeout", "1", "--sandbox", "off", "--test-command",
+  // process ids it writes are the machine's: in the sandbox they are its own.) The
+  // timeout runs from the start of the test's shell, which must have written both ids
+  // before it: 3 s, as starting the guard and the shell can take over a second on a
+  // busy machine or under a sanitizer.
+  c.start_runner({"--timeout", "3", "--sandbox", "off", "--test-command",
                   "sleep 300 & echo $! >> " + pids + "; echo $$ >> " + pids + "; sleep 300"});
   ASSERT_TRUE(c.wait_runners(1));
   c.start_observer();

@@ -146,9 +146,12 @@ class HostileInput : public ::testing::Test {
     ASSERT_NE(port_, 0);
   }
 
+  // A daemon held up by a bad client answers no sooner than that client's idle timeout
+  // (1 s); a free one at once. The bound sits between the two: at once is a few
+  // milliseconds here, but up to a few hundred on a busy machine under a sanitizer.
   void expect_healthy(const std::string& after) {
     auto took = status_latency(port_);
-    EXPECT_LT(took.count(), 100) << "status after " << after;
+    EXPECT_LT(took.count(), 500) << "status after " << after;
     EXPECT_TRUE(dispatcher_->running()) << after;
   }
 

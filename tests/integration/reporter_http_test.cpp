@@ -673,15 +673,22 @@ TEST(ReporterHttp, EventStreamSendsEachJobsEventsInSeqOrderWithIds) {
     EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "job.finished"), 1) << id;
     EXPECT_LT(at("job.queued"), at("job.started")) << id;
     EXPECT_LT(at("job.started"), at("job.finished")) << id;
-    EXPECT_EQ(kinds.back(), "job.finished") << id;
+    // Nothing but its log after its end: the runner sends the results once the
+    // dispatcher has taken the last lines of the log, or after half a second when it is
+    // slow (a busy machine, a sanitizer), and then a job.log event may follow them.
+    for (size_t i = at("job.finished") + 1; i < kinds.size(); ++i)
+      EXPECT_EQ(kinds[i], "job.log") << id;
   }
 
-  // A client coming back with Last-Event-ID is sent what came after it, the same events.
+  // A client coming back with Last-Event-ID is sent what came after it, the same events
+  // (and any that came since).
   EventStream resumed(port, "/api/events", {"Last-Event-ID: " + events[0].id});
-  ASSERT_TRUE(resumed.wait_for(finished, 10000ms)) << resumed.text();
+  ASSERT_TRUE(resumed.wait_for(
+      [&](const std::vector<SseEvent>& got) { return got.size() >= events.size() - 1; }, 10000ms))
+      << resumed.text();
   std::vector<SseEvent> again = resumed.events();
-  ASSERT_EQ(again.size(), events.size() - 1) << resumed.text();
-  for (size_t i = 0; i < again.size(); ++i) {
+  ASSERT_GE(again.size(), events.size() - 1) << resumed.text();
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
     EXPECT_EQ(again[i].id, events[i + 1].id);
     EXPECT_EQ(again[i].data, events[i + 1].data);
   }

@@ -168,11 +168,19 @@ TEST(Repos, FourSlotsRunFourSlowJobsAtOnceEachInItsOwnCheckout) {
   for (int i = 0; i < 8; ++i) commits.push_back(commit_file(a, "f" + std::to_string(i), "x"));
   c.start_dispatcher();
   announce(c, "a", a);
-  c.start_workdir_runner(
-      {"--slots", "4", "--test-command",
-       "echo start $(date +%s%N); echo cwd $(pwd); sleep 1; echo end $(date +%s%N)"});
+  // Each job says it started and then runs until the test lets it end: a job that
+  // merely slept could end before the fourth has started when starting takes long on a
+  // busy machine.
+  std::string gate = c.shared_dir("gate");
+  c.start_workdir_runner({"--slots", "4", "--sandbox-share", gate, "--test-command",
+                          "echo start $(date +%s%N); echo cwd $(pwd); touch " + gate +
+                              "/started.$CI_JOB_ID; while [ ! -e " + gate +
+                              "/release ]; do sleep 0.02; done; echo end $(date +%s%N)"});
   ASSERT_TRUE(c.wait_runners(1));
   for (const auto& commit : commits) ASSERT_NE(dispatch(c, "a", commit), 0u);
+  // Four at once, and no more: released once four have started.
+  ASSERT_TRUE(wait_until([&] { return list_dir(gate).size() == 4; })) << logs(c, 1);
+  std::ofstream(gate + "/release").flush();
   for (const auto& commit : commits) ASSERT_TRUE(c.wait_result("a", commit)) << logs(c, 1);
 
   struct Run {
@@ -191,7 +199,7 @@ TEST(Repos, FourSlotsRunFourSlowJobsAtOnceEachInItsOwnCheckout) {
     runs.push_back(run);
   }
   // How many ran at the moment each one started: never more than the 4 slots, and 4 at
-  // some moment (8 jobs of a second each, all queued before the first ended).
+  // some moment (the first four held until all four had started).
   size_t most = 0;
   for (const auto& r : runs) {
     size_t at_once = std::count_if(runs.begin(), runs.end(), [&](const Run& o) {
@@ -250,8 +258,13 @@ TEST(Repos, AKilledFourSlotRunnersJobsAreFinishedElsewhereOnceEach) {
     EXPECT_NE(result.find("tested " + commit), std::string::npos) << result;
   }
   ASSERT_TRUE(wait_until([&] { return c.status_value("jobs-finished") == 4; }));
-  auto done = finishes(c);
-  EXPECT_EQ(done.size(), 4u);
+  // The dispatcher writes the feed with its next group commit, a moment after the status
+  // has the change: the four job.finished events are waited for.
+  std::map<JobId, int> done;
+  EXPECT_TRUE(wait_until([&] {
+    done = finishes(c);
+    return done.size() == 4;
+  })) << done.size();
   for (const auto& [job, n] : done) EXPECT_EQ(n, 1) << "job " << job;
 }
 

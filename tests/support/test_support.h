@@ -30,6 +30,23 @@ class TempDir {
   std::string path_;
 };
 
+// A loopback port bound but not listening, held until the object goes: a connection to
+// it is refused, as to a server that is down, and no other socket of the machine can
+// take the port meanwhile; a server that binds with SO_REUSEADDR (LineServer does)
+// can listen on it while it is held. For a server started after its clients.
+class HeldPort {
+ public:
+  HeldPort();
+  ~HeldPort();
+  HeldPort(const HeldPort&) = delete;
+  HeldPort& operator=(const HeldPort&) = delete;
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
 // Polls `condition` until it holds or `timeout` passes; true if it held.
 bool wait_until(const std::function<bool()>& condition,
                 std::chrono::milliseconds timeout = 30000ms);

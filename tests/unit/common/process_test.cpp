@@ -174,6 +174,10 @@ TEST_P(RunCommandTest, ATimeoutKillsTheWholeGroup) {
   std::string child = dir / "child";
   auto spec = shell("echo started; sleep 300 & echo $! > '" + child + "'; wait");
   spec.timeout = 300ms;
+  // The timeout runs from the start: on a busy machine it could end the shell before it
+  // has printed or started its child. Held back until the child is there, it ends a
+  // command that has done both.
+  spec.on_started = [&](pid_t) { wait_for_pid(child); };
   auto r = run(spec);
   EXPECT_TRUE(r.timed_out);
   EXPECT_EQ(r.output, "started\n");

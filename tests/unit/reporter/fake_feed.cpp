@@ -192,10 +192,4 @@ TestCase test_case(const std::string& name, CaseOutcome outcome) {
   return c;
 }
 
-uint16_t reserve_port() {
-  FakeFeed probe;
-  probe.start();
-  return probe.port();
-}
-
 }  // namespace ci::reporter::test_peer

@@ -67,7 +67,4 @@ JobInfo make_job(JobId id, const std::string& commit, const std::string& branch,
                  const std::string& state, const std::string& author = "Alice");
 TestCase test_case(const std::string& name, CaseOutcome outcome);
 
-// A port that was free a moment ago.
-uint16_t reserve_port();
-
 }  // namespace ci::reporter::test_peer

@@ -119,7 +119,8 @@ TEST_F(FollowerTest, AReadModelThatFellBehindTheRetentionIsRebuilt) {
 
 TEST_F(FollowerTest, ADispatcherThatIsDownIsTriedAgainOnTheClock) {
   FakeClock clock;
-  uint16_t port = reserve_port();
+  test::HeldPort held;  // the dispatcher comes later, on this port
+  uint16_t port = held.port();
   open_model();
   follow(port, &clock);
   // It failed once and sleeps for the first backoff, on the fake clock.

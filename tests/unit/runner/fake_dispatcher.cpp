@@ -140,12 +140,6 @@ Response FakeDispatcher::handle(const Frame& frame) {
   return {serialize_reply(Reply::ok())};
 }
 
-uint16_t reserve_port() {
-  FakeDispatcher probe;
-  probe.start();
-  return probe.port();
-}
-
 Result<Reply> call(uint16_t port, const Frame& frame, const std::string& token) {
   ClientOptions options;
   options.token = token;

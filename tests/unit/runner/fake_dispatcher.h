@@ -76,9 +76,6 @@ class FakeDispatcher {
   size_t log_messages_ GUARDED_BY(mu_) = 0;
 };
 
-// A port that was free a moment ago, for a dispatcher started after the runner.
-uint16_t reserve_port();
-
 // Each on a new connection, proving `token` when one is given.
 Result<Reply> call(uint16_t port, const Frame& frame, const std::string& token = "");
 Result<Reply> call(uint16_t port, const Request& request, const std::string& token = "");

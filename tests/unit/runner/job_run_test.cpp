@@ -159,9 +159,14 @@ TEST_F(JobRunTest, UnknownCommitIsAnError) {
 }
 
 TEST_F(JobRunTest, TimeoutEndsTheCommand) {
-  options.test_command = "echo started; sleep 30";
+  std::string printed = dir / "printed";
+  options.test_command = "echo started; touch '" + printed + "'; sleep 30";
   options.timeout = 1s;
-  auto outcome = run(first_commit);
+  // The timeout runs from the start of the command: on a busy machine it could end it
+  // before it has printed. Held back until it has, it ends a command that has.
+  auto outcome = run_job(options, job(first_commit), "127.0.0.1:8900", nullptr, [&](pid_t) {
+    test::wait_until([&] { return test::file_exists(printed); }, 20s);
+  });
   EXPECT_EQ(outcome.results.status, TestStatus::Timeout);
   EXPECT_FALSE(outcome.cancelled);
   EXPECT_EQ(outcome.results.output, "started\n");
@@ -172,7 +177,10 @@ TEST_F(JobRunTest, TimeoutKillsTheWholeProcessGroup) {
   std::string pids = dir / "pids";
   options.test_command = "echo $$ > " + pids + ".group; sleep 300 & echo $! > " + pids + "; wait";
   options.timeout = 1s;
-  auto outcome = run(first_commit);
+  // Held back until the shell has written both ids (the second after the first): on a
+  // busy machine the timeout could end the shell before.
+  auto outcome = run_job(options, job(first_commit), "127.0.0.1:8900", nullptr,
+                         [&](pid_t) { test::wait_until([&] { return read_pid(pids) > 0; }, 20s); });
   EXPECT_EQ(outcome.results.status, TestStatus::Timeout);
   pid_t child = read_pid(pids);
   pid_t group = read_pid(pids + ".group");

@@ -61,7 +61,8 @@ TEST_F(RunnerLogTest, OutputReachesTheDispatcherWhileTheTestRuns) {
 
 TEST_F(RunnerLogTest, ALogHeldWhileTheDispatcherIsAwayArrivesWhenItIsBack) {
   use_two_step_test();
-  uint16_t port = reserve_port();
+  test::HeldPort held;  // the dispatcher comes later, on this port
+  uint16_t port = held.port();
   start_runner(port);
   ASSERT_EQ(runtest(runner->port(), 6, commit), Reply::Kind::Ok);
   ASSERT_TRUE(test::wait_until([&] { return log_count("cannot send its live log") == 1; }));

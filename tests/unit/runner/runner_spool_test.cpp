@@ -29,7 +29,8 @@ size_t first(const std::vector<std::string>& verbs, const std::string& verb) {
 
 TEST_F(RunnerTest, KeepsResultsInTheSpoolWhileTheDispatcherIsDownAndDeliversThemOnce) {
   options.job.test_command = "echo done";
-  uint16_t dispatcher_port = reserve_port();
+  test::HeldPort held;  // the dispatcher comes later, on this port
+  uint16_t dispatcher_port = held.port();
   start_runner(dispatcher_port);
   uint16_t port = runner->port();
   ASSERT_EQ(runtest(port, 5, commit), Reply::Kind::Ok);
@@ -56,7 +57,8 @@ TEST_F(RunnerTest, KeepsResultsInTheSpoolWhileTheDispatcherIsDownAndDeliversThem
 
 TEST_F(RunnerTest, ARestartedRunnerDeliversWhatTheEarlierOneSpooled) {
   options.job.test_command = "echo first run";
-  uint16_t dispatcher_port = reserve_port();
+  test::HeldPort held;  // the dispatcher comes later, on this port
+  uint16_t dispatcher_port = held.port();
   start_runner(dispatcher_port);
   ASSERT_EQ(runtest(runner->port(), 5, commit), Reply::Kind::Ok);
   ASSERT_TRUE(test::wait_until([&] { return test::file_exists(spool_file(5)); }));

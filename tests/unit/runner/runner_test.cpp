@@ -83,7 +83,8 @@ TEST_F(RunnerTest, AnswersMalformedMessagesWithErrAndKeepsServing) {
 }
 
 TEST_F(RunnerTest, KeepsTryingToRegisterUntilTheDispatcherIsUp) {
-  uint16_t port = reserve_port();
+  test::HeldPort held;  // the dispatcher comes later, on this port
+  uint16_t port = held.port();
   start_runner(port);
   ASSERT_TRUE(test::wait_until([&] { return log_count("cannot register") > 0; }));
   fake.start(port);

@@ -204,17 +204,10 @@ TEST(LineClient, ConnectionRefusedIsAnError) {
   // A port bound and held but not listening: a connection to it is refused, and no
   // other socket of the machine can start listening on it meanwhile (as one could on
   // the port of a server that has gone).
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  LineClient client("127.0.0.1", ntohs(addr.sin_port));
+  test::HeldPort held;
+  ASSERT_NE(held.port(), 0);
+  LineClient client("127.0.0.1", held.port());
   auto r = client.call(PingRequest{});
-  ::close(fd);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().find("cannot connect"), std::string::npos) << r.error();
 }

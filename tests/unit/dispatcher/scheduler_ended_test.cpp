@@ -101,6 +101,33 @@ TEST_F(SchedulerEnded, ARefusedOfferIsNotNamedItsNumberIsTakenAgain) {
   EXPECT_EQ(ended(), std::set<Attempt>{});
 }
 
+// The runner leaves while its offer is on the way: the offer's answer decides. Refused,
+// the attempt's number is taken again by the next offer, whose log must not be finished
+// before it starts; accepted by a runner gone meanwhile, the attempt is over.
+TEST_F(SchedulerEnded, ARunnerGoneWithItsOfferOnTheWayLeavesItToTheOffersAnswer) {
+  auto id = sched.submit(kCommitA, "main", now).id;
+  sched.register_runner("r1:1", now);
+  auto refused = sched.next_offer(now);
+  ASSERT_TRUE(refused);
+  ASSERT_TRUE(sched.unregister_runner("r1:1", now));
+  sched.offer_refused(*refused, Scheduler::Refusal::Unreachable, now);
+  EXPECT_EQ(ended(), std::set<Attempt>{});
+  sched.register_runner("r2:2", now);
+  auto again = offer_and_accept();
+  EXPECT_EQ(again.job, id);
+  EXPECT_EQ(again.attempt, refused->attempt);
+  EXPECT_EQ(ended(), std::set<Attempt>{});
+
+  auto other = sched.submit(kCommitB, "main", now).id;
+  sched.register_runner("r3:3", now);
+  auto accepted = sched.next_offer(now);
+  ASSERT_TRUE(accepted);
+  ASSERT_EQ(accepted->job, other);
+  ASSERT_TRUE(sched.unregister_runner("r3:3", now));
+  sched.offer_accepted(*accepted, now);
+  EXPECT_EQ(ended(), (std::set<Attempt>{{other, accepted->attempt}}));
+}
+
 TEST_F(SchedulerEnded, AResultEndsItsOwnAttemptACancelledRunnerThatForgetsItNamesIt) {
   auto id = sched.submit(kCommitA, "main", now).id;
   sched.register_runner("r1:1", now);
